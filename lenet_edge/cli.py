@@ -1,0 +1,253 @@
+"""The ``lenet-edge`` command: run (train + export), train, export."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from . import __version__
+from .bundle import TRAINING_RECORD, log
+from .errors import LenetEdgeError, UsageError
+from .formats import FORMAT_NAMES, get_formats
+from .model import ACTIVATIONS, ARCHITECTURES
+from .train import TrainConfig
+
+DEFAULT_OUT = "export"
+DEFAULTS = TrainConfig()
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _format_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [n for n in names if n not in FORMAT_NAMES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown format {','.join(unknown) or text!r}; choose from {','.join(FORMAT_NAMES)}"
+        )
+    return names
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument(
+        "--data",
+        metavar="PATH",
+        help="folder of the 4 MNIST IDX files (.gz or raw) or a Keras "
+        "mnist.npz; default: $LENET_EDGE_DATA, then the Keras cache, then the Keras download",
+    )
+    group.add_argument("--offline", action="store_true", help="never try the Keras download")
+
+
+def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("training")
+    group.add_argument(
+        "--arch", choices=list(ARCHITECTURES), default=DEFAULTS.arch, help="architecture (default %(default)s)"
+    )
+    group.add_argument("--activation", choices=ACTIVATIONS, default=DEFAULTS.activation, help="default %(default)s")
+    group.add_argument("--epochs", type=_positive, default=DEFAULTS.epochs, help="default %(default)s")
+    group.add_argument("--batch-size", type=_positive, default=DEFAULTS.batch_size, help="default %(default)s")
+    group.add_argument(
+        "--lr",
+        type=float,
+        default=DEFAULTS.learning_rate,
+        help="Adam peak learning rate, cosine-decayed (default %(default)s)",
+    )
+    group.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULTS.augment,
+        help="random shifts (±2 px) and rotations (±10°) of the training images (default: on)",
+    )
+    group.add_argument(
+        "--validation",
+        type=_positive,
+        default=DEFAULTS.validation,
+        help="validation images carved from the training set (default %(default)s)",
+    )
+    group.add_argument("--limit", type=_positive, help="use only the first N training images (quick runs)")
+    group.add_argument("--seed", type=int, default=DEFAULTS.seed, help="makes the run repeatable (default %(default)s)")
+
+
+def _add_export_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("export")
+    group.add_argument(
+        "--formats", type=_format_list, help=f"comma-separated subset of {','.join(FORMAT_NAMES)} (default: all)"
+    )
+    group.add_argument(
+        "--calibration",
+        type=_positive,
+        default=500,
+        help="training images that calibrate the int8 models (default %(default)s)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lenet-edge", description="Train LeNet-5 on MNIST, export it for phones.")
+    parser.add_argument("--version", action="version", version=f"lenet-edge {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="train, then export every format into a bundle",
+        description="Train LeNet-5 on MNIST and export every format into one bundle.",
+    )
+    run.add_argument("--out", default=DEFAULT_OUT, help="bundle folder (default %(default)s)")
+    _add_data_options(run)
+    _add_train_options(run)
+    _add_export_options(run)
+    run.set_defaults(handler=cmd_run)
+
+    train = commands.add_parser(
+        "train",
+        help="train only: a bundle holding the Keras model and its record",
+        description="Train and save lenet5.keras with its training record and curves.",
+    )
+    train.add_argument("--out", default=DEFAULT_OUT, help="bundle folder (default %(default)s)")
+    _add_data_options(train)
+    _add_train_options(train)
+    train.set_defaults(handler=cmd_train)
+
+    export = commands.add_parser(
+        "export",
+        help="export a trained .keras model into a bundle",
+        description="Export a trained Keras model to every format into one bundle.",
+    )
+    export.add_argument("model", metavar="MODEL.keras", help="trained model (its training.json beside it is kept)")
+    export.add_argument("--out", default=DEFAULT_OUT, help="bundle folder (default %(default)s)")
+    export.add_argument("--seed", type=int, help="seed of the calibration pick (default: the training seed)")
+    _add_data_options(export)
+    _add_export_options(export)
+    export.set_defaults(handler=cmd_export)
+    return parser
+
+
+def _load_data(args):
+    from .data import load_mnist
+
+    mnist = load_mnist(args.data, download=not args.offline)
+    log(f"MNIST: {mnist.source} ({len(mnist.x_train)} train, {len(mnist.x_test)} test images, checksums ok)")
+    return mnist
+
+
+def _train(args, mnist):
+    from .train import train
+
+    names = {f.name for f in fields(TrainConfig)}
+    values = vars(args) | {"batch_size": args.batch_size, "learning_rate": args.lr}
+    config = TrainConfig(**{k: v for k, v in values.items() if k in names})
+    log(f"training {config.arch} ({config.activation}) for {config.epochs} epochs, seed {config.seed}")
+    result = train(mnist, config)
+    log(
+        f"trained in {result.seconds:.0f} s: kept epoch {result.best_epoch} (validation {result.val_accuracy:.2%}), "
+        f"Keras test accuracy {result.test_accuracy:.2%}"
+    )
+    record = result.describe()
+    record["model"] = _model_facts(result.model, config.arch, config.activation)
+    return result.model, record
+
+
+def _model_facts(model, arch: str, activation: str | None) -> dict:
+    from .model import count_macs, count_params
+
+    known = ARCHITECTURES.get(arch)
+    return {
+        "architecture": arch,
+        "activation": activation,
+        "summary": known.summary if known else model.name,
+        "params": count_params(model),
+        "macs": count_macs(model),
+    }
+
+
+def _finish(manifest: dict, out: str) -> int:
+
+    log(f"\nwrote {out}/:")
+    for entry in manifest["artifacts"]:
+        log(f"  {entry['file']:<24} {entry['bytes'] / 1024:8.1f} KB  {entry['format']} ({entry['runtime']})")
+    for name in ("labels.txt", TRAINING_RECORD, "training_curves.png", "README.md", "manifest.json"):
+        if (Path(out) / name).exists():
+            log(f"  {name}")
+    log(f"Keras test accuracy: {manifest['keras_test_accuracy']:.2%}")
+    for failure in manifest["failed"]:
+        log(f"FAILED {failure['format']}: {failure['reason']}")
+    log("\nnext:")
+    log(f"  read {out}/README.md for how an app feeds each model")
+    log(f"  python examples/app_client.py {out}   # accuracy of every export, TensorFlow-free")
+    log(f"  lenet-edge export {out}/lenet5.keras --formats tflite-int8 --calibration 2000   # re-export")
+    return 1 if manifest["failed"] else 0
+
+
+def cmd_run(args) -> int:
+    from .bundle import write_bundle
+
+    formats = get_formats(args.formats)
+    mnist = _load_data(args)
+    model, record = _train(args, mnist)
+    return _finish(write_bundle(args.out, model, record, mnist, formats, args.calibration), args.out)
+
+
+def cmd_train(args) -> int:
+    from .bundle import write_bundle
+
+    mnist = _load_data(args)
+    model, record = _train(args, mnist)
+    return _finish(write_bundle(args.out, model, record, mnist, []), args.out)
+
+
+def cmd_export(args) -> int:
+    import json
+
+    from .bundle import write_bundle
+    from .runtimes import open_runner
+
+    path = Path(args.model)
+    if not path.is_file() or path.suffix != ".keras":
+        raise UsageError(f"{path}: not a .keras model file")
+    try:
+        runner = open_runner("keras", path)
+    except Exception as exc:
+        raise UsageError(f"{path}: cannot load as a Keras model ({type(exc).__name__})") from None
+    model = runner.model
+    if tuple(model.inputs[0].shape[1:]) != (28, 28, 1) or tuple(model.outputs[0].shape[1:]) != (10,):
+        raise UsageError(
+            f"{path}: takes {model.inputs[0].shape} and gives {model.outputs[0].shape}, "
+            "not [batch, 28, 28, 1] raw pixels to 10 probabilities"
+        )
+    record_path = path.with_name(TRAINING_RECORD)
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {"config": {"seed": 0}}
+    if args.seed is not None:
+        record["config"]["seed"] = args.seed
+    config = record["config"]
+    record["model"] = _model_facts(model, config.get("arch", model.name), config.get("activation"))
+    mnist = _load_data(args)
+    probs = runner.predict(mnist.x_test)
+    record["test_accuracy"] = float((probs.argmax(1) == mnist.y_test).mean())
+    log(f"{path}: Keras test accuracy {record['test_accuracy']:.2%}")
+    return _finish(write_bundle(args.out, model, record, mnist, get_formats(args.formats), args.calibration), args.out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except LenetEdgeError as exc:
+        print(f"lenet-edge: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("lenet-edge: interrupted; the previous bundle was left as it was", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""MNIST from a folder of IDX files (gz or raw), a Keras ``mnist.npz``, the Keras cache or the Keras download.
+
+NumPy only at import time: verify and bench run this on devices without TensorFlow.
+Every source is checked against the original MNIST content, whatever its packaging.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import re
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+
+ENV_VAR = "LENET_EDGE_DATA"
+KERAS_NPZ_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
+
+# sha256 of each original IDX file once decompressed (header + payload): the same content check serves
+# .gz files, raw files and the arrays of an npz.
+IDX_CONTENT_SHA256 = {
+    "train-images": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+NPZ_KEYS = {"train-images": "x_train", "train-labels": "y_train", "t10k-images": "x_test", "t10k-labels": "y_test"}
+_IDX_NAME = re.compile(r"^(train|t10k)-(images|labels)[.-]idx[13]-ubyte(\.gz)?$")
+_IDX_UBYTE = 0x08
+
+NOT_FOUND_HELP = (
+    "MNIST not found: pass --data PATH (a folder of the four IDX files, .gz or raw, or a Keras mnist.npz), "
+    f"set {ENV_VAR}, put mnist.npz in the Keras cache (~/.keras/datasets), or go online for the Keras download"
+)
+
+
+@dataclass
+class Mnist:
+    """The four MNIST arrays (images uint8 [N, 28, 28], labels uint8 [N]) and where they came from."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source: str
+    files: dict[str, str] = field(default_factory=dict)  # file name -> sha256 of the file as read
+
+    def describe(self) -> dict:
+        """What the manifest records about the data."""
+        return {
+            "source": self.source,
+            "train_images": len(self.x_train),
+            "test_images": len(self.x_test),
+            "file_sha256": self.files,
+            "content_sha256": IDX_CONTENT_SHA256,
+        }
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _idx_bytes(array: np.ndarray) -> bytes:
+    """The IDX encoding of a uint8 array (magic, big-endian dims, payload): the basis of the content check."""
+    header = bytes([0, 0, _IDX_UBYTE, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def parse_idx(raw: bytes, name: str) -> np.ndarray:
+    """Decode one IDX file's bytes (already decompressed) into a uint8 array."""
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != _IDX_UBYTE:
+        raise DataError(f"{name}: not an IDX file of unsigned bytes")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{name}: truncated IDX header")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = header + int(np.prod(shape))
+    if len(raw) != expected:
+        raise DataError(f"{name}: truncated or padded IDX file ({len(raw)} bytes, header says {expected})")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _read_idx_file(path: Path) -> tuple[np.ndarray, str]:
+    """Read one IDX file, gzip-compressed or not (told by its magic bytes); return the array and file sha256."""
+    try:
+        blob = path.read_bytes()
+        raw = gzip.decompress(blob) if blob[:2] == b"\x1f\x8b" else blob
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(f"{path}: truncated or corrupt gzip file ({exc})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    return parse_idx(raw, str(path)), _sha256(blob)
+
+
+def _check_content(key: str, array: np.ndarray, where: str) -> None:
+    if _sha256(_idx_bytes(array)) != IDX_CONTENT_SHA256[key]:
+        raise DataError(f"{where}: {key} does not match the original MNIST (checksum mismatch: corrupt or altered)")
+
+
+def load_idx_folder(folder: Path, check: bool = True) -> Mnist:
+    """Load the four IDX files from a folder (names like ``train-images-idx3-ubyte.gz``)."""
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        match = _IDX_NAME.match(path.name)
+        if match:
+            found.setdefault(f"{match[1]}-{match[2]}", path)
+    missing = [key for key in IDX_CONTENT_SHA256 if key not in found]
+    if missing:
+        raise DataError(f"{folder}: missing MNIST IDX files: {', '.join(k + '-idx?-ubyte[.gz]' for k in missing)}")
+    arrays, files = {}, {}
+    for key, path in found.items():
+        arrays[key], files[path.name] = _read_idx_file(path)
+        if check:
+            _check_content(key, arrays[key], str(path))
+    return _assemble(arrays, f"IDX files in {folder}", files)
+
+
+def load_npz(path: Path, check: bool = True) -> Mnist:
+    """Load a Keras-format ``mnist.npz`` (keys x_train, y_train, x_test, y_test)."""
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: np.asarray(npz[npz_key], dtype=np.uint8) for key, npz_key in NPZ_KEYS.items()}
+    except KeyError as exc:
+        raise DataError(f"{path}: not a Keras mnist.npz (missing {exc})") from None
+    except Exception as exc:  # zipfile.BadZipFile, zlib.error, ValueError, EOFError: all mean a broken file
+        raise DataError(f"{path}: truncated or corrupt npz file ({type(exc).__name__}: {exc})") from None
+    file_sha = _sha256(blob)
+    if check and file_sha != KERAS_NPZ_SHA256:  # the Keras original passes by file; a re-packed copy by content
+        for key, array in arrays.items():
+            _check_content(key, array, str(path))
+    return _assemble(arrays, f"npz {path}", {path.name: file_sha})
+
+
+def _assemble(arrays: dict[str, np.ndarray], source: str, files: dict[str, str]) -> Mnist:
+    for split in ("train", "t10k"):
+        images, labels = arrays[f"{split}-images"], arrays[f"{split}-labels"]
+        if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.shape != (len(images),):
+            raise DataError(f"{source}: {split} images {images.shape} and labels {labels.shape} are not MNIST-shaped")
+    return Mnist(
+        arrays["train-images"], arrays["train-labels"], arrays["t10k-images"], arrays["t10k-labels"], source, files
+    )
+
+
+def load_path(path: str | os.PathLike, check: bool = True) -> Mnist:
+    """Load MNIST from a folder of IDX files, a folder holding ``mnist.npz``, or an npz file."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        return load_npz(path, check)
+    if path.is_dir():
+        if not any(_IDX_NAME.match(p.name) for p in path.iterdir()) and (path / "mnist.npz").is_file():
+            return load_npz(path / "mnist.npz", check)
+        return load_idx_folder(path, check)
+    raise DataError(f"{path}: no such file or folder (expected MNIST IDX files or a Keras mnist.npz)")
+
+
+def keras_cache_path() -> Path:
+    """Where Keras keeps its downloaded ``mnist.npz`` (honours KERAS_HOME)."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return Path(home) / "datasets" / "mnist.npz"
+
+
+def _keras_download() -> Path:
+    """Let Keras download ``mnist.npz`` into its cache; return the cached path."""
+    try:
+        import keras  # heavy, and absent on runtime-only installs
+    except ImportError:
+        raise DataError(NOT_FOUND_HELP + " (Keras is not installed here)") from None
+    try:
+        keras.datasets.mnist.load_data()
+    except Exception as exc:  # URL errors, DNS failures, hash mismatch: Keras raises plain Exceptions
+        raise DataError(f"{NOT_FOUND_HELP} (download failed: {str(exc).splitlines()[0][:160]})") from None
+    return keras_cache_path()
+
+
+def load_mnist(data: str | os.PathLike | None = None, download: bool = True, check: bool = True) -> Mnist:
+    """Find and load MNIST: ``data``, then $LENET_EDGE_DATA, then the Keras cache, then the Keras download."""
+    if data:
+        return load_path(data, check)
+    if os.environ.get(ENV_VAR):
+        return load_path(os.environ[ENV_VAR], check)
+    if keras_cache_path().is_file():
+        return load_path(keras_cache_path(), check)
+    if not download:
+        raise DataError(NOT_FOUND_HELP)
+    mnist = load_path(_keras_download(), check)
+    mnist.source = f"Keras download ({mnist.source})"
+    return mnist
+
+
+def split_validation(
+    images: np.ndarray, labels: np.ndarray, count: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Carve a seeded random validation split out of the training images: (x_train, y_train, x_val, y_val)."""
+    if not 0 < count < len(images):
+        raise DataError(f"validation split of {count} images impossible with {len(images)} training images")
+    order = np.random.default_rng(seed).permutation(len(images))
+    val, train = order[:count], order[count:]
+    return images[train], labels[train], images[val], labels[val]

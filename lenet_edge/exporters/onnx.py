@@ -1,0 +1,85 @@
+"""ONNX exporters: float32 through tf2onnx (opset pinned), int8 through ONNX Runtime's quantize_static (QDQ).
+
+Tensors get stable names, ``image`` in and ``probabilities`` out, with a symbolic ``batch`` dimension."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ExportError
+from ..tf_quiet import import_tensorflow, silenced
+from . import calibration_batches
+
+OPSET = 17  # tf2onnx 1.17 refuses 19+; 17 is what onnxruntime, onnxruntime-web and most phones' ORT take
+INPUT_NAME, OUTPUT_NAME, BATCH_DIM = "image", "probabilities", "batch"
+CALIBRATION_BATCH = 50
+
+
+def export(model, path: Path, calibration: np.ndarray, quantization: str = "none") -> None:
+    if quantization == "none":
+        _convert(model, path)
+    elif quantization == "int8":
+        with tempfile.TemporaryDirectory(prefix="lenet-edge-onnx-") as tmp:
+            fp32, prepared = Path(tmp) / "fp32.onnx", Path(tmp) / "prepared.onnx"
+            _convert(model, fp32)
+            _quantize_int8(fp32, prepared, path, calibration)
+    else:
+        raise ExportError(f"unknown ONNX quantization {quantization!r}")
+
+
+def _convert(model, path: Path) -> None:
+    tf = import_tensorflow()
+    import onnx
+    import tf2onnx
+
+    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    signature = (tf.TensorSpec((None, 28, 28, 1), tf.float32, name=INPUT_NAME),)
+    with silenced((1, 2)):
+        proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=OPSET)
+    _name_io(proto)
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, str(path))
+
+
+def _name_io(proto) -> None:
+    """Rename the graph's input and output to the stable names and mark the batch dimension symbolic."""
+    graph = proto.graph
+    renames = {graph.input[0].name: INPUT_NAME, graph.output[0].name: OUTPUT_NAME}
+    for node in graph.node:
+        node.input[:] = [renames.get(n, n) for n in node.input]
+        node.output[:] = [renames.get(n, n) for n in node.output]
+    for value in (graph.input[0], graph.output[0]):
+        value.name = renames[value.name]
+        value.type.tensor_type.shape.dim[0].dim_param = BATCH_DIM
+
+
+def _quantize_int8(fp32: Path, prepared: Path, out: Path, calibration: np.ndarray) -> None:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class RawPixelReader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = calibration_batches(calibration, CALIBRATION_BATCH)
+
+        def get_next(self):
+            batch = next(self.batches, None)
+            return None if batch is None else {INPUT_NAME: batch}
+
+    quant_pre_process(str(fp32), str(prepared))
+    quantize_static(
+        str(prepared),
+        str(out),
+        RawPixelReader(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+    )

@@ -1,0 +1,50 @@
+"""TFLite exporters (fp32, fp16, dynamic-range, full-integer int8) through TFLiteConverter.from_keras_model.
+
+from_concrete_functions is avoided on purpose: on Keras 3 models it can emit a weightless graph (NaN out)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ExportError
+from ..tf_quiet import import_tensorflow, silenced
+from . import calibration_batches
+
+QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
+
+
+def export(model, path: Path, calibration: np.ndarray, quantization: str = "none") -> None:
+    if quantization not in QUANTIZATIONS:
+        raise ExportError(f"unknown TFLite quantization {quantization!r}")
+    tf = import_tensorflow()
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if quantization != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantization == "int8":
+        # Calibrated on raw 0-255 float pixels: the uint8 input then comes out with scale 1, zero point 0,
+        # so an app hands camera or canvas bytes over untouched.
+        converter.representative_dataset = lambda: ([batch] for batch in calibration_batches(calibration))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.uint8
+    with silenced((1, 2)):  # the MLIR converter prints pages of diagnostics to fd 2
+        flatbuffer = converter.convert()
+    path.write_bytes(flatbuffer)
+    if quantization == "int8":
+        _check_raw_pixel_input(path)
+
+
+def _check_raw_pixel_input(path: Path) -> None:
+    """The int8 model must take raw uint8 pixels: input scale 1, zero point 0."""
+    from ..runtimes.litert import LiteRTRunner
+
+    spec = LiteRTRunner(path).input
+    if spec.dtype != "uint8" or spec.scale != 1.0 or spec.zero_point != 0:
+        raise ExportError(
+            f"int8 input came out as {spec.dtype} scale {spec.scale} zero point {spec.zero_point}, "
+            "not uint8 scale 1 zero point 0: raw pixels would not go straight in"
+        )

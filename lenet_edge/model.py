@@ -1,0 +1,114 @@
+"""LeNet-5 and its two seed variants as Keras functional models (tf2onnx cannot convert Sequential ones).
+
+Every model takes raw pixels [batch, 28, 28, 1] in 0-255 and rescales inside the graph (the app contract).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .errors import UsageError
+
+ACTIVATIONS = ("tanh", "relu")
+INPUT_SHAPE = (28, 28, 1)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    summary: str
+    params: int  # trainable parameters, as model.summary() shows them
+    build: Callable  # (keras, activation) -> list of layers after the rescaling
+
+
+def _classic(keras, act):
+    layers = keras.layers
+    return [
+        layers.ZeroPadding2D(2, name="pad_to_32"),
+        layers.Conv2D(6, 5, activation=act, name="C1"),
+        layers.AveragePooling2D(2, name="S2"),
+        layers.Conv2D(16, 5, activation=act, name="C3"),
+        layers.AveragePooling2D(2, name="S4"),
+        layers.Conv2D(120, 5, activation=act, name="C5"),
+        layers.Flatten(name="flatten"),
+        layers.Dense(84, activation=act, name="F6"),
+    ]
+
+
+def _seed_3x3(keras, act):
+    layers = keras.layers
+    return [
+        layers.Conv2D(6, 3, activation=act, name="conv1"),
+        layers.AveragePooling2D(2, name="pool1"),
+        layers.Conv2D(16, 3, activation=act, name="conv2"),
+        layers.AveragePooling2D(2, name="pool2"),
+        layers.Flatten(name="flatten"),
+        layers.Dense(128, activation=act, name="fc1"),
+    ]
+
+
+def _seed_valid(keras, act):
+    layers = keras.layers
+    return [
+        layers.Conv2D(6, 5, activation=act, name="conv1"),
+        layers.AveragePooling2D(2, name="pool1"),
+        layers.Conv2D(16, 5, activation=act, name="conv2"),
+        layers.AveragePooling2D(2, name="pool2"),
+        layers.Flatten(name="flatten"),
+        layers.Dense(120, activation=act, name="fc1"),
+        layers.Dense(84, activation=act, name="fc2"),
+    ]
+
+
+ARCHITECTURES = {
+    a.name: a
+    for a in (
+        Architecture(
+            "classic",
+            "LeNet-5 (LeCun 1998): pad 28->32, C1 6@5x5, S2 avg-pool, C3 16@5x5, S4 avg-pool, C5 120@5x5, F6 84, 10",
+            61_706,
+            _classic,
+        ),
+        Architecture("seed-3x3", "3x3 valid convs 6/16 with avg-pools, dense 128, 10", 53_558, _seed_3x3),
+        Architecture(
+            "seed-valid", "5x5 valid convs 6/16 on 28x28 with avg-pools, dense 120/84, 10", 44_426, _seed_valid
+        ),
+    )
+}
+
+
+def build_model(arch: str = "classic", activation: str = "tanh"):
+    """Build an untrained functional model: raw pixels in, 10 softmax probabilities out."""
+    if arch not in ARCHITECTURES:
+        raise UsageError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    if activation not in ACTIVATIONS:
+        raise UsageError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+    import keras  # heavy import, kept lazy
+
+    image = keras.Input(INPUT_SHAPE, name="image")
+    x = keras.layers.Rescaling(1.0 / 255.0, name="rescale_0_1")(image)
+    for layer in ARCHITECTURES[arch].build(keras, activation):
+        x = layer(x)
+    probabilities = keras.layers.Dense(10, activation="softmax", name="probabilities")(x)
+    return keras.Model(image, probabilities, name=f"lenet5_{arch.replace('-', '_')}")
+
+
+def count_macs(model) -> int:
+    """Multiply-accumulates of one image through the conv and dense layers."""
+    import keras
+
+    macs = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            kh, kw, cin, cout = layer.kernel.shape
+            _, oh, ow, _ = layer.output.shape
+            macs += oh * ow * cout * kh * kw * cin
+        elif isinstance(layer, keras.layers.Dense):
+            macs += layer.kernel.shape[0] * layer.kernel.shape[1]
+    return int(macs)
+
+
+def count_params(model) -> int:
+    """Trainable parameters (what model.summary() calls 'Trainable params')."""
+    return int(sum(int(w.numpy().size) for w in model.trainable_weights))

@@ -1,0 +1,40 @@
+"""Import TensorFlow without its start-up chatter (absl lines printed before logging is set up)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+
+@contextlib.contextmanager
+def silenced(fds: tuple[int, ...] = (2,)):
+    """Point file descriptors (2: stderr, 1: stdout) at /dev/null: C++ logging bypasses sys.stderr."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(fd) for fd in fds]
+    try:
+        with open(os.devnull, "w") as devnull:
+            for fd in fds:
+                os.dup2(devnull.fileno(), fd)
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, copy in zip(fds, saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
+def import_tensorflow():
+    """Return the tensorflow module, imported and its devices initialised quietly."""
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with silenced():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+        tf.constant(0)  # the first op initialises the device context (and its CUDA probe)
+    tf.get_logger().setLevel("ERROR")
+    return tf

@@ -1,0 +1,176 @@
+"""The bundle from a real (short) run: every export loads in its own runtime and answers real digits fed raw,
+the manifest tells the truth about every file and tensor, and a failed or interrupted export costs nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from ai_edge_litert.interpreter import Interpreter
+
+from lenet_edge import exporters
+from lenet_edge.bundle import read_manifest
+from lenet_edge.cli import main
+from lenet_edge.formats import FORMATS
+
+REPO = Path(__file__).resolve().parents[1]
+DIGITS = 50
+
+
+def _entries(bundle: Path) -> dict[str, dict]:
+    return {entry["format"]: entry for entry in read_manifest(bundle)["artifacts"]}
+
+
+def _litert_probabilities(path: Path, digits: np.ndarray) -> tuple[np.ndarray, dict, dict]:
+    interpreter = Interpreter(model_path=str(path))
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    interpreter.resize_tensor_input(inp["index"], [len(digits), 28, 28, 1])
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(inp["index"], digits.reshape(-1, 28, 28, 1).astype(inp["dtype"]))  # raw pixels
+    interpreter.invoke()
+    scores = interpreter.get_tensor(out["index"]).astype(np.float32)
+    scale, zero_point = out["quantization"]
+    if scale:
+        scores = (scores - zero_point) * scale
+    return scores, inp, out
+
+
+def test_bundle_holds_everything(small_bundle):
+    names = {p.name for p in small_bundle.iterdir()}
+    assert {f.file for f in FORMATS} <= names
+    assert {"lenet5.keras", "labels.txt", "manifest.json", "README.md", "training.json", "training_curves.png"} <= names
+    assert (small_bundle / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (small_bundle / "labels.txt").read_text().split() == [str(d) for d in range(10)]
+    assert (small_bundle / "README.md").read_text() == (REPO / "export" / "README.md").read_text()
+    assert not [p for p in small_bundle.parent.iterdir() if p.name.startswith(".export.")]  # no staging left
+
+
+@pytest.mark.parametrize("fmt", [f for f in FORMATS if f.runtime == "litert"], ids=lambda f: f.name)
+def test_tflite_answers_raw_digits(small_bundle, mnist, fmt):
+    probs, inp, _ = _litert_probabilities(small_bundle / fmt.file, mnist.x_test[:DIGITS])
+    assert probs.shape == (DIGITS, 10) and np.isfinite(probs).all()
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=0.03)
+    assert np.mean(probs.argmax(1) == mnist.y_test[:DIGITS]) > 0.8
+    expected_input = np.uint8 if fmt.name == "tflite-int8" else np.float32
+    assert inp["dtype"] == expected_input
+
+
+@pytest.mark.parametrize("fmt", [f for f in FORMATS if f.runtime == "onnxruntime"], ids=lambda f: f.name)
+def test_onnx_answers_raw_digits_with_stable_names(small_bundle, mnist, fmt):
+    session = ort.InferenceSession(str(small_bundle / fmt.file), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["image"]
+    assert [o.name for o in session.get_outputs()] == ["probabilities"]
+    assert session.get_inputs()[0].shape == ["batch", 28, 28, 1]
+    raw = mnist.x_test[:DIGITS].reshape(-1, 28, 28, 1).astype(np.float32)
+    (probs,) = session.run(["probabilities"], {"image": raw})
+    assert probs.shape == (DIGITS, 10)
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=0.03)
+    assert np.mean(probs.argmax(1) == mnist.y_test[:DIGITS]) > 0.8
+
+
+def test_int8_tflite_takes_raw_bytes(small_bundle):
+    entry = _entries(small_bundle)["tflite-int8"]
+    assert entry["input"] | {"name": None} == {
+        "name": None, "dtype": "uint8", "shape": [-1, 28, 28, 1], "scale": 1.0, "zero_point": 0
+    }  # fmt: skip
+    assert entry["output"]["dtype"] == "uint8" and entry["output"]["scale"] > 0
+
+
+def test_manifest_agrees_with_files_and_runtimes(small_bundle):
+    manifest = read_manifest(small_bundle)
+    entries = _entries(small_bundle)
+    assert set(entries) == {"keras", *(f.name for f in FORMATS)} and manifest["failed"] == []
+    for entry in entries.values():
+        blob = (small_bundle / entry["file"]).read_bytes()
+        assert entry["bytes"] == len(blob)
+        assert entry["sha256"] == hashlib.sha256(blob).hexdigest()
+    for fmt in FORMATS:
+        entry = entries[fmt.name]
+        if fmt.runtime == "litert":
+            interpreter = Interpreter(model_path=str(small_bundle / fmt.file))
+            for spec, detail in ((entry["input"], interpreter.get_input_details()[0]),
+                                 (entry["output"], interpreter.get_output_details()[0])):  # fmt: skip
+                assert spec["name"] == detail["name"]
+                assert spec["dtype"] == np.dtype(detail["dtype"]).name
+                assert spec["shape"] == detail["shape_signature"].tolist()
+                scale, zero_point = detail["quantization"]
+                assert (spec["scale"], spec["zero_point"]) == ((scale, zero_point) if scale else (None, None))
+        else:
+            session = ort.InferenceSession(str(small_bundle / fmt.file), providers=["CPUExecutionProvider"])
+            assert entry["input"]["name"] == session.get_inputs()[0].name
+            assert entry["output"]["name"] == session.get_outputs()[0].name
+            assert entry["input"]["dtype"] == "float32" and entry["input"]["shape"] == [-1, 28, 28, 1]
+    assert manifest["model"]["params"] == 61_706 and manifest["model"]["macs"] == 416_520
+    assert manifest["seed"] == 7 and manifest["deterministic"] is True
+    assert manifest["training"]["config"]["epochs"] == 2
+    assert 0.8 < manifest["keras_test_accuracy"] <= 1.0
+    assert len(manifest["dataset"]["file_sha256"]) == 4
+    assert {"tensorflow", "onnxruntime", "ai-edge-litert", "tf2onnx"} <= set(manifest["tools"])
+    record = json.loads((small_bundle / "training.json").read_text())
+    assert len(record["history"]["val_accuracy"]) == 2
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_a_failing_format_is_reported_and_spares_the_others(small_bundle, mnist_dir, tmp_path, monkeypatch):
+    real_export = exporters.export_format
+
+    def fp16_breaks(fmt, *args):
+        if fmt.name == "tflite-fp16":
+            raise RuntimeError("converter exploded")
+        return real_export(fmt, *args)
+
+    monkeypatch.setattr(exporters, "export_format", fp16_breaks)
+    out = tmp_path / "partial"
+    args = ["export", str(small_bundle / "lenet5.keras"), "--out", str(out), "--data", str(mnist_dir)]
+    assert main([*args, "--formats", "tflite-fp32,tflite-fp16,onnx-fp32"]) == 1
+    manifest = read_manifest(out)
+    assert [f["format"] for f in manifest["failed"]] == ["tflite-fp16"]
+    assert "converter exploded" in manifest["failed"][0]["reason"]
+    assert set(_entries(out)) == {"keras", "tflite-fp32", "onnx-fp32"}
+    assert not (out / "lenet5_fp16.tflite").exists()
+
+
+def test_an_interrupted_export_leaves_the_old_bundle(small_bundle, mnist_dir, tmp_path, monkeypatch):
+    out = tmp_path / "export"
+    shutil.copytree(small_bundle, out)
+    before = _snapshot(out)
+    real_export = exporters.export_format
+
+    def interrupted(fmt, *args):
+        if fmt.name == "onnx-fp32":
+            raise KeyboardInterrupt
+        return real_export(fmt, *args)
+
+    monkeypatch.setattr(exporters, "export_format", interrupted)
+    args = ["export", str(out / "lenet5.keras"), "--out", str(out), "--data", str(mnist_dir), "--calibration", "50"]
+    assert main(args) == 130
+    assert _snapshot(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["export"]  # no staging folder left behind
+
+
+def test_refuses_to_replace_a_folder_that_is_not_a_bundle(small_bundle, mnist_dir, tmp_path, capsys):
+    precious = tmp_path / "photos"
+    precious.mkdir()
+    (precious / "holiday.jpg").write_bytes(b"not a model")
+    args = ["export", str(small_bundle / "lenet5.keras"), "--out", str(precious), "--data", str(mnist_dir)]
+    assert main(args) == 2
+    assert "is not a lenet-edge bundle" in capsys.readouterr().err
+    assert (precious / "holiday.jpg").read_bytes() == b"not a model"
+
+
+@pytest.mark.parametrize("model", ["missing.keras", "README.md"])
+def test_export_of_a_non_model_is_a_usage_error(tmp_path, capsys, model):
+    path = tmp_path / model
+    if model == "README.md":
+        path.write_text("hello")
+    assert main(["export", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lenet-edge: error:") and err.count("\n") == 1
