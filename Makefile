@@ -5,6 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
+# Beside a checkout of the workplace, MNIST is in ../shared/data/mnist; elsewhere lenet-edge looks in
+# $LENET_EDGE_DATA, the Keras cache, then the Keras download.
+SHARED_MNIST := $(wildcard ../shared/data/mnist)
+ifneq ($(SHARED_MNIST),)
+export LENET_EDGE_DATA ?= $(abspath $(SHARED_MNIST))
+endif
+
 .PHONY: setup run test lint clean
 
 setup: $(STAMP)
@@ -20,6 +27,7 @@ run: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test: lint
 	$(BIN)/pytest

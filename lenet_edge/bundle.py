@@ -89,12 +89,23 @@ def _check_replaceable(out: Path) -> None:
         raise BundleError(f"{out}: exists and is not a lenet-edge bundle ({foreign[0]} …); choose another --out")
 
 
+def check_output_folder(out: str | Path) -> Path:
+    """Fail before any work if ``out`` cannot become a bundle: not replaceable, or its parent not writable."""
+    out = Path(out).absolute()
+    _check_replaceable(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BundleError(f"{out}: cannot create its folder ({exc.strerror})") from None
+    if not os.access(out.parent, os.W_OK):
+        raise BundleError(f"{out.parent}: not writable; choose another --out")
+    return out
+
+
 @contextlib.contextmanager
 def staged_folder(out: Path):
     """Yield an empty staging folder; when the block completes, it replaces ``out`` in one swap."""
-    out = Path(out).absolute()
-    _check_replaceable(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = check_output_folder(out)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
     try:
         yield staging
@@ -188,7 +199,8 @@ def write_bundle(
         if training.get("history"):
             plot_training_curves(training["history"], staging / TRAINING_CURVES, training.get("best_epoch"))
 
-        log(f"exporting {len(formats)} format(s) into {Path(out)} (calibration: {calibration_count} training images)")
+        if formats:
+            log(f"exporting {len(formats)} formats into {out} (int8 calibration: {calibration_count} training images)")
         failed = []
         for fmt in formats:
             try:

@@ -8,10 +8,11 @@ from dataclasses import fields
 from pathlib import Path
 
 from . import __version__
-from .bundle import TRAINING_RECORD, log
+from .bundle import TRAINING_RECORD, check_output_folder, log
 from .errors import LenetEdgeError, UsageError
 from .formats import FORMAT_NAMES, get_formats
 from .model import ACTIVATIONS, ARCHITECTURES
+from .tf_quiet import import_tensorflow
 from .train import TrainConfig
 
 DEFAULT_OUT = "export"
@@ -30,12 +31,10 @@ def _positive(text: str) -> int:
 
 def _format_list(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [n for n in names if n not in FORMAT_NAMES]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown format {','.join(unknown) or text!r}; choose from {','.join(FORMAT_NAMES)}"
-        )
-    return names
+    try:
+        return [f.name for f in get_formats(names or [text])]
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +66,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         "--augment",
         action=argparse.BooleanOptionalAction,
         default=DEFAULTS.augment,
-        help="random shifts (±2 px) and rotations (±10°) of the training images (default: on)",
+        help="random shifts (±2 px), rotations (±10°) and zooms (±10%%) of the training images (default: on)",
     )
     group.add_argument(
         "--validation",
@@ -106,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(run)
     _add_train_options(run)
     _add_export_options(run)
-    run.set_defaults(handler=cmd_run)
+    run.set_defaults(handler=cmd_run, train_only=False)
 
     train = commands.add_parser(
         "train",
@@ -116,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default=DEFAULT_OUT, help="bundle folder (default %(default)s)")
     _add_data_options(train)
     _add_train_options(train)
-    train.set_defaults(handler=cmd_train)
+    train.set_defaults(handler=cmd_run, train_only=True, formats=None, calibration=500)
 
     export = commands.add_parser(
         "export",
@@ -144,7 +143,7 @@ def _train(args, mnist):
     from .train import train
 
     names = {f.name for f in fields(TrainConfig)}
-    values = vars(args) | {"batch_size": args.batch_size, "learning_rate": args.lr}
+    values = vars(args) | {"learning_rate": args.lr}
     config = TrainConfig(**{k: v for k, v in values.items() if k in names})
     log(f"training {config.arch} ({config.activation}) for {config.epochs} epochs, seed {config.seed}")
     result = train(mnist, config)
@@ -171,7 +170,7 @@ def _model_facts(model, arch: str, activation: str | None) -> dict:
 
 
 def _finish(manifest: dict, out: str) -> int:
-
+    """List what the bundle holds and what to run next; exit 1 if any format failed."""
     log(f"\nwrote {out}/:")
     for entry in manifest["artifacts"]:
         log(f"  {entry['file']:<24} {entry['bytes'] / 1024:8.1f} KB  {entry['format']} ({entry['runtime']})")
@@ -189,20 +188,15 @@ def _finish(manifest: dict, out: str) -> int:
 
 
 def cmd_run(args) -> int:
+    """run: train, then export; train: the same with no format exported."""
     from .bundle import write_bundle
 
-    formats = get_formats(args.formats)
+    formats = [] if args.train_only else get_formats(args.formats)
+    import_tensorflow()  # fail fast on a runtime-only install
+    check_output_folder(args.out)
     mnist = _load_data(args)
     model, record = _train(args, mnist)
     return _finish(write_bundle(args.out, model, record, mnist, formats, args.calibration), args.out)
-
-
-def cmd_train(args) -> int:
-    from .bundle import write_bundle
-
-    mnist = _load_data(args)
-    model, record = _train(args, mnist)
-    return _finish(write_bundle(args.out, model, record, mnist, []), args.out)
 
 
 def cmd_export(args) -> int:
@@ -214,6 +208,8 @@ def cmd_export(args) -> int:
     path = Path(args.model)
     if not path.is_file() or path.suffix != ".keras":
         raise UsageError(f"{path}: not a .keras model file")
+    import_tensorflow()
+    check_output_folder(args.out)
     try:
         runner = open_runner("keras", path)
     except Exception as exc:
@@ -244,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     except LenetEdgeError as exc:
         print(f"lenet-edge: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # permissions, a full disk: the user's to fix, so one line, no traceback
+        print(f"lenet-edge: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("lenet-edge: interrupted; the previous bundle was left as it was", file=sys.stderr)
         return 130

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import sys
+
+from .errors import UsageError
 
 
 @contextlib.contextmanager
@@ -31,6 +34,10 @@ def import_tensorflow():
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if importlib.util.find_spec("tensorflow") is None:
+        raise UsageError(
+            "training and export need TensorFlow: pip install 'lenet-edge[train]' (this install is runtime-only)"
+        )
     with silenced():
         import tensorflow as tf
 

@@ -107,12 +107,12 @@ def test_manifest_agrees_with_files_and_runtimes(small_bundle):
             assert entry["input"]["dtype"] == "float32" and entry["input"]["shape"] == [-1, 28, 28, 1]
     assert manifest["model"]["params"] == 61_706 and manifest["model"]["macs"] == 416_520
     assert manifest["seed"] == 7 and manifest["deterministic"] is True
-    assert manifest["training"]["config"]["epochs"] == 2
+    assert manifest["training"]["config"]["epochs"] == 3
     assert 0.8 < manifest["keras_test_accuracy"] <= 1.0
     assert len(manifest["dataset"]["file_sha256"]) == 4
     assert {"tensorflow", "onnxruntime", "ai-edge-litert", "tf2onnx"} <= set(manifest["tools"])
     record = json.loads((small_bundle / "training.json").read_text())
-    assert len(record["history"]["val_accuracy"]) == 2
+    assert len(record["history"]["val_accuracy"]) == 3
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:

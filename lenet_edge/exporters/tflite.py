@@ -4,6 +4,7 @@ from_concrete_functions is avoided on purpose: on Keras 3 models it can emit a w
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,8 @@ def export(model, path: Path, calibration: np.ndarray, quantization: str = "none
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.uint8
-    with silenced((1, 2)):  # the MLIR converter prints pages of diagnostics to fd 2
+    with silenced((1, 2)), warnings.catch_warnings():  # the MLIR converter prints pages of diagnostics
+        warnings.simplefilter("ignore")
         flatbuffer = converter.convert()
     path.write_bytes(flatbuffer)
     if quantization == "int8":

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..tf_quiet import silenced
 from .base import Runner, TensorSpec
 
 
@@ -30,10 +31,11 @@ class LiteRTRunner(Runner):
 
         resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         self.xnnpack = xnnpack
-        self.interpreter = Interpreter(
-            model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver
-        )
-        self.interpreter.allocate_tensors()
+        with silenced():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+            self.interpreter = Interpreter(
+                model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver
+            )
+            self.interpreter.allocate_tensors()
         (in_detail,), (out_detail,) = self.interpreter.get_input_details(), self.interpreter.get_output_details()
         self._in_index, self._out_index = in_detail["index"], out_detail["index"]
         self.input, self.output = _spec(in_detail), _spec(out_detail)
