@@ -32,6 +32,8 @@ TRAINING_RECORD = "training.json"
 TRAINING_CURVES = "training_curves.png"
 README = "README.md"
 CHECK_DIGITS = 100  # real test digits every export must answer right after it is written
+_KEPT_ELSEWHERE = ("history", "model", "deterministic", "determinism")  # training.json keys the manifest
+# states once, at its top level (the history stays in training.json)
 TOOLS = ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert", "numpy")
 
 
@@ -197,7 +199,8 @@ def write_bundle(
         shutil.copyfile(resources.files("lenet_edge").joinpath("bundle_README.md"), staging / README)
         write_json(staging / TRAINING_RECORD, training)
         if training.get("history"):
-            plot_training_curves(training["history"], staging / TRAINING_CURVES, training.get("best_epoch"))
+            augmented = training["config"].get("augment", False)
+            plot_training_curves(training["history"], staging / TRAINING_CURVES, training.get("best_epoch"), augmented)
 
         if formats:
             log(f"exporting {len(formats)} formats into {out} (int8 calibration: {calibration_count} training images)")
@@ -223,7 +226,7 @@ def write_bundle(
             "deterministic": training.get("deterministic", False),
             "determinism": training.get("determinism", ""),
             "keras_test_accuracy": training.get("test_accuracy"),
-            "training": {k: v for k, v in training.items() if k not in ("history", "model")},
+            "training": {k: v for k, v in training.items() if k not in _KEPT_ELSEWHERE},
             "dataset": mnist.describe(),
             "calibration": {"images": calibration_count, "from": "training images", "seed": seed},
             "tools": tool_versions(),

@@ -37,7 +37,8 @@ def _format_list(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _add_data_options(parser: argparse.ArgumentParser) -> None:
+def _add_io_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default=DEFAULT_OUT, help="bundle folder (default %(default)s)")
     group = parser.add_argument_group("data")
     group.add_argument(
         "--data",
@@ -101,8 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train, then export every format into a bundle",
         description="Train LeNet-5 on MNIST and export every format into one bundle.",
     )
-    run.add_argument("--out", default=DEFAULT_OUT, help="bundle folder (default %(default)s)")
-    _add_data_options(run)
+    _add_io_options(run)
     _add_train_options(run)
     _add_export_options(run)
     run.set_defaults(handler=cmd_run, train_only=False)
@@ -112,8 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train only: a bundle holding the Keras model and its record",
         description="Train and save lenet5.keras with its training record and curves.",
     )
-    train.add_argument("--out", default=DEFAULT_OUT, help="bundle folder (default %(default)s)")
-    _add_data_options(train)
+    _add_io_options(train)
     _add_train_options(train)
     train.set_defaults(handler=cmd_run, train_only=True, formats=None, calibration=500)
 
@@ -123,9 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export a trained Keras model to every format into one bundle.",
     )
     export.add_argument("model", metavar="MODEL.keras", help="trained model (its training.json beside it is kept)")
-    export.add_argument("--out", default=DEFAULT_OUT, help="bundle folder (default %(default)s)")
     export.add_argument("--seed", type=int, help="seed of the calibration pick (default: the training seed)")
-    _add_data_options(export)
+    _add_io_options(export)
     _add_export_options(export)
     export.set_defaults(handler=cmd_export)
     return parser

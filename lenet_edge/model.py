@@ -36,29 +36,21 @@ def _classic(keras, act):
     ]
 
 
-def _seed_3x3(keras, act):
-    layers = keras.layers
-    return [
-        layers.Conv2D(6, 3, activation=act, name="conv1"),
-        layers.AveragePooling2D(2, name="pool1"),
-        layers.Conv2D(16, 3, activation=act, name="conv2"),
-        layers.AveragePooling2D(2, name="pool2"),
-        layers.Flatten(name="flatten"),
-        layers.Dense(128, activation=act, name="fc1"),
-    ]
+def _valid_convs(kernel: int, dense: tuple[int, ...]):
+    """The seed tutorials' shape: two 'valid' convs (6, 16) on 28x28 with avg-pools, then dense layers."""
 
+    def build(keras, act):
+        layers = keras.layers
+        return [
+            layers.Conv2D(6, kernel, activation=act, name="conv1"),
+            layers.AveragePooling2D(2, name="pool1"),
+            layers.Conv2D(16, kernel, activation=act, name="conv2"),
+            layers.AveragePooling2D(2, name="pool2"),
+            layers.Flatten(name="flatten"),
+            *(layers.Dense(units, activation=act, name=f"fc{i}") for i, units in enumerate(dense, 1)),
+        ]
 
-def _seed_valid(keras, act):
-    layers = keras.layers
-    return [
-        layers.Conv2D(6, 5, activation=act, name="conv1"),
-        layers.AveragePooling2D(2, name="pool1"),
-        layers.Conv2D(16, 5, activation=act, name="conv2"),
-        layers.AveragePooling2D(2, name="pool2"),
-        layers.Flatten(name="flatten"),
-        layers.Dense(120, activation=act, name="fc1"),
-        layers.Dense(84, activation=act, name="fc2"),
-    ]
+    return build
 
 
 ARCHITECTURES = {
@@ -70,9 +62,12 @@ ARCHITECTURES = {
             61_706,
             _classic,
         ),
-        Architecture("seed-3x3", "3x3 valid convs 6/16 with avg-pools, dense 128, 10", 53_558, _seed_3x3),
+        Architecture("seed-3x3", "3x3 valid convs 6/16 with avg-pools, dense 128, 10", 53_558, _valid_convs(3, (128,))),
         Architecture(
-            "seed-valid", "5x5 valid convs 6/16 on 28x28 with avg-pools, dense 120/84, 10", 44_426, _seed_valid
+            "seed-valid",
+            "5x5 valid convs 6/16 on 28x28 with avg-pools, dense 120/84, 10",
+            44_426,
+            _valid_convs(5, (120, 84)),
         ),
     )
 }

@@ -14,13 +14,15 @@ def _pyplot():
     return plt
 
 
-def plot_training_curves(history: dict[str, list[float]], path: Path, best_epoch: int | None = None) -> None:
+def plot_training_curves(
+    history: dict[str, list[float]], path: Path, best_epoch: int | None = None, augmented: bool = False
+) -> None:
     """Loss and accuracy per epoch, train against validation, with the kept epoch marked."""
     plt = _pyplot()
     epochs = range(1, len(history["loss"]) + 1)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
     for ax, metric, title in ((axes[0], "loss", "loss (cross-entropy)"), (axes[1], "accuracy", "accuracy")):
-        ax.plot(epochs, history[metric], "o-", label="train", markersize=3)
+        ax.plot(epochs, history[metric], "o-", label="train (augmented)" if augmented else "train", markersize=3)
         if f"val_{metric}" in history:
             ax.plot(epochs, history[f"val_{metric}"], "s-", label="validation", markersize=3)
         if best_epoch:

@@ -54,11 +54,12 @@ class TrainResult:
         return {
             "config": asdict(self.config),
             "deterministic": True,
-            "determinism": "same seed, data and library versions on the same machine give the same weights "
-            "(TF op determinism on, seeded shuffling and initialisation)",
+            "determinism": "the same seed, data and library versions on the same machine give the same weights: "
+            "TF op determinism is on; initialisation, shuffling, augmentation, the validation split and the "
+            "calibration pick are seeded",
             "best_epoch": self.best_epoch,
-            "val_accuracy": self.val_accuracy,
-            "test_accuracy": self.test_accuracy,
+            "val_accuracy": round(self.val_accuracy, 6),
+            "test_accuracy": round(self.test_accuracy, 6),
             "seconds": round(self.seconds, 1),
             "history": self.history,
         }
