@@ -31,6 +31,7 @@ LABELS = "labels.txt"
 TRAINING_RECORD = "training.json"
 TRAINING_CURVES = "training_curves.png"
 README = "README.md"
+REFERENCE = "keras_test_probabilities.npy"  # Keras's answers on the 10,000 test images: verify's reference
 CHECK_DIGITS = 100  # real test digits every export must answer right after it is written
 _KEPT_ELSEWHERE = ("history", "model", "deterministic", "determinism")  # training.json keys the manifest
 # states once, at its top level (the history stays in training.json)
@@ -195,6 +196,9 @@ def write_bundle(
         model.save(staging / KERAS.file)
         keras_runner = open_runner("keras", staging / KERAS.file)
         artifacts = [artifact_entry(KERAS, staging / KERAS.file, keras_runner, None)]
+        reference = keras_runner.predict(mnist.x_test)
+        np.save(staging / REFERENCE, reference)
+        keras_accuracy = float(np.mean(reference.argmax(1) == mnist.y_test))
         (staging / LABELS).write_text("".join(f"{digit}\n" for digit in range(10)))
         shutil.copyfile(resources.files("lenet_edge").joinpath("bundle_README.md"), staging / README)
         write_json(staging / TRAINING_RECORD, training)
@@ -225,7 +229,14 @@ def write_bundle(
             "seed": seed,
             "deterministic": training.get("deterministic", False),
             "determinism": training.get("determinism", ""),
-            "keras_test_accuracy": training.get("test_accuracy"),
+            "keras_test_accuracy": keras_accuracy,
+            "reference": {
+                "file": REFERENCE,
+                "bytes": (staging / REFERENCE).stat().st_size,
+                "sha256": sha256_file(staging / REFERENCE),
+                "what": "float32 [10000, 10]: the Keras model's probabilities on the MNIST test images, in file "
+                "order; verify's reference where TensorFlow is not installed",
+            },
             "training": {k: v for k, v in training.items() if k not in _KEPT_ELSEWHERE},
             "dataset": mnist.describe(),
             "calibration": {"images": calibration_count, "from": "training images", "seed": seed},

@@ -39,6 +39,10 @@ def _format_list(text: str) -> list[str]:
 
 def _add_io_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, help="bundle folder (default %(default)s)")
+    _add_data_options(parser)
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
     group.add_argument(
         "--data",
@@ -92,6 +96,80 @@ def _add_export_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_verify_options(parser: argparse.ArgumentParser, in_run: bool = False) -> None:
+    """Gate flags; ``in_run`` adds --no-verify for the commands that verify after exporting."""
+    from .verify import DEFAULT_GATES as G
+
+    group = parser.add_argument_group("verify gates (agreement in %, |Δp| absolute, drop in points)")
+    if in_run:
+        group.add_argument("--no-verify", dest="verify", action="store_false", help="skip verify after export")
+    group.add_argument("--threads", type=_positive, help="runtime threads (default: the runtime's own choice)")
+    group.add_argument("--json", metavar="FILE", help="also write the verify rows to FILE")
+    group.add_argument(
+        "--fp32-min-agreement",
+        type=float,
+        default=G["fp32"].min_agreement * 100,
+        metavar="PCT",
+        help="default %(default)s",
+    )
+    group.add_argument(
+        "--fp32-max-dp", type=float, default=G["fp32"].max_abs_dp, metavar="P", help="default %(default)s"
+    )
+    group.add_argument(
+        "--fp16-min-agreement",
+        type=float,
+        default=G["fp16"].min_agreement * 100,
+        metavar="PCT",
+        help="default %(default)s",
+    )
+    group.add_argument(
+        "--fp16-max-dp", type=float, default=G["fp16"].max_abs_dp, metavar="P", help="default %(default)s"
+    )
+    group.add_argument(
+        "--quant-min-agreement", type=float, default=G["int8"].min_agreement * 100, metavar="PCT",
+        help="dynamic-range and int8 (default %(default)s)",
+    )  # fmt: skip
+    group.add_argument(
+        "--quant-max-drop", type=float, default=G["int8"].max_drop_pt, metavar="PT",
+        help="dynamic-range and int8 (default %(default)s)",
+    )  # fmt: skip
+
+
+def _gates(args) -> dict:
+    from .verify import Gate
+
+    quantized = Gate(min_agreement=args.quant_min_agreement / 100, max_drop_pt=args.quant_max_drop)
+    return {
+        "fp32": Gate(min_agreement=args.fp32_min_agreement / 100, max_abs_dp=args.fp32_max_dp),
+        "fp16": Gate(min_agreement=args.fp16_min_agreement / 100, max_abs_dp=args.fp16_max_dp),
+        "dynamic": quantized,
+        "int8": quantized,
+    }
+
+
+def _verify(args, bundle: str, mnist) -> int:
+    """Verify a bundle, write its report (and --json), print the table; 1 if any artifact did not pass."""
+    from .bundle import write_json
+    from .report import CONFUSION_PNG, REPORT_MD, update_report
+    from .verify import verify_bundle
+
+    result = verify_bundle(bundle, mnist, _gates(args), args.threads)
+    rows = [row.to_dict() for row in result.pop("rows")]
+    update_report(bundle, {"verify": rows, "verify_info": result})
+    try:
+        from .plots import plot_confusion_matrices
+
+        plot_confusion_matrices(rows, Path(bundle) / CONFUSION_PNG)
+    except ImportError:
+        log("(no matplotlib here: confusion matrices not drawn)")
+    if args.json:
+        write_json(Path(args.json), rows)
+    failed = [row["format"] for row in rows if row["status"] != "pass"]
+    verdict = f"{len(failed)} of {len(rows)} did not pass: {', '.join(failed)}" if failed else "all passed"
+    log(f"verify: {verdict} ({result['seconds']:.1f} s); see {Path(bundle) / REPORT_MD}")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lenet-edge", description="Train LeNet-5 on MNIST, export it for phones.")
     parser.add_argument("--version", action="version", version=f"lenet-edge {__version__}")
@@ -105,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_io_options(run)
     _add_train_options(run)
     _add_export_options(run)
+    _add_verify_options(run, in_run=True)
     run.set_defaults(handler=cmd_run, train_only=False)
 
     train = commands.add_parser(
@@ -114,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_io_options(train)
     _add_train_options(train)
-    train.set_defaults(handler=cmd_run, train_only=True, formats=None, calibration=500)
+    train.set_defaults(handler=cmd_run, train_only=True, formats=None, calibration=500, verify=False)
 
     export = commands.add_parser(
         "export",
@@ -125,7 +204,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--seed", type=int, help="seed of the calibration pick (default: the training seed)")
     _add_io_options(export)
     _add_export_options(export)
+    _add_verify_options(export, in_run=True)
     export.set_defaults(handler=cmd_export)
+
+    verify = commands.add_parser(
+        "verify",
+        help="judge every export of a bundle on the 10,000 test images against Keras",
+        description="Check every artifact's integrity, then run it in its own runtime on the 10,000 MNIST test "
+        "images and compare it with Keras: accuracy, agreement, |Δp|, per-class accuracy, a gate per precision. "
+        "Writes report.md, report.json and verify_confusion.png into the bundle. Exit 1 if any artifact fails.",
+    )
+    verify.add_argument("bundle", metavar="BUNDLE", help="bundle folder (with manifest.json)")
+    _add_data_options(verify)
+    _add_verify_options(verify)
+    verify.set_defaults(handler=cmd_verify)
     return parser
 
 
@@ -194,7 +286,14 @@ def cmd_run(args) -> int:
     check_output_folder(args.out)
     mnist = _load_data(args)
     model, record = _train(args, mnist)
-    return _finish(write_bundle(args.out, model, record, mnist, formats, args.calibration), args.out)
+    status = _finish(write_bundle(args.out, model, record, mnist, formats, args.calibration), args.out)
+    if formats and args.verify:
+        status = max(status, _verify(args, args.out, mnist))
+    return status
+
+
+def cmd_verify(args) -> int:
+    return _verify(args, args.bundle, _load_data(args))
 
 
 def cmd_export(args) -> int:
@@ -225,10 +324,9 @@ def cmd_export(args) -> int:
     config = record["config"]
     record["model"] = _model_facts(model, config.get("arch", model.name), config.get("activation"))
     mnist = _load_data(args)
-    probs = runner.predict(mnist.x_test)
-    record["test_accuracy"] = float((probs.argmax(1) == mnist.y_test).mean())
-    log(f"{path}: Keras test accuracy {record['test_accuracy']:.2%}")
-    return _finish(write_bundle(args.out, model, record, mnist, get_formats(args.formats), args.calibration), args.out)
+    formats = get_formats(args.formats)
+    status = _finish(write_bundle(args.out, model, record, mnist, formats, args.calibration), args.out)
+    return max(status, _verify(args, args.out, mnist)) if args.verify else status
 
 
 def main(argv: list[str] | None = None) -> int:

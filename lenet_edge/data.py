@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import importlib.util
 import os
 import re
 import zlib
@@ -171,10 +172,13 @@ def keras_cache_path() -> Path:
 
 def _keras_download() -> Path:
     """Let Keras download ``mnist.npz`` into its cache; return the cached path."""
-    try:
-        import keras  # heavy, and absent on runtime-only installs
-    except ImportError:
-        raise DataError(NOT_FOUND_HELP + " (Keras is not installed here)") from None
+    if importlib.util.find_spec("keras") is None:  # runtime-only installs have no Keras
+        raise DataError(NOT_FOUND_HELP + " (Keras is not installed here)")
+    from .tf_quiet import import_tensorflow
+
+    import_tensorflow()
+    import keras
+
     try:
         keras.datasets.mnist.load_data()
     except Exception as exc:  # URL errors, DNS failures, hash mismatch: Keras raises plain Exceptions

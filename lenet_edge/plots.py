@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -11,7 +12,16 @@ def _pyplot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    plt.close("all")
     return plt
+
+
+def _save(fig, path: Path) -> None:
+    """Write the PNG through a temp file and a rename: no half-written picture."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format="png")
+    fig.clf()
+    os.replace(tmp, path)
 
 
 def plot_training_curves(
@@ -35,5 +45,33 @@ def plot_training_curves(
         axes[1].set_ylim(max(0.9, min(history["accuracy"] + history.get("val_accuracy", [])) - 0.005), 1.0)
     fig.suptitle("LeNet-5 on MNIST: training curves")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, path)
+
+
+def plot_confusion_matrices(rows: list[dict], path: Path) -> None:
+    """One panel per artifact: counts of true digit (rows) against predicted digit (columns)."""
+    import numpy as np
+
+    plt = _pyplot()
+    rows = [row for row in rows if row.get("confusion")]
+    columns = min(4, len(rows))
+    lines = -(-len(rows) // columns)
+    fig, axes = plt.subplots(lines, columns, figsize=(3.6 * columns, 3.7 * lines), dpi=100, squeeze=False)
+    for ax in axes.flat[len(rows) :]:
+        ax.axis("off")
+    for ax, row in zip(axes.flat, rows, strict=False):
+        counts = np.asarray(row["confusion"])
+        ax.imshow(np.log1p(counts), cmap="Blues")
+        for (true, pred), count in np.ndenumerate(counts):
+            if count:
+                colour = "white" if true == pred else "black"
+                ax.text(pred, true, str(count), ha="center", va="center", fontsize=5.5, color=colour)
+        ax.set_title(f"{row['format']} ({row['runtime']})\naccuracy {row['accuracy']:.2%}", fontsize=9)
+        ax.set_xticks(range(10))
+        ax.set_yticks(range(10))
+        ax.tick_params(labelsize=7)
+        ax.set_xlabel("predicted", fontsize=8)
+        ax.set_ylabel("true", fontsize=8)
+    fig.suptitle("Confusion matrices on the MNIST test set")
+    fig.tight_layout()
+    _save(fig, path)

@@ -11,6 +11,7 @@ import numpy as np
 from .data import Mnist, split_validation
 from .errors import UsageError
 from .model import build_model, count_macs, count_params
+from .runtimes.keras import KerasRunner
 from .tf_quiet import import_tensorflow
 
 
@@ -135,7 +136,7 @@ def train(mnist: Mnist, config: TrainConfig, verbose: int | None = None) -> Trai
         verbose=verbose,
     )
     seconds = time.perf_counter() - start
-    test_probs = predict_keras(model, mnist.x_test)
+    test_probs = KerasRunner(model=model).predict(mnist.x_test)
     return TrainResult(
         model=model,
         config=config,
@@ -147,12 +148,3 @@ def train(mnist: Mnist, config: TrainConfig, verbose: int | None = None) -> Trai
         params=count_params(model),
         macs=count_macs(model),
     )
-
-
-def predict_keras(model, images: np.ndarray, batch: int = 1000) -> np.ndarray:
-    """Probabilities for uint8 images [N, 28, 28] through the Keras model, in large batches."""
-    chunks = [
-        np.asarray(model.predict_on_batch(images[i : i + batch, ..., None].astype(np.float32)))
-        for i in range(0, len(images), batch)
-    ]
-    return np.concatenate(chunks).astype(np.float32)

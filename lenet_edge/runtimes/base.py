@@ -60,10 +60,12 @@ class Runner(ABC):
     def _run(self, batch: np.ndarray) -> np.ndarray:
         """One inference on an already encoded batch [n, 28, 28, 1]; returns the raw output tensor."""
 
-    def predict(self, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    def predict(self, images: np.ndarray, batch_size: int = 1000, raw: bool = False) -> np.ndarray:
         """Probabilities for raw pixels (uint8 [N, 28, 28] or [N, 28, 28, 1]), in batches.
 
-        A model with a fixed batch dimension is fed in chunks of exactly that size (the last one padded)."""
+        ``raw=True`` is the app's path: pixels only cast to the input dtype, the output tensor returned as it
+        comes, no (de)quantization. A model with a fixed batch dimension is fed in chunks of exactly that size
+        (the last one padded)."""
         images = np.asarray(images).reshape((-1, *IMAGE_SHAPE))
         fixed = self.input.shape[0]
         step = fixed if fixed > 0 else batch_size
@@ -73,7 +75,10 @@ class Runner(ABC):
             real = len(chunk)
             if fixed > 0 and real < fixed:
                 chunk = np.concatenate([chunk, np.zeros((fixed - real, *IMAGE_SHAPE), chunk.dtype)])
-            outputs.append(self.output.decode(self._run(self.input.encode(chunk)))[:real])
+            if raw:
+                outputs.append(self._run(chunk.astype(self.input.dtype))[:real])
+            else:
+                outputs.append(self.output.decode(self._run(self.input.encode(chunk)))[:real])
         if not outputs:
             return np.zeros((0, 10), np.float32)
         return np.concatenate(outputs)

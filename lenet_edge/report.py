@@ -1,0 +1,84 @@
+"""The bundle's report: ``report.json`` holds every section's data; ``report.md`` is rendered from it whole,
+so verify (and later bench) can each update their section without disturbing the others."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .bundle import read_manifest, write_json
+
+REPORT_JSON, REPORT_MD = "report.json", "report.md"
+CONFUSION_PNG = "verify_confusion.png"
+STATUS_MARK = {"pass": "✅ pass", "fail": "❎ fail", "error": "❌ error"}
+
+
+def update_report(bundle: str | Path, sections: dict) -> dict:
+    """Merge ``sections`` into report.json and re-render report.md; return the whole report."""
+    bundle = Path(bundle)
+    path = bundle / REPORT_JSON
+    try:
+        report = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        report = {}
+    report.update(sections)
+    write_json(path, report)
+    markdown = render_markdown(report, read_manifest(bundle))
+    tmp = bundle / f".{REPORT_MD}.tmp"
+    tmp.write_text(markdown)
+    os.replace(tmp, bundle / REPORT_MD)
+    return report
+
+
+def _pct(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value * 100:.{digits}f}%"
+
+
+def render_markdown(report: dict, manifest: dict) -> str:
+    model = manifest.get("model", {})
+    lines = [
+        "# lenet-edge report",
+        "",
+        f"Model: {model.get('architecture')} ({model.get('activation')}), {model.get('params', 0):,} parameters, "
+        f"{model.get('macs', 0):,} MACs per image. Keras test accuracy {_pct(manifest.get('keras_test_accuracy'))}. "
+        f"Seed {manifest.get('seed')}.",
+        "",
+    ]
+    if "verify" in report:
+        lines += _verify_section(report["verify"], report.get("verify_info", {}))
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _verify_section(rows: list[dict], info: dict) -> list[str]:
+    lines = [
+        f"## Parity: every export on the {info.get('images', 10000):,} MNIST test images",
+        "",
+        f"Each file run by its own runtime and compared with {info.get('reference', 'Keras')}. "
+        f"Verify took {info.get('seconds', 0):.1f} s.",
+        "",
+        "| Format | Runtime | Status | Size KB | Accuracy | Δ vs Keras (pt) | Agreement | max\\|Δp\\| |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        size = f"{row['size_bytes'] / 1024:.1f}" if row.get("size_bytes") else "—"
+        delta = "—" if row["delta_vs_keras_pt"] is None else f"{row['delta_vs_keras_pt']:+.2f}"
+        dp = "—" if row["max_abs_dp"] is None else f"{row['max_abs_dp']:.1e}"
+        lines.append(
+            f"| {row['format']} | {row['runtime']} | {STATUS_MARK[row['status']]} | {size} | "
+            f"{_pct(row['accuracy'])} | {delta} | {_pct(row['agreement'])} | {dp} |"
+        )
+    reasons = [f"- **{row['format']}**: {row['reason']}" for row in rows if row["reason"]]
+    if reasons:
+        lines += ["", "Why:", "", *reasons]
+    gates = info.get("gates", {})
+    if gates:
+        lines += ["", "Gates: " + "; ".join(f"{name}: {text}" for name, text in gates.items()) + "."]
+    judged = [row for row in rows if row["per_class_accuracy"]]
+    if judged:
+        lines += ["", "### Per-class accuracy", "", "| Format | " + " | ".join(str(d) for d in range(10)) + " |"]
+        lines.append("|---|" + "---:|" * 10)
+        for row in judged:
+            lines.append(f"| {row['format']} | " + " | ".join(_pct(a, 1) for a in row["per_class_accuracy"]) + " |")
+        lines += ["", f"![confusion matrices]({CONFUSION_PNG})"]
+    return [*lines, ""]

@@ -1,0 +1,211 @@
+"""verify: every artifact of a bundle judged on the 10,000 MNIST test images by its own runtime, against Keras.
+
+Integrity first (sha256 and size against the manifest), then accuracy, agreement and probability error
+against the Keras reference, a gate per precision, and the app contract (raw pixels in, no project code in
+the path). Runs without TensorFlow: the reference is then the Keras answers stored in the bundle."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import REFERENCE, log, read_manifest, sha256_file
+from .data import Mnist
+from .errors import BundleError
+from .runtimes import open_runner
+
+
+@dataclass(frozen=True)
+class Gate:
+    """What an artifact must reach to pass; None means not gated."""
+
+    min_agreement: float | None = None  # top-1 agreement with Keras, 0-1
+    max_abs_dp: float | None = None  # max |Δp| against Keras's probabilities
+    max_drop_pt: float | None = None  # accuracy drop from Keras, in points
+
+    def failures(self, row: VerifyRow) -> list[str]:
+        found = []
+        if self.min_agreement is not None and row.agreement < self.min_agreement:
+            found.append(f"agreement {row.agreement:.2%} < {self.min_agreement:.2%}")
+        if self.max_abs_dp is not None and row.max_abs_dp > self.max_abs_dp:
+            found.append(f"max|Δp| {row.max_abs_dp:.2e} > {self.max_abs_dp:.0e}")
+        if self.max_drop_pt is not None and -row.delta_vs_keras_pt > self.max_drop_pt:
+            found.append(f"accuracy drop {-row.delta_vs_keras_pt:.2f} pt > {self.max_drop_pt} pt")
+        return found
+
+    def describe(self) -> str:
+        parts = []
+        if self.min_agreement is not None:
+            parts.append(f"agreement ≥ {self.min_agreement:.2%}")
+        if self.max_abs_dp is not None:
+            parts.append(f"max|Δp| ≤ {self.max_abs_dp:.0e}")
+        if self.max_drop_pt is not None:
+            parts.append(f"drop ≤ {self.max_drop_pt} pt")
+        return ", ".join(parts) or "none"
+
+
+DEFAULT_GATES = {
+    "fp32": Gate(min_agreement=1.0, max_abs_dp=1e-5),
+    "fp16": Gate(min_agreement=0.9995, max_abs_dp=1e-3),
+    "dynamic": Gate(min_agreement=0.995, max_drop_pt=0.3),
+    "int8": Gate(min_agreement=0.995, max_drop_pt=0.3),
+}
+
+
+@dataclass
+class VerifyRow:
+    format: str
+    runtime: str
+    status: str  # pass | fail | error
+    accuracy: float | None = None
+    delta_vs_keras_pt: float | None = None
+    agreement: float | None = None
+    max_abs_dp: float | None = None
+    mean_abs_dp: float | None = None
+    reason: str = ""
+    precision: str = ""
+    size_bytes: int | None = None
+    gate: str = ""
+    per_class_accuracy: list[float] = field(default_factory=list)
+    confusion: list[list[int]] = field(default_factory=list)  # [true][predicted]
+    seconds: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _integrity(bundle: Path, entry: dict) -> str:
+    """'' when the file is the one the manifest describes; otherwise what differs."""
+    path = bundle / entry["file"]
+    if not path.is_file():
+        return "missing file"
+    if path.stat().st_size != entry["bytes"]:
+        return f"integrity: {path.stat().st_size} bytes, manifest says {entry['bytes']}"
+    if sha256_file(path) != entry["sha256"]:
+        return "integrity: sha256 differs from the manifest (file changed after export)"
+    return ""
+
+
+def _contract(runner, entry: dict, images: np.ndarray, predicted: np.ndarray) -> str:
+    """The app's path: the manifest's stated input, raw pixels cast to its dtype and nothing else, and the
+    output's argmax read as it comes. '' when it answers exactly as the runner does."""
+    stated, actual = entry["input"], runner.input.to_dict()
+    for key in ("dtype", "scale", "zero_point"):
+        if stated[key] != actual[key]:
+            return f"app contract: manifest says input {key} {stated[key]}, the model has {actual[key]}"
+    if stated["scale"] not in (None, 1.0) or stated["zero_point"] not in (None, 0):
+        return f"app contract: input scale {stated['scale']} zero point {stated['zero_point']} is not raw pixels"
+    raw_top1 = runner.predict(images, raw=True).argmax(1)
+    differ = int(np.sum(raw_top1 != predicted))
+    return f"app contract: raw pixels fed as the README says change {differ} answers" if differ else ""
+
+
+def judge(
+    fmt: str, runtime: str, precision: str, probs: np.ndarray, reference: np.ndarray, labels: np.ndarray, gate: Gate
+) -> VerifyRow:
+    """Metrics of one artifact's probabilities against the reference and the labels, and its gate verdict."""
+    predicted, expected = probs.argmax(1), reference.argmax(1)
+    accuracy = float(np.mean(predicted == labels))
+    diff = np.abs(probs.astype(np.float64) - reference.astype(np.float64))
+    confusion = np.zeros((10, 10), np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    row = VerifyRow(
+        format=fmt,
+        runtime=runtime,
+        status="pass",
+        accuracy=accuracy,
+        delta_vs_keras_pt=round((accuracy - float(np.mean(expected == labels))) * 100, 4),
+        agreement=float(np.mean(predicted == expected)),
+        max_abs_dp=float(diff.max()),
+        mean_abs_dp=float(diff.mean()),
+        precision=precision,
+        gate=gate.describe(),
+        per_class_accuracy=[round(float(confusion[d, d] / max(confusion[d].sum(), 1)), 6) for d in range(10)],
+        confusion=confusion.tolist(),
+    )
+    failures = gate.failures(row)
+    if failures:
+        row.status, row.reason = "fail", "; ".join(failures)
+    return row
+
+
+def _reference(bundle: Path, manifest: dict, mnist: Mnist, have_tf: bool) -> tuple[np.ndarray, str]:
+    """Keras's probabilities on the test set: those stored at export (the live Keras model is then judged
+    against them like any artifact), or, for a bundle without them, the live Keras model's."""
+    stored = manifest.get("reference")
+    if stored and not _integrity(bundle, stored):
+        reference = np.load(bundle / stored["file"])
+        if reference.shape != (len(mnist.x_test), 10):
+            raise BundleError(f"{bundle}: {REFERENCE} holds {reference.shape}, not {len(mnist.x_test)} test images")
+        return reference, f"the Keras answers stored at export ({REFERENCE})"
+    keras_entry = next((e for e in manifest["artifacts"] if e["format"] == "keras"), None)
+    if have_tf and keras_entry and not _integrity(bundle, keras_entry):
+        return open_runner("keras", bundle / keras_entry["file"]).predict(mnist.x_test), "the Keras model, run live"
+    raise BundleError(f"{bundle}: no trustworthy Keras reference ({REFERENCE} missing or altered)")
+
+
+def verify_bundle(
+    bundle: str | Path,
+    mnist: Mnist,
+    gates: dict[str, Gate] | None = None,
+    threads: int | None = None,
+    use_keras: bool | None = None,
+) -> dict:
+    """Judge every artifact; return {'rows': [VerifyRow…], 'reference': …, 'images': …, 'seconds': …}.
+
+    ``use_keras`` (default: whether TensorFlow is installed) runs the Keras model too."""
+    bundle = Path(bundle)
+    manifest = read_manifest(bundle)
+    gates = {**DEFAULT_GATES, **(gates or {})}
+    start = time.perf_counter()
+    have_tf = importlib.util.find_spec("tensorflow") is not None if use_keras is None else use_keras
+    reference, reference_source = _reference(bundle, manifest, mnist, have_tf)
+    labels = mnist.y_test
+    log(f"verifying {bundle} on {len(labels)} test images against {reference_source}")
+
+    rows = []
+    for entry in manifest["artifacts"]:
+        if entry["runtime"] == "keras" and not have_tf:
+            continue
+        rows.append(_verify_artifact(bundle, entry, mnist, reference, gates, threads))
+        row = rows[-1]
+        mark = {"pass": "✅", "fail": "❎", "error": "❌"}[row.status]
+        figures = f"accuracy {row.accuracy:.2%}, agreement {row.agreement:.2%}" if row.accuracy is not None else ""
+        log(f"  {mark} {row.format:<15} {row.runtime:<12} {figures}  {row.reason}".rstrip())
+    return {
+        "rows": rows,
+        "reference": reference_source,
+        "images": len(labels),
+        "seconds": round(time.perf_counter() - start, 2),
+        "gates": {name: gate.describe() for name, gate in gates.items()},
+    }
+
+
+def _verify_artifact(bundle, entry, mnist, reference, gates, threads) -> VerifyRow:
+    precision = entry.get("precision", "fp32")
+    gate = gates.get(precision, Gate())
+    integrity = _integrity(bundle, entry)
+    if integrity == "missing file":
+        return VerifyRow(entry["format"], entry["runtime"], "error", reason="missing file", precision=precision)
+    start = time.perf_counter()
+    try:
+        options = {"threads": threads} if entry["runtime"] != "keras" else {}
+        runner = open_runner(entry["runtime"], bundle / entry["file"], **options)
+        probs = runner.predict(mnist.x_test)
+    except Exception as exc:  # a file that will not load or run is reported, not raised
+        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        if integrity:
+            reason = f"{integrity}; {reason}"
+        return VerifyRow(entry["format"], entry["runtime"], "error", reason=reason[:300], precision=precision)
+    row = judge(entry["format"], entry["runtime"], precision, probs, reference, mnist.y_test, gate)
+    row.size_bytes = (bundle / entry["file"]).stat().st_size
+    problems = [p for p in (integrity, _contract(runner, entry, mnist.x_test, probs.argmax(1))) if p]
+    if problems:
+        row.status = "fail"
+        row.reason = "; ".join(problems + ([row.reason] if row.reason else []))
+    row.seconds = round(time.perf_counter() - start, 2)
+    return row

@@ -1,0 +1,139 @@
+"""verify: a good bundle passes, and every kind of wrong artifact is caught with exit code 1."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lenet_edge.bundle import read_manifest, write_json
+from lenet_edge.cli import main
+from lenet_edge.exporters import tflite
+from lenet_edge.runtimes import open_runner
+from lenet_edge.verify import verify_bundle
+
+ROW_KEYS = {
+    "format", "runtime", "status", "accuracy", "delta_vs_keras_pt", "agreement", "max_abs_dp", "mean_abs_dp", "reason"
+}  # fmt: skip
+
+
+@pytest.fixture
+def bundle_copy(small_bundle, tmp_path) -> Path:
+    out = tmp_path / "bundle"
+    shutil.copytree(small_bundle, out)
+    return out
+
+
+def _resign(bundle: Path, fmt: str) -> None:
+    """Rewrite the manifest's sha256 and size of ``fmt`` to match its file, as a careless re-export would."""
+    manifest = read_manifest(bundle)
+    for entry in manifest["artifacts"]:
+        if entry["format"] == fmt:
+            blob = (bundle / entry["file"]).read_bytes()
+            entry["bytes"], entry["sha256"] = len(blob), hashlib.sha256(blob).hexdigest()
+    write_json(bundle / "manifest.json", manifest)
+
+
+def _verify(bundle: Path, mnist_dir: Path, *extra: str) -> tuple[int, dict[str, dict]]:
+    code = main(["verify", str(bundle), "--data", str(mnist_dir), *extra])
+    report = json.loads((bundle / "report.json").read_text())
+    return code, {row["format"]: row for row in report["verify"]}
+
+
+def test_good_bundle_passes_with_the_promised_report(bundle_copy, mnist_dir, tmp_path):
+    code, rows = _verify(bundle_copy, mnist_dir, "--json", str(tmp_path / "rows.json"))
+    assert code == 0
+    assert set(rows) == {
+        "keras",
+        "tflite-fp32",
+        "tflite-fp16",
+        "tflite-dynamic",
+        "tflite-int8",
+        "onnx-fp32",
+        "onnx-int8",
+    }
+    for row in rows.values():
+        assert set(row) >= ROW_KEYS and row["status"] == "pass", row
+        assert len(row["per_class_accuracy"]) == 10 and np.asarray(row["confusion"]).sum() == 10_000
+    for fmt in ("tflite-fp32", "onnx-fp32"):
+        assert rows[fmt]["agreement"] == 1.0 and rows[fmt]["max_abs_dp"] <= 1e-5
+    assert json.loads((tmp_path / "rows.json").read_text()) == list(rows.values())
+    markdown = (bundle_copy / "report.md").read_text()
+    assert "| Format | Runtime | Status | Size KB | Accuracy | Δ vs Keras (pt) | Agreement | max\\|Δp\\| |" in markdown
+    assert (bundle_copy / "verify_confusion.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_int8_calibrated_on_blank_images_fails_the_gate(bundle_copy, mnist_dir):
+    import keras
+
+    model = keras.saving.load_model(bundle_copy / "lenet5.keras")
+    blank = np.zeros((20, 28, 28), np.uint8)
+    blank[:, 0, 0] = 255  # one lit pixel keeps the input range 0-255, so only the activations are miscalibrated
+    tflite.export(model, bundle_copy / "lenet5_int8.tflite", blank, quantization="int8")
+    _resign(bundle_copy, "tflite-int8")
+    code, rows = _verify(bundle_copy, mnist_dir)
+    assert code == 1
+    assert rows["tflite-int8"]["status"] == "fail" and "agreement" in rows["tflite-int8"]["reason"]
+    assert rows["tflite-fp32"]["status"] == "pass"
+
+
+def test_float_model_with_perturbed_weights_fails_the_gate(bundle_copy, mnist_dir):
+    import keras
+
+    model = keras.saving.load_model(bundle_copy / "lenet5.keras")
+    kernel = model.get_layer("C1").kernel
+    kernel.assign(kernel.numpy() * 1.001)  # a 0.1% nudge: invisible in accuracy, not in |Δp|
+    tflite.export(model, bundle_copy / "lenet5_fp32.tflite", np.zeros((1, 28, 28), np.uint8))
+    _resign(bundle_copy, "tflite-fp32")
+    code, rows = _verify(bundle_copy, mnist_dir)
+    assert code == 1
+    assert rows["tflite-fp32"]["status"] == "fail" and "max|Δp|" in rows["tflite-fp32"]["reason"]
+
+
+def test_tampered_file_is_caught_by_its_checksum(bundle_copy, mnist_dir):
+    path = bundle_copy / "lenet5_fp32.onnx"
+    blob = bytearray(path.read_bytes())
+    blob[-200] ^= 0x01  # one bit of one weight
+    path.write_bytes(bytes(blob))
+    code, rows = _verify(bundle_copy, mnist_dir)
+    assert code == 1
+    assert rows["onnx-fp32"]["status"] == "fail" and "sha256" in rows["onnx-fp32"]["reason"]
+
+
+def test_manifest_that_misstates_the_input_breaks_the_app_contract(bundle_copy, mnist_dir):
+    manifest = read_manifest(bundle_copy)
+    entry = next(e for e in manifest["artifacts"] if e["format"] == "tflite-int8")
+    entry["input"]["dtype"] = "float32"
+    write_json(bundle_copy / "manifest.json", manifest)
+    code, rows = _verify(bundle_copy, mnist_dir)
+    assert code == 1 and "app contract" in rows["tflite-int8"]["reason"]
+
+
+def test_unloadable_artifact_is_an_error_row(bundle_copy, mnist_dir):
+    (bundle_copy / "lenet5_fp16.tflite").write_bytes(b"not a flatbuffer at all")
+    _resign(bundle_copy, "tflite-fp16")
+    code, rows = _verify(bundle_copy, mnist_dir)
+    assert code == 1 and rows["tflite-fp16"]["status"] == "error" and rows["tflite-fp16"]["reason"]
+
+
+def test_runners_agree_with_each_other_on_real_digits(small_bundle, mnist):
+    digits = mnist.x_test[:500]
+    keras_probs = open_runner("keras", small_bundle / "lenet5.keras").predict(digits)
+    for runtime, file in (("litert", "lenet5_fp32.tflite"), ("onnxruntime", "lenet5_fp32.onnx")):
+        for threads in (1, 2):
+            probs = open_runner(runtime, small_bundle / file, threads=threads).predict(digits, batch_size=128)
+            np.testing.assert_allclose(probs, keras_probs, atol=1e-5)
+    int8 = open_runner("litert", small_bundle / "lenet5_int8.tflite")
+    assert int8.input.dtype == "uint8" and np.mean(int8.predict(digits).argmax(1) == keras_probs.argmax(1)) > 0.98
+
+
+def test_stored_reference_serves_a_device_without_keras(small_bundle, mnist):
+    result = verify_bundle(small_bundle, mnist, use_keras=False)
+    formats = [row.format for row in result["rows"]]
+    assert "keras" not in formats and len(formats) == 6
+    assert all(row.status == "pass" for row in result["rows"])
+    assert "stored" in result["reference"]
