@@ -154,23 +154,44 @@ def artifact_entry(fmt: Format, path: Path, runner: Runner, seconds: float | Non
     return entry
 
 
-def export_artifact(fmt: Format, model, folder: Path, calibration: np.ndarray, mnist: Mnist) -> dict:
+def export_artifact(
+    fmt: Format, model, folder: Path, calibration: np.ndarray, mnist: Mnist, keep_float: tuple[str, ...] = ()
+) -> dict:
     """Export one format, prove it loads in its own runtime and answers real digits; return its manifest entry.
     Raises on any failure (the caller records it and goes on with the other formats)."""
-    from .exporters import export_format  # pulls in the converters
+    from .exporters import export_format
 
     path = folder / fmt.file
+    keep_float = keep_float if fmt.precision == "int8" else ()
     start = time.perf_counter()
-    export_format(fmt, model, path, calibration)
+    export_format(fmt, model, path, calibration, keep_float)
     seconds = time.perf_counter() - start
     runner = open_runner(fmt.runtime, path)
     accuracy = check_answers(runner, mnist.x_test[:CHECK_DIGITS], mnist.y_test[:CHECK_DIGITS])
     entry = artifact_entry(fmt, path, runner, seconds)
+    if keep_float:  # what keeping layers in float did: the fully quantized twin, measured the same way
+        entry["keep_float"] = list(keep_float)
+        full = folder / f".full-{fmt.file}"
+        export_format(fmt, model, full, calibration)
+        full_probs = open_runner(fmt.runtime, full).predict(mnist.x_test)
+        entry["without_keep_float"] = {
+            "bytes": full.stat().st_size,
+            "test_accuracy": float(np.mean(full_probs.argmax(1) == mnist.y_test)),
+        }
+        full.unlink()
     log(
         f"  {fmt.name:<15} {fmt.file:<22} {entry['bytes'] / 1024:8.1f} KB  {seconds:5.1f} s  "
         f"ok: loads in {fmt.runtime}, {CHECK_DIGITS} test digits {accuracy:.0%}"
     )
     return entry
+
+
+def calibration_images(mnist: Mnist, count: int, seed: int) -> np.ndarray:
+    """The seeded pick of training images that calibrates the int8 models (the manifest records count and seed)."""
+    if not 1 <= count <= len(mnist.x_train):
+        raise BundleError(f"calibration needs 1 to {len(mnist.x_train)} images, not {count}")
+    pick = np.random.default_rng(seed).choice(len(mnist.x_train), count, replace=False)
+    return mnist.x_train[np.sort(pick)]
 
 
 def write_bundle(
@@ -180,6 +201,7 @@ def write_bundle(
     mnist: Mnist,
     formats: list[Format],
     calibration_count: int = 500,
+    keep_float: tuple[str, ...] = (),
 ) -> dict:
     """Export ``model`` to every format into a fresh bundle at ``out``; return the manifest.
 
@@ -187,10 +209,11 @@ def write_bundle(
     from .plots import plot_training_curves
 
     seed = training["config"]["seed"]
-    if not 1 <= calibration_count <= len(mnist.x_train):
-        raise BundleError(f"calibration needs 1 to {len(mnist.x_train)} images, not {calibration_count}")
-    pick = np.random.default_rng(seed).choice(len(mnist.x_train), calibration_count, replace=False)
-    calibration = mnist.x_train[np.sort(pick)]
+    calibration = calibration_images(mnist, calibration_count, seed)
+    unknown = sorted(set(keep_float) - {layer.name for layer in model.layers if layer.weights})
+    if unknown:
+        layers = ", ".join(layer.name for layer in model.layers if layer.weights)
+        raise BundleError(f"--keep-float {', '.join(unknown)}: not a layer with weights; the model has {layers}")
 
     with staged_folder(Path(out)) as staging:
         model.save(staging / KERAS.file)
@@ -211,7 +234,7 @@ def write_bundle(
         failed = []
         for fmt in formats:
             try:
-                artifacts.append(export_artifact(fmt, model, staging, calibration, mnist))
+                artifacts.append(export_artifact(fmt, model, staging, calibration, mnist, keep_float))
             except Exception as exc:  # one format failing must not cost the others
                 reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
                 failed.append({"format": fmt.name, "file": fmt.file, "reason": reason[:500]})

@@ -89,6 +89,13 @@ def _add_export_options(parser: argparse.ArgumentParser) -> None:
         "--formats", type=_format_list, help=f"comma-separated subset of {','.join(FORMAT_NAMES)} (default: all)"
     )
     group.add_argument(
+        "--keep-float",
+        nargs="+",
+        default=(),
+        metavar="LAYER",
+        help="Keras layers (e.g. C1 F6) the int8 models leave in float: selective quantization",
+    )
+    group.add_argument(
         "--calibration",
         type=_positive,
         default=500,
@@ -162,6 +169,11 @@ def _verify(args, bundle: str, mnist) -> int:
         plot_confusion_matrices(rows, Path(bundle) / CONFUSION_PNG)
     except ImportError:
         log("(no matplotlib here: confusion matrices not drawn)")
+    if getattr(args, "layers", True):
+        from .bundle import read_manifest
+        from .layers import layer_report
+
+        update_report(bundle, {"layers": layer_report(Path(bundle), read_manifest(bundle), mnist)})
     if args.json:
         write_json(Path(args.json), rows)
     failed = [row["format"] for row in rows if row["status"] != "pass"]
@@ -193,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_io_options(train)
     _add_train_options(train)
-    train.set_defaults(handler=cmd_run, train_only=True, formats=None, calibration=500, verify=False)
+    train.set_defaults(handler=cmd_run, train_only=True, formats=None, calibration=500, verify=False, keep_float=())
 
     export = commands.add_parser(
         "export",
@@ -215,6 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
         "Writes report.md, report.json and verify_confusion.png into the bundle. Exit 1 if any artifact fails.",
     )
     verify.add_argument("bundle", metavar="BUNDLE", help="bundle folder (with manifest.json)")
+    verify.add_argument(
+        "--layers",
+        action="store_true",
+        help="also measure the int8 models' quantization error layer by layer (always on in run and export)",
+    )
     _add_data_options(verify)
     _add_verify_options(verify)
     verify.set_defaults(handler=cmd_verify)
@@ -286,7 +303,8 @@ def cmd_run(args) -> int:
     check_output_folder(args.out)
     mnist = _load_data(args)
     model, record = _train(args, mnist)
-    status = _finish(write_bundle(args.out, model, record, mnist, formats, args.calibration), args.out)
+    bundle = write_bundle(args.out, model, record, mnist, formats, args.calibration, tuple(args.keep_float))
+    status = _finish(bundle, args.out)
     if formats and args.verify:
         status = max(status, _verify(args, args.out, mnist))
     return status
@@ -325,7 +343,8 @@ def cmd_export(args) -> int:
     record["model"] = _model_facts(model, config.get("arch", model.name), config.get("activation"))
     mnist = _load_data(args)
     formats = get_formats(args.formats)
-    status = _finish(write_bundle(args.out, model, record, mnist, formats, args.calibration), args.out)
+    bundle = write_bundle(args.out, model, record, mnist, formats, args.calibration, tuple(args.keep_float))
+    status = _finish(bundle, args.out)
     return max(status, _verify(args, args.out, mnist)) if args.verify else status
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 
 def _pyplot():
     import matplotlib
@@ -50,8 +52,6 @@ def plot_training_curves(
 
 def plot_confusion_matrices(rows: list[dict], path: Path) -> None:
     """One panel per artifact: counts of true digit (rows) against predicted digit (columns)."""
-    import numpy as np
-
     plt = _pyplot()
     rows = [row for row in rows if row.get("confusion")]
     columns = min(4, len(rows))
@@ -73,5 +73,38 @@ def plot_confusion_matrices(rows: list[dict], path: Path) -> None:
         ax.set_xlabel("predicted", fontsize=8)
         ax.set_ylabel("true", fontsize=8)
     fig.suptitle("Confusion matrices on the MNIST test set")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_layer_errors(fmt: str, data: dict, path: Path) -> None:
+    """A bar per quantized tensor, in graph order, suspects in red, the suspect threshold dashed."""
+    from .layers import SUSPECT_RMSE_OVER_SCALE, SUSPECT_SNR_DB
+
+    plt = _pyplot()
+    rows = data["rows"]
+    metric = data["metric"]
+    labels = [f"{row['layer']} ({row['op']})" if "op" in row else row["layer"] for row in rows]
+    values = [row[metric] for row in rows]
+    colours = ["#d62728" if row["suspect"] else "#1f77b4" for row in rows]
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(rows) + 1.6), dpi=110)
+    ax.barh(range(len(rows)), values, color=colours)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.invert_yaxis()
+    if metric == "rmse_over_scale":
+        ax.axvline(SUSPECT_RMSE_OVER_SCALE, color="grey", linestyle="--", label="suspect above")
+        ax.axvline(1 / np.sqrt(12), color="green", linestyle=":", label="rounding noise alone (0.29)")
+        ax.set_xlabel("RMSE / scale (quantization steps)")
+    else:
+        ax.axvline(SUSPECT_SNR_DB, color="grey", linestyle="--", label="suspect below")
+        ax.set_xlabel("SNR of the tensor's own Q/DQ step (dB, higher is better)")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    kept = data.get("keep_float")
+    ax.set_title(
+        f"{fmt}: quantization error by layer ({data['tool']})" + (f"\nkept float: {', '.join(kept)}" if kept else ""),
+        fontsize=10,
+    )
     fig.tight_layout()
     _save(fig, path)

@@ -47,6 +47,8 @@ def render_markdown(report: dict, manifest: dict) -> str:
     ]
     if "verify" in report:
         lines += _verify_section(report["verify"], report.get("verify_info", {}))
+    if "layers" in report:
+        lines += _layers_section(report["layers"], report.get("verify", []), manifest)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -82,3 +84,56 @@ def _verify_section(rows: list[dict], info: dict) -> list[str]:
             lines.append(f"| {row['format']} | " + " | ".join(_pct(a, 1) for a in row["per_class_accuracy"]) + " |")
         lines += ["", f"![confusion matrices]({CONFUSION_PNG})"]
     return [*lines, ""]
+
+
+WORST_SHOWN = 5
+
+
+def _layers_section(layers: dict, verify_rows: list[dict], manifest: dict) -> list[str]:
+    lines = ["## Quantization error by layer", ""]
+    entries = {entry["format"]: entry for entry in manifest.get("artifacts", [])}
+    accuracy = {row["format"]: row["accuracy"] for row in verify_rows}
+    for fmt, data in layers.items():
+        lines += [f"### {fmt}", ""]
+        if "skipped" in data:
+            lines += [f"Not measured here: {data['skipped']}.", ""]
+            continue
+        tflite = data["metric"] == "rmse_over_scale"
+        rows = sorted(data["rows"], key=lambda r: r[data["metric"]], reverse=tflite)[:WORST_SHOWN]
+        note = f"{data['tool']} on the first {data['images']:,} test images; suspect if {data['suspect_if']}."
+        if "agreement_with_bundle_file" in data:
+            note += (
+                " It measures a re-conversion with the bundle's settings, which answers like the bundle's file on "
+                f"{data['agreement_with_bundle_file']:.2%} of those images."
+            )
+        lines += [note, ""]
+        if tflite:
+            lines += ["| Layer | Op | RMSE/scale | max abs error | suspect |", "|---|---|---:|---:|---|"]
+            lines += [
+                f"| {r['layer']} | {r['op']} | {r['rmse_over_scale']:.3f} | {r['max_abs_error']:.4f} | "
+                f"{'⚠️' if r['suspect'] else ''} |"
+                for r in rows
+            ]
+        else:
+            lines += [
+                "| Layer | Tensor | SNR of its Q/DQ (dB) | SNR vs float model (dB) | suspect |",
+                "|---|---|---:|---:|---|",
+            ]
+            lines += [
+                f"| {r['layer']} | `{r['tensor']}` | {r['snr_qdq_db']:.1f} | {r['snr_xmodel_db']:.1f} | "
+                f"{'⚠️' if r['suspect'] else ''} |"
+                for r in rows
+            ]
+        suspects = sorted({r["layer"] for r in data["rows"] if r["suspect"]})
+        lines += ["", "Suspects: " + (", ".join(suspects) if suspects else "none") + "."]
+        entry = entries.get(fmt, {})
+        if entry.get("keep_float") and fmt in accuracy:
+            full = entry["without_keep_float"]
+            lines.append(
+                f"Kept in float: {', '.join(entry['keep_float'])}: {entry['bytes'] / 1024:.1f} KB, accuracy "
+                f"{_pct(accuracy[fmt])}; fully quantized: {full['bytes'] / 1024:.1f} KB, {_pct(full['test_accuracy'])}."
+            )
+        elif suspects:
+            lines.append(f"To try: `lenet-edge export BUNDLE/lenet5.keras --keep-float {' '.join(suspects)}`.")
+        lines += ["", f"![{fmt} layers](layers_{fmt}.png) · all tensors: `layers_{fmt}.csv`", ""]
+    return lines

@@ -12,14 +12,17 @@ from .errors import UsageError
 
 @contextlib.contextmanager
 def silenced(fds: tuple[int, ...] = (2,)):
-    """Point file descriptors (2: stderr, 1: stdout) at /dev/null: C++ logging bypasses sys.stderr."""
+    """Point file descriptors (2: stderr, 1: stdout) at /dev/null, C++ logging included, and the matching
+    Python streams too (whatever they are: a test harness replaces them)."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved = [os.dup(fd) for fd in fds]
     try:
-        with open(os.devnull, "w") as devnull:
+        with open(os.devnull, "w") as devnull, contextlib.ExitStack() as python_streams:
             for fd in fds:
                 os.dup2(devnull.fileno(), fd)
+                redirect = contextlib.redirect_stdout if fd == 1 else contextlib.redirect_stderr
+                python_streams.enter_context(redirect(devnull))
             yield
     finally:
         sys.stdout.flush()

@@ -3,6 +3,7 @@ writes one file from a Keras model and raises ExportError on anything it cannot 
 
 from __future__ import annotations
 
+import re
 from importlib import import_module
 from pathlib import Path
 
@@ -11,9 +12,21 @@ import numpy as np
 from ..formats import Format
 
 
-def export_format(fmt: Format, model, path: Path, calibration: np.ndarray) -> None:
-    """Write ``fmt`` of ``model`` to ``path`` with its family's exporter (imported only when needed)."""
-    import_module(f"{__name__}.{fmt.family}").export(model, path, calibration, **fmt.options)
+def export_format(fmt: Format, model, path: Path, calibration: np.ndarray, keep_float: tuple[str, ...] = ()) -> None:
+    """Write ``fmt`` of ``model`` to ``path`` with its family's exporter (imported only when needed).
+
+    ``keep_float`` names Keras layers that the int8 formats leave in float (selective quantization)."""
+    import_module(f"{__name__}.{fmt.family}").export(model, path, calibration, keep_float=keep_float, **fmt.options)
+
+
+def layer_of(tensor_name: str) -> str:
+    """The Keras layer a converted tensor or node comes from ('lenet5_classic_1/C3_1/BiasAdd;…' -> 'C3'),
+    or the name itself when the converter gave it no layer (tf2onnx's 'Conv__89')."""
+    match = _LAYER.match(tensor_name)
+    return match[1] if match else tensor_name
+
+
+_LAYER = re.compile(r"^(?:NumericVerify/)?[^/;]+/([^/;]+?)(?:_\d+)?/")
 
 
 def calibration_batches(images: np.ndarray, batch_size: int = 1):

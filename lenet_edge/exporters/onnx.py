@@ -12,21 +12,23 @@ import numpy as np
 
 from ..errors import ExportError
 from ..tf_quiet import import_tensorflow, silenced
-from . import calibration_batches
+from . import calibration_batches, layer_of
 
 OPSET = 17  # tf2onnx 1.17 refuses 19+; 17 is what onnxruntime, onnxruntime-web and most phones' ORT take
 INPUT_NAME, OUTPUT_NAME, BATCH_DIM = "image", "probabilities", "batch"
 CALIBRATION_BATCH = 50
 
 
-def export(model, path: Path, calibration: np.ndarray, quantization: str = "none") -> None:
+def export(
+    model, path: Path, calibration: np.ndarray, quantization: str = "none", keep_float: tuple[str, ...] = ()
+) -> None:
     if quantization == "none":
         _convert(model, path)
     elif quantization == "int8":
         with tempfile.TemporaryDirectory(prefix="lenet-edge-onnx-") as tmp:
             fp32, prepared = Path(tmp) / "fp32.onnx", Path(tmp) / "prepared.onnx"
             _convert(model, fp32)
-            _quantize_int8(fp32, prepared, path, calibration)
+            _quantize_int8(fp32, prepared, path, calibration, keep_float)
     else:
         raise ExportError(f"unknown ONNX quantization {quantization!r}")
 
@@ -57,7 +59,23 @@ def _name_io(proto) -> None:
         value.type.tensor_type.shape.dim[0].dim_param = BATCH_DIM
 
 
-def _quantize_int8(fp32: Path, prepared: Path, out: Path, calibration: np.ndarray) -> None:
+def nodes_of_layers(model_path: Path, layers: tuple[str, ...]) -> list[str]:
+    """Names of the graph's nodes that compute the Keras ``layers``: by node name, output name or weight name
+    (tf2onnx names some nodes only by counter, 'Conv__89', but their weights keep the layer's name)."""
+    import onnx
+
+    graph = onnx.load(str(model_path)).graph
+    weights = {t.name for t in graph.initializer}
+    return [
+        n.name
+        for n in graph.node
+        if any(layer_of(name) in layers for name in (n.name, *n.output, *(i for i in n.input if i in weights)))
+    ]
+
+
+def _quantize_int8(
+    fp32: Path, prepared: Path, out: Path, calibration: np.ndarray, keep_float: tuple[str, ...] = ()
+) -> None:
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -75,6 +93,9 @@ def _quantize_int8(fp32: Path, prepared: Path, out: Path, calibration: np.ndarra
             return None if batch is None else {INPUT_NAME: batch}
 
     quant_pre_process(str(fp32), str(prepared))
+    excluded = nodes_of_layers(prepared, keep_float) if keep_float else []
+    if keep_float and not excluded:
+        raise ExportError(f"--keep-float {','.join(keep_float)}: no such layer in the ONNX graph")
     quantize_static(
         str(prepared),
         str(out),
@@ -82,4 +103,5 @@ def _quantize_int8(fp32: Path, prepared: Path, out: Path, calibration: np.ndarra
         quant_format=QuantFormat.QDQ,
         activation_type=QuantType.QInt8,
         weight_type=QuantType.QInt8,
+        nodes_to_exclude=excluded,
     )

@@ -11,12 +11,13 @@ import numpy as np
 
 from ..errors import ExportError
 from ..tf_quiet import import_tensorflow, silenced
-from . import calibration_batches
+from . import calibration_batches, layer_of
 
 QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
 
 
-def export(model, path: Path, calibration: np.ndarray, quantization: str = "none") -> None:
+def make_converter(model, quantization: str, calibration: np.ndarray):
+    """The configured converter for one quantization (the layer debugger reuses the int8 one)."""
     if quantization not in QUANTIZATIONS:
         raise ExportError(f"unknown TFLite quantization {quantization!r}")
     tf = import_tensorflow()
@@ -32,12 +33,48 @@ def export(model, path: Path, calibration: np.ndarray, quantization: str = "none
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.uint8
+    return converter
+
+
+def export(
+    model, path: Path, calibration: np.ndarray, quantization: str = "none", keep_float: tuple[str, ...] = ()
+) -> None:
+    converter = make_converter(model, quantization, calibration)
     with silenced((1, 2)), warnings.catch_warnings():  # the MLIR converter prints pages of diagnostics
         warnings.simplefilter("ignore")
         flatbuffer = converter.convert()
+        if keep_float and quantization == "int8":
+            flatbuffer = _keep_float(model, flatbuffer, calibration, keep_float)
     path.write_bytes(flatbuffer)
     if quantization == "int8":
         _check_raw_pixel_input(path)
+
+
+def float_layer_nodes(full_int8: bytes, layers: tuple[str, ...]) -> list[str]:
+    """Names of the int8 graph's tensors (its nodes, to the quantizer) that compute the Keras ``layers``."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    names = {t["name"] for t in Interpreter(model_content=full_int8).get_tensor_details()}
+    nodes = sorted(name for name in names if layer_of(name) in layers)
+    if not nodes:
+        raise ExportError(f"--keep-float {','.join(layers)}: no such layer in the TFLite graph")
+    return nodes
+
+
+def _keep_float(model, full_int8: bytes, calibration: np.ndarray, layers: tuple[str, ...]) -> bytes:
+    """Quantize again with the ops of ``layers`` denylisted, so they stay float between (de)quantize ops.
+
+    This is the converter's own quantizer (private API; the QuantizationDebugger's route ignores the uint8
+    input type). The raw-pixel check after export catches any change in its behaviour."""
+    from tensorflow.lite.python import convert
+
+    tf = import_tensorflow()
+    nodes = float_layer_nodes(full_int8, layers)
+    converter = make_converter(model, "int8", calibration)
+    converter._experimental_calibrate_only = True
+    return convert.mlir_quantize(  # the same call as TFLiteConverter._quantize, plus the denylist
+        converter.convert(), input_data_type=tf.uint8, output_data_type=tf.uint8, denylisted_nodes=nodes
+    )
 
 
 def _check_raw_pixel_input(path: Path) -> None:

@@ -1,0 +1,188 @@
+"""Quantization error by layer: where the int8 models lose precision, and which layers to keep in float.
+
+- TFLite int8: the TFLite QuantizationDebugger on a re-conversion with the bundle's settings (same model,
+  calibration and kept-float layers): RMSE/scale, max |error| and mean squared error of every quantized op.
+- ONNX int8: onnxruntime.quantization.qdq_loss_debug: SNR (dB) of every quantized tensor, of its own
+  quantization step and accumulated through the model against the float ONNX."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import io
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import log
+from .exporters import calibration_batches, layer_of
+
+SUSPECT_RMSE_OVER_SCALE = 0.7  # uniform rounding noise alone is 1/sqrt(12) = 0.29 of a quantization step
+SUSPECT_SNR_DB = 25.0  # 8-bit rounding of a well-ranged tensor stays near 40 dB
+DEBUG_IMAGES = 1000  # test images the debuggers run (one image at a time in the TFLite debugger)
+TFLITE_COLUMNS = (
+    "layer",
+    "op",
+    "tensor",
+    "elements",
+    "scale",
+    "rmse_over_scale",
+    "max_abs_error",
+    "mean_squared_error",
+)
+ONNX_COLUMNS = ("layer", "tensor", "snr_qdq_db", "snr_xmodel_db")
+
+
+def tflite_layer_errors(model, calibration: np.ndarray, images: np.ndarray, keep_float=()) -> tuple[list[dict], bytes]:
+    """Per-op statistics of the int8 TFLite conversion of ``model``; also returns the model it measured."""
+    from .exporters.tflite import float_layer_nodes, make_converter
+    from .tf_quiet import import_tensorflow, silenced
+
+    tf = import_tensorflow()
+    converter = make_converter(model, "int8", calibration)
+    options = None
+    if keep_float:
+        with silenced((1, 2)), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            nodes = float_layer_nodes(converter.convert(), tuple(keep_float))
+        options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes)
+    dataset = images.reshape(-1, 28, 28, 1)
+    with silenced((1, 2)), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the debugger runs the deprecated tf.lite.Interpreter
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter,
+            debug_dataset=lambda: ([batch] for batch in calibration_batches(dataset)),
+            debug_options=options,
+        )
+        debugger.run()
+        dump = io.StringIO()
+        debugger.layer_statistics_dump(dump)
+        measured = debugger.get_nondebug_quantized_model()
+    rows = []
+    for stat in csv.DictReader(io.StringIO(dump.getvalue())):
+        scale = float(stat["scale"])
+        mse = float(stat["mean_squared_error"])
+        rows.append(
+            {
+                "layer": _layer_label(stat["tensor_name"], stat["op_name"]),
+                "op": stat["op_name"],
+                "tensor": stat["tensor_name"],
+                "elements": int(float(stat["num_elements"])),
+                "scale": scale,
+                "rmse_over_scale": float(np.sqrt(mse) / scale) if scale else 0.0,
+                "max_abs_error": float(stat["max_abs_error"]),
+                "mean_squared_error": mse,
+            }
+        )
+    for row in rows:
+        row["suspect"] = row["rmse_over_scale"] > SUSPECT_RMSE_OVER_SCALE
+    return rows, measured
+
+
+def _layer_label(tensor: str, op: str) -> str:
+    layer = layer_of(tensor)
+    return "probabilities" if op == "SOFTMAX" and layer == tensor else layer
+
+
+def onnx_layer_errors(fp32_path: Path, int8_path: Path, images: np.ndarray) -> list[dict]:
+    """SNR of every quantized tensor of the QDQ model: its own Q/DQ step and accumulated against float."""
+    from onnxruntime.quantization import qdq_loss_debug as qdq
+
+    feeds = images.reshape(-1, 28, 28, 1).astype(np.float32)
+    batches = lambda: [{"image": feeds[i : i + 100]} for i in range(0, len(feeds), 100)]  # noqa: E731
+    with tempfile.TemporaryDirectory(prefix="lenet-edge-layers-") as tmp:
+        float_aug, qdq_aug = Path(tmp) / "float.onnx", Path(tmp) / "qdq.onnx"
+        qdq.modify_model_output_intermediate_tensors(str(fp32_path), str(float_aug))
+        qdq.modify_model_output_intermediate_tensors(str(int8_path), str(qdq_aug))
+        float_acts = qdq.collect_activations(str(float_aug), batches())
+        qdq_acts = qdq.collect_activations(str(qdq_aug), batches())
+    matching = qdq.create_activation_matching(qdq_acts, float_acts)
+    # tensors renamed by the pre-processing have no float twin: compare only those present in both models
+    errors = qdq.compute_activation_error({k: v for k, v in matching.items() if "float" in v})
+    rows = [
+        {
+            "layer": layer_of(tensor),
+            "tensor": tensor,
+            "snr_qdq_db": float(err["qdq_err"]),
+            "snr_xmodel_db": float(err["xmodel_err"]),
+        }
+        for tensor, err in errors.items()
+    ]
+    for row in rows:
+        row["suspect"] = row["snr_qdq_db"] < SUSPECT_SNR_DB
+    return sorted(rows, key=lambda row: row["snr_xmodel_db"], reverse=True)
+
+
+def _write_csv(path: Path, rows: list[dict], columns: tuple[str, ...]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[*columns, "suspect"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def layer_report(bundle: Path, manifest: dict, mnist) -> dict:
+    """Measure every int8 artifact of the bundle layer by layer; write CSVs and PNGs; return report data."""
+    from .bundle import calibration_images
+
+    have_tf = importlib.util.find_spec("tensorflow") is not None
+    have_onnx = importlib.util.find_spec("onnx") is not None
+    entries = {entry["format"]: entry for entry in manifest["artifacts"]}
+    images = mnist.x_test[:DEBUG_IMAGES]
+    report: dict[str, dict] = {}
+    if "tflite-int8" in entries:
+        if not have_tf:
+            report["tflite-int8"] = {"skipped": "needs TensorFlow: pip install 'lenet-edge[train]'"}
+        else:
+            import keras
+
+            from .runtimes import open_runner
+
+            log(f"layer errors: tflite-int8 (QuantizationDebugger on {len(images)} test images)")
+            model = keras.saving.load_model(bundle / entries["keras"]["file"], compile=False)
+            calibration = calibration_images(mnist, manifest["calibration"]["images"], manifest["calibration"]["seed"])
+            keep = tuple(entries["tflite-int8"].get("keep_float", ()))
+            rows, measured = tflite_layer_errors(model, calibration, images, keep)
+            with tempfile.NamedTemporaryFile(suffix=".tflite") as handle:
+                handle.write(measured)
+                handle.flush()
+                remeasured = open_runner("litert", handle.name).predict(images).argmax(1)
+            shipped = open_runner("litert", bundle / entries["tflite-int8"]["file"]).predict(images).argmax(1)
+            report["tflite-int8"] = {
+                "tool": "TFLite QuantizationDebugger",
+                "images": len(images),
+                "metric": "rmse_over_scale",
+                "suspect_if": f"RMSE/scale > {SUSPECT_RMSE_OVER_SCALE}",
+                "keep_float": list(keep),
+                "agreement_with_bundle_file": float(np.mean(remeasured == shipped)),
+                "rows": rows,
+            }
+    if "onnx-int8" in entries and "onnx-fp32" in entries:
+        if not have_onnx:
+            report["onnx-int8"] = {"skipped": "needs the onnx package: pip install 'lenet-edge[train]'"}
+        else:
+            log(f"layer errors: onnx-int8 (qdq_loss_debug on {len(images)} test images)")
+            report["onnx-int8"] = {
+                "tool": "onnxruntime qdq_loss_debug",
+                "images": len(images),
+                "metric": "snr_qdq_db",
+                "suspect_if": f"SNR of its own Q/DQ step < {SUSPECT_SNR_DB:.0f} dB",
+                "keep_float": list(entries["onnx-int8"].get("keep_float", ())),
+                "rows": onnx_layer_errors(
+                    bundle / entries["onnx-fp32"]["file"], bundle / entries["onnx-int8"]["file"], images
+                ),
+            }
+    for fmt, data in report.items():
+        if "rows" in data:
+            columns = TFLITE_COLUMNS if fmt.startswith("tflite") else ONNX_COLUMNS
+            _write_csv(bundle / f"layers_{fmt}.csv", data["rows"], columns)
+            try:
+                from .plots import plot_layer_errors
+
+                plot_layer_errors(fmt, data, bundle / f"layers_{fmt}.png")
+            except ImportError:
+                pass
+    return report
