@@ -103,6 +103,17 @@ def _add_export_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# verify's gate flags: (flag, precision, Gate field, flag units per Gate unit, metavar); int8 also gates dynamic
+GATE_FLAGS = (
+    ("--fp32-min-agreement", "fp32", "min_agreement", 100, "PCT"),
+    ("--fp32-max-dp", "fp32", "max_abs_dp", 1, "P"),
+    ("--fp16-min-agreement", "fp16", "min_agreement", 100, "PCT"),
+    ("--fp16-max-dp", "fp16", "max_abs_dp", 1, "P"),
+    ("--quant-min-agreement", "int8", "min_agreement", 100, "PCT"),
+    ("--quant-max-drop", "int8", "max_drop_pt", 1, "PT"),
+)
+
+
 def _add_verify_options(parser: argparse.ArgumentParser, in_run: bool = False) -> None:
     """Gate flags; ``in_run`` adds --no-verify for the commands that verify after exporting."""
     from .verify import DEFAULT_GATES as G
@@ -112,46 +123,20 @@ def _add_verify_options(parser: argparse.ArgumentParser, in_run: bool = False) -
         group.add_argument("--no-verify", dest="verify", action="store_false", help="skip verify after export")
     group.add_argument("--threads", type=_positive, help="runtime threads (default: the runtime's own choice)")
     group.add_argument("--json", metavar="FILE", help="also write the verify rows to FILE")
-    group.add_argument(
-        "--fp32-min-agreement",
-        type=float,
-        default=G["fp32"].min_agreement * 100,
-        metavar="PCT",
-        help="default %(default)s",
-    )
-    group.add_argument(
-        "--fp32-max-dp", type=float, default=G["fp32"].max_abs_dp, metavar="P", help="default %(default)s"
-    )
-    group.add_argument(
-        "--fp16-min-agreement",
-        type=float,
-        default=G["fp16"].min_agreement * 100,
-        metavar="PCT",
-        help="default %(default)s",
-    )
-    group.add_argument(
-        "--fp16-max-dp", type=float, default=G["fp16"].max_abs_dp, metavar="P", help="default %(default)s"
-    )
-    group.add_argument(
-        "--quant-min-agreement", type=float, default=G["int8"].min_agreement * 100, metavar="PCT",
-        help="dynamic-range and int8 (default %(default)s)",
-    )  # fmt: skip
-    group.add_argument(
-        "--quant-max-drop", type=float, default=G["int8"].max_drop_pt, metavar="PT",
-        help="dynamic-range and int8 (default %(default)s)",
-    )  # fmt: skip
+    for flag, precision, field, unit, metavar in GATE_FLAGS:
+        which = "dynamic-range and int8" if precision == "int8" else precision
+        default = getattr(G[precision], field) * unit
+        group.add_argument(flag, type=float, default=default, metavar=metavar, help=f"{which} (default %(default)s)")
 
 
 def _gates(args) -> dict:
     from .verify import Gate
 
-    quantized = Gate(min_agreement=args.quant_min_agreement / 100, max_drop_pt=args.quant_max_drop)
-    return {
-        "fp32": Gate(min_agreement=args.fp32_min_agreement / 100, max_abs_dp=args.fp32_max_dp),
-        "fp16": Gate(min_agreement=args.fp16_min_agreement / 100, max_abs_dp=args.fp16_max_dp),
-        "dynamic": quantized,
-        "int8": quantized,
-    }
+    fields: dict[str, dict[str, float]] = {}
+    for flag, precision, field, unit, _ in GATE_FLAGS:
+        fields.setdefault(precision, {})[field] = getattr(args, flag[2:].replace("-", "_")) / unit
+    quantized = Gate(**fields["int8"])
+    return {"fp32": Gate(**fields["fp32"]), "fp16": Gate(**fields["fp16"]), "dynamic": quantized, "int8": quantized}
 
 
 def _verify(args, bundle: str, mnist) -> int:
@@ -288,9 +273,10 @@ def _finish(manifest: dict, out: str) -> int:
     for failure in manifest["failed"]:
         log(f"FAILED {failure['format']}: {failure['reason']}")
     log("\nnext:")
-    log(f"  read {out}/README.md for how an app feeds each model")
-    log(f"  python examples/app_client.py {out}   # accuracy of every export, TensorFlow-free")
-    log(f"  lenet-edge export {out}/lenet5.keras --formats tflite-int8 --calibration 2000   # re-export")
+    log(f"  read {out}/README.md for how an app feeds each model, and {out}/report.md for what each one is worth")
+    log(f"  lenet-edge verify {out} --layers   # judge every export again, layer errors included")
+    log(f"  lenet-edge export {out}/lenet5.keras --keep-float C1   # int8 with the named layers left in float")
+    log(f"  python examples/app_client.py {out}   # every export's accuracy from a TensorFlow-free client")
     return 1 if manifest["failed"] else 0
 
 

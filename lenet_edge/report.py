@@ -100,7 +100,7 @@ def _layers_section(layers: dict, verify_rows: list[dict], manifest: dict) -> li
             continue
         tflite = data["metric"] == "rmse_over_scale"
         rows = sorted(data["rows"], key=lambda r: r[data["metric"]], reverse=tflite)[:WORST_SHOWN]
-        note = f"{data['tool']} on the first {data['images']:,} test images; suspect if {data['suspect_if']}."
+        note = f"{data['tool']} on the first {data.get('images', 'n')} test images; suspect if {data['suspect_if']}."
         if "agreement_with_bundle_file" in data:
             note += (
                 " It measures a re-conversion with the bundle's settings, which answers like the bundle's file on "

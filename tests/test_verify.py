@@ -137,3 +137,11 @@ def test_stored_reference_serves_a_device_without_keras(small_bundle, mnist):
     assert "keras" not in formats and len(formats) == 6
     assert all(row.status == "pass" for row in result["rows"])
     assert "stored" in result["reference"]
+
+
+def test_gate_flags_reach_the_gates(bundle_copy, mnist_dir):
+    code, rows = _verify(bundle_copy, mnist_dir, "--quant-max-drop", "-5", "--fp16-max-dp", "1e-9")
+    assert code == 1  # demanding a 5-point gain from int8 and exact fp16 cannot pass
+    for fmt in ("tflite-int8", "onnx-int8", "tflite-dynamic"):
+        assert rows[fmt]["status"] == "fail" and "accuracy drop" in rows[fmt]["reason"]
+    assert rows["tflite-fp16"]["status"] == "fail" and rows["tflite-fp32"]["status"] == "pass"
