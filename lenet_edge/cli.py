@@ -261,8 +261,8 @@ def _model_facts(model, arch: str, activation: str | None) -> dict:
     }
 
 
-def _finish(manifest: dict, out: str) -> int:
-    """List what the bundle holds and what to run next; exit 1 if any format failed."""
+def _written(manifest: dict, out: str) -> int:
+    """List what the bundle holds; 1 if any format failed."""
     log(f"\nwrote {out}/:")
     for entry in manifest["artifacts"]:
         log(f"  {entry['file']:<24} {entry['bytes'] / 1024:8.1f} KB  {entry['format']} ({entry['runtime']})")
@@ -272,12 +272,17 @@ def _finish(manifest: dict, out: str) -> int:
     log(f"Keras test accuracy: {manifest['keras_test_accuracy']:.2%}")
     for failure in manifest["failed"]:
         log(f"FAILED {failure['format']}: {failure['reason']}")
+    return 1 if manifest["failed"] else 0
+
+
+def _next_steps(out: str, status: int) -> int:
+    """Close a run with the commands a user runs next; pass the exit status through."""
     log("\nnext:")
     log(f"  read {out}/README.md for how an app feeds each model, and {out}/report.md for what each one is worth")
     log(f"  lenet-edge verify {out} --layers   # judge every export again, layer errors included")
     log(f"  lenet-edge export {out}/lenet5.keras --keep-float C1   # int8 with the named layers left in float")
     log(f"  python examples/app_client.py {out}   # every export's accuracy from a TensorFlow-free client")
-    return 1 if manifest["failed"] else 0
+    return status
 
 
 def cmd_run(args) -> int:
@@ -290,10 +295,10 @@ def cmd_run(args) -> int:
     mnist = _load_data(args)
     model, record = _train(args, mnist)
     bundle = write_bundle(args.out, model, record, mnist, formats, args.calibration, tuple(args.keep_float))
-    status = _finish(bundle, args.out)
+    status = _written(bundle, args.out)
     if formats and args.verify:
         status = max(status, _verify(args, args.out, mnist))
-    return status
+    return _next_steps(args.out, status)
 
 
 def cmd_verify(args) -> int:
@@ -330,8 +335,10 @@ def cmd_export(args) -> int:
     mnist = _load_data(args)
     formats = get_formats(args.formats)
     bundle = write_bundle(args.out, model, record, mnist, formats, args.calibration, tuple(args.keep_float))
-    status = _finish(bundle, args.out)
-    return max(status, _verify(args, args.out, mnist)) if args.verify else status
+    status = _written(bundle, args.out)
+    if args.verify:
+        status = max(status, _verify(args, args.out, mnist))
+    return _next_steps(args.out, status)
 
 
 def main(argv: list[str] | None = None) -> int:
