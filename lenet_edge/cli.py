@@ -167,6 +167,49 @@ def _verify(args, bundle: str, mnist) -> int:
     return 1 if failed else 0
 
 
+def _add_bench_options(parser: argparse.ArgumentParser, in_run: bool = False) -> None:
+    from .bench import PROFILES
+
+    group = parser.add_argument_group("bench")
+    if in_run:
+        group.add_argument("--no-bench", dest="bench", action="store_false", help="skip bench after verify")
+    else:
+        group.add_argument("--json", metavar="FILE", help="also write the bench rows to FILE")
+    group.add_argument(
+        "--profile", choices=list(PROFILES), default="host", help="; ".join(f"{k}: {v}" for k, v in PROFILES.items())
+    )
+    group.add_argument(
+        "--seconds", type=float, default=0.5, help="timed seconds per measurement, after warm-up (default %(default)s)"
+    )
+
+
+def _bench(args, bundle: str, mnist) -> int:
+    """Bench a bundle, write bench.json, its chart and report section (and --json)."""
+    from .bench import bench_bundle
+    from .bundle import write_json
+    from .report import REPORT_MD, read_report, update_report
+
+    if args.seconds <= 0:
+        raise UsageError("--seconds must be positive")
+    result = bench_bundle(bundle, mnist, args.profile, args.seconds)
+    write_json(Path(bundle) / "bench.json", result["rows"])
+    if getattr(args, "json", None) and not getattr(args, "verify", False):
+        write_json(Path(args.json), result["rows"])
+    sections = read_report(bundle).get("bench", {})
+    sections[args.profile] = result
+    update_report(bundle, {"bench": sections})
+    try:
+        from .plots import plot_bench
+
+        plot_bench(result["rows"], args.profile, Path(bundle) / f"bench_{args.profile}.png")
+    except ImportError:
+        log("(no matplotlib here: bench chart not drawn)")
+    for error in result["info"]["errors"]:
+        log(f"bench: {error['combination']} failed: {error['reason']}")
+    log(f"bench: {len(result['rows'])} rows in {result['info']['took_s']:.0f} s; see {Path(bundle) / REPORT_MD}")
+    return 1 if result["info"]["errors"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lenet-edge", description="Train LeNet-5 on MNIST, export it for phones.")
     parser.add_argument("--version", action="version", version=f"lenet-edge {__version__}")
@@ -181,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(run)
     _add_export_options(run)
     _add_verify_options(run, in_run=True)
+    _add_bench_options(run, in_run=True)
     run.set_defaults(handler=cmd_run, train_only=False)
 
     train = commands.add_parser(
@@ -220,6 +264,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(verify)
     _add_verify_options(verify)
     verify.set_defaults(handler=cmd_verify)
+
+    bench = commands.add_parser(
+        "bench",
+        help="measure latency, throughput, load time and memory of every export in every runtime",
+        description="Time every artifact in every runtime that can run it, each combination in a fresh process: "
+        "batch-1 latency (p50/p90/p99), throughput at batch 1, 32 and 256, load and first-inference time, peak RSS. "
+        "Writes bench.json, bench_<profile>.png and a table in report.md.",
+    )
+    bench.add_argument("bundle", metavar="BUNDLE", help="bundle folder (with manifest.json)")
+    _add_data_options(bench)
+    _add_bench_options(bench)
+    bench.set_defaults(handler=cmd_bench)
     return parser
 
 
@@ -280,6 +336,7 @@ def _next_steps(out: str, status: int) -> int:
     log("\nnext:")
     log(f"  read {out}/README.md for how an app feeds each model, and {out}/report.md for what each one is worth")
     log(f"  lenet-edge verify {out} --layers   # judge every export again, layer errors included")
+    log(f"  lenet-edge bench {out} --profile mobile   # latency under one phone core's constraints")
     log(f"  lenet-edge export {out}/lenet5.keras --keep-float C1   # int8 with the named layers left in float")
     log(f"  python examples/app_client.py {out}   # every export's accuracy from a TensorFlow-free client")
     return status
@@ -298,11 +355,17 @@ def cmd_run(args) -> int:
     status = _written(bundle, args.out)
     if formats and args.verify:
         status = max(status, _verify(args, args.out, mnist))
+    if formats and args.bench:
+        status = max(status, _bench(args, args.out, mnist))
     return _next_steps(args.out, status)
 
 
 def cmd_verify(args) -> int:
     return _verify(args, args.bundle, _load_data(args))
+
+
+def cmd_bench(args) -> int:
+    return _bench(args, args.bundle, _load_data(args))
 
 
 def cmd_export(args) -> int:

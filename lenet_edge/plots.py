@@ -108,3 +108,54 @@ def plot_layer_errors(fmt: str, data: dict, path: Path) -> None:
     )
     fig.tight_layout()
     _save(fig, path)
+
+
+def plot_bench(rows: list[dict], profile: str, path: Path) -> None:
+    """Batch-1 p50 by format and runtime (per thread count); throughput against batch size (host profile)."""
+    from .report import _runtime_label
+
+    plt = _pyplot()
+    single = [r for r in rows if r["batch"] == 1]
+    labels = sorted({(r["format"], _runtime_label(r)) for r in single}, key=lambda k: (k[1], k[0]))
+    threads = sorted({r["threads"] for r in single})
+    batches = sorted({r["batch"] for r in rows})
+    panels = 2 if len(batches) > 1 else 1
+    fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 0.38 * len(labels) + 2), dpi=110, squeeze=False)
+    ax = axes[0][0]
+    height = 0.8 / len(threads)
+    for i, count in enumerate(threads):
+        p50 = {(r["format"], _runtime_label(r)): r["p50_us"] for r in single if r["threads"] == count}
+        ax.barh(
+            [y + i * height for y in range(len(labels))],
+            [p50.get(label, 0) for label in labels],
+            height=height,
+            label=f"{count} thread{'s' * (count > 1)}",
+        )
+    ax.set_yticks([y + height * (len(threads) - 1) / 2 for y in range(len(labels))])
+    ax.set_yticklabels([f"{fmt} · {runtime}" for fmt, runtime in labels], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("batch-1 latency, p50 (µs, log scale)")
+    ax.grid(axis="x", alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    if panels == 2:
+        ax = axes[0][1]
+        ax.set_prop_cycle(color=plt.cm.tab20.colors)  # more lines than the default ten colours
+        most = max(threads)
+        for fmt, runtime in labels:
+            points = sorted(
+                (r["batch"], r["throughput_ips"])
+                for r in rows
+                if r["threads"] == most and (r["format"], _runtime_label(r)) == (fmt, runtime)
+            )
+            if points:
+                ax.plot(*zip(*points, strict=True), "o-", markersize=3, label=f"{fmt} · {runtime}")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("batch size")
+        ax.set_ylabel(f"images/s ({most} threads)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=6)
+    fig.suptitle(f"lenet-edge bench: {profile} profile")
+    fig.tight_layout()
+    _save(fig, path)

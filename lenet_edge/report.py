@@ -14,16 +14,19 @@ CONFUSION_PNG = "verify_confusion.png"
 STATUS_MARK = {"pass": "✅ pass", "fail": "❎ fail", "error": "❌ error"}
 
 
+def read_report(bundle: str | Path) -> dict:
+    try:
+        return json.loads((Path(bundle) / REPORT_JSON).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
 def update_report(bundle: str | Path, sections: dict) -> dict:
     """Merge ``sections`` into report.json and re-render report.md; return the whole report."""
     bundle = Path(bundle)
-    path = bundle / REPORT_JSON
-    try:
-        report = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        report = {}
+    report = read_report(bundle)
     report.update(sections)
-    write_json(path, report)
+    write_json(bundle / REPORT_JSON, report)
     markdown = render_markdown(report, read_manifest(bundle))
     tmp = bundle / f".{REPORT_MD}.tmp"
     tmp.write_text(markdown)
@@ -49,6 +52,8 @@ def render_markdown(report: dict, manifest: dict) -> str:
         lines += _verify_section(report["verify"], report.get("verify_info", {}))
     if "layers" in report:
         lines += _layers_section(report["layers"], report.get("verify", []), manifest)
+    for profile, result in report.get("bench", {}).items():
+        lines += _bench_section(profile, result)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -136,4 +141,42 @@ def _layers_section(layers: dict, verify_rows: list[dict], manifest: dict) -> li
         elif suspects:
             lines.append(f"To try: `lenet-edge export BUNDLE/lenet5.keras --keep-float {' '.join(suspects)}`.")
         lines += ["", f"![{fmt} layers](layers_{fmt}.png) · all tensors: `layers_{fmt}.csv`", ""]
+    return lines
+
+
+def _runtime_label(row: dict) -> str:
+    if row["runtime"] == "litert":
+        return "LiteRT + XNNPACK" if row["delegate"] == "xnnpack" else "LiteRT, no delegate"
+    return {"onnxruntime": "ONNX Runtime", "keras": f"Keras {row['delegate']}"}.get(row["runtime"], row["runtime"])
+
+
+def _bench_section(profile: str, result: dict) -> list[str]:
+    info, rows = result["info"], result["rows"]
+    machine = info["machine"]
+    single = [row for row in rows if row["batch"] == 1]
+    throughput = {(r["format"], r["delegate"], r["threads"]): r["throughput_ips"] for r in rows if r["batch"] == 256}
+    keras = {r["threads"]: r["p50_us"] for r in single if r["runtime"] == "keras" and r["delegate"] == "tf.function"}
+    lines = [
+        f"## Speed: {profile} profile",
+        "",
+        f"{info['profile_means'][0].upper()}{info['profile_means'][1:]}. {info['inputs']} "
+        f"Each combination ran in a fresh process; latency is one batch-1 inference after warm-up, over "
+        f"{info['seconds_per_measurement']} s of calls. {machine['cpu']}, {machine['cores']} cores; "
+        f"Keras: {info['keras']}.",
+        "",
+        "| Format | Runtime | threads | p50 µs | p99 µs | img/s @256 | load ms | size KB | speed-up vs Keras |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in sorted(single, key=lambda r: (r["threads"], r["p50_us"])):
+        ips = throughput.get((row["format"], row["delegate"], row["threads"]))
+        keras_p50 = keras.get(row["threads"])
+        speedup = "—" if keras_p50 is None else f"{keras_p50 / row['p50_us']:.1f}×"
+        lines.append(
+            f"| {row['format']} | {_runtime_label(row)} | {row['threads']} | {row['p50_us']:.1f} | "
+            f"{row['p99_us']:.1f} | {'—' if ips is None else f'{ips:,.0f}'} | {row['load_ms']:.1f} | "
+            f"{row['size_bytes'] / 1024:.1f} | {speedup} |"
+        )
+    for error in info.get("errors", []):
+        lines.append(f"\nNot measured: {error['combination']}: {error['reason']}")
+    lines += ["", f"![{profile} latency](bench_{profile}.png) · every row: `bench.json` (last profile run)", ""]
     return lines

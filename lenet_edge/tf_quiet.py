@@ -32,8 +32,9 @@ def silenced(fds: tuple[int, ...] = (2,)):
             os.close(copy)
 
 
-def import_tensorflow():
-    """Return the tensorflow module, imported and its devices initialised quietly."""
+def import_tensorflow(threads: int | None = None):
+    """Return the tensorflow module, imported and its devices initialised quietly; ``threads`` sets its
+    intra-op threads when this call is the one that starts TensorFlow."""
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -44,6 +45,9 @@ def import_tensorflow():
     with silenced():
         import tensorflow as tf
 
+        if threads:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
         tf.config.list_physical_devices()
         tf.constant(0)  # the first op initialises the device context (and its CUDA probe)
     tf.get_logger().setLevel("ERROR")

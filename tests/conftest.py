@@ -33,6 +33,6 @@ def small_bundle(tmp_path_factory, mnist_dir) -> Path:
     """A real bundle from a short real training run on a slice of MNIST: all six formats."""
     out = tmp_path_factory.mktemp("bundle") / "export"
     args = ["run", "--data", str(mnist_dir), "--out", str(out), "--limit", "12000", "--validation", "1000"]
-    code = main([*args, "--epochs", "3", "--no-augment", "--calibration", "200", "--seed", "7"])
+    code = main([*args, "--epochs", "3", "--no-augment", "--calibration", "200", "--seed", "7", "--no-bench"])
     assert code == 0
     return out

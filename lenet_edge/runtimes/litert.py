@@ -41,11 +41,14 @@ class LiteRTRunner(Runner):
         self.input, self.output = _spec(in_detail), _spec(out_detail)
         self._shape = tuple(in_detail["shape"])
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def _prepare(self, batch: np.ndarray):
         if batch.shape != self._shape:
             self.interpreter.resize_tensor_input(self._in_index, batch.shape, strict=True)
             self.interpreter.allocate_tensors()
             self._shape = batch.shape
         self.interpreter.set_tensor(self._in_index, batch)
-        self.interpreter.invoke()
+        return self.interpreter.invoke
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        self._prepare(batch)()
         return self.interpreter.get_tensor(self._out_index).copy()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -37,5 +38,8 @@ class OnnxRuntimeRunner(Runner):
         (in_arg,), (out_arg,) = self.session.get_inputs(), self.session.get_outputs()
         self.input, self.output = _spec(in_arg), _spec(out_arg)
 
+    def _prepare(self, batch: np.ndarray):
+        return functools.partial(self.session.run, [self.output.name], {self.input.name: batch})
+
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run([self.output.name], {self.input.name: batch})[0]
+        return self._prepare(batch)()[0]

@@ -1,0 +1,217 @@
+"""bench: latency, throughput, load time and memory of every artifact in every runtime that can run it.
+
+Each combination (artifact × runtime × delegate × threads) is measured in a fresh process of its own, so load
+time, first inference and peak RSS are its own. The timed region is the runtime's inference call alone
+(LiteRT ``invoke()``, ONNX Runtime ``session.run()``, Keras ``tf.function`` or ``predict_on_batch``) on real
+MNIST test digits already in the model's input format, the way TFLite's benchmark_model times ``invoke()``.
+NumPy and the runtimes only: TensorFlow is needed just for the Keras rows."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import log, read_manifest, tool_versions
+
+ROW_KEYS = (
+    "format", "runtime", "delegate", "profile", "threads", "batch", "p50_us", "p90_us", "p99_us", "mean_us",
+    "std_us", "throughput_ips", "load_ms", "first_ms", "rss_mb", "size_bytes",
+)  # fmt: skip
+PROFILES = {
+    "host": "this machine as it is: 1 thread and all cores, batches 1, 32 and 256, LiteRT with and without XNNPACK",
+    "mobile": "one phone core's constraints: 1 thread, the process pinned to one core, batch 1, XNNPACK on. "
+    "It is this CPU held to one core, not a phone",
+}
+DELEGATES = {"litert": ("xnnpack", "none"), "onnxruntime": ("cpu",), "keras": ("tf.function", "predict_on_batch")}
+INPUTS_NOTE = (
+    "Inputs are real MNIST test digits, prepared as the app contract says (raw pixels, uint8 for the int8 "
+    "TFLite, float32 otherwise) outside the timed region; the timed region is the runtime's inference call."
+)
+
+
+@dataclass(frozen=True)
+class Combination:
+    format: str
+    runtime: str
+    delegate: str
+    threads: int
+    file: str
+    size_bytes: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.format} {self.runtime}/{self.delegate} {self.threads} thread{'s' * (self.threads > 1)}"
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def plan(manifest: dict, profile: str, have_tf: bool) -> list[Combination]:
+    """Every combination the profile measures, from the manifest's artifacts (the formats registry's rows)."""
+    threads = (1,) if profile == "mobile" else tuple(sorted({1, usable_cores()}))
+    combos = []
+    for entry in manifest["artifacts"]:
+        if entry["runtime"] == "keras" and not have_tf:
+            continue
+        delegates = DELEGATES[entry["runtime"]]
+        if profile == "mobile" and entry["runtime"] == "litert":
+            delegates = ("xnnpack",)
+        for delegate in delegates:
+            for count in threads:
+                combos.append(
+                    Combination(entry["format"], entry["runtime"], delegate, count, entry["file"], entry["bytes"])
+                )
+    return combos
+
+
+def time_calls(call, seconds: float, min_runs: int = 20, max_runs: int = 200_000) -> np.ndarray:
+    """Nanoseconds of each call after a warm-up, for about ``seconds`` (never fewer than ``min_runs``)."""
+    warm_until = time.perf_counter() + min(0.2, seconds / 5)
+    while time.perf_counter() < warm_until:
+        call()
+    times = []
+    clock = time.perf_counter_ns
+    stop = clock() + int(seconds * 1e9)
+    while (len(times) < min_runs or clock() < stop) and len(times) < max_runs:
+        start = clock()
+        call()
+        times.append(clock() - start)
+    return np.asarray(times, dtype=np.float64)
+
+
+def latency_stats(times_ns: np.ndarray, batch: int) -> dict:
+    us = times_ns / 1e3
+    return {
+        "p50_us": float(np.percentile(us, 50)),
+        "p90_us": float(np.percentile(us, 90)),
+        "p99_us": float(np.percentile(us, 99)),
+        "mean_us": float(us.mean()),
+        "std_us": float(us.std()),
+        "throughput_ips": float(batch / (us.mean() / 1e6)),
+    }
+
+
+def _open(spec: dict):
+    from .runtimes import open_runner
+
+    options: dict = {"threads": spec["threads"]}
+    if spec["runtime"] == "litert":
+        options["xnnpack"] = spec["delegate"] == "xnnpack"
+    if spec["runtime"] == "keras":
+        options["mode"] = spec["delegate"]
+    return open_runner(spec["runtime"], spec["path"], **options)
+
+
+def measure(spec: dict) -> list[dict]:
+    """The worker's job: load one artifact in one runtime setting and time it at each batch size."""
+    if spec.get("pin_core") is not None:
+        os.sched_setaffinity(0, {spec["pin_core"]})
+    digits = np.load(spec["digits"])
+    start = time.perf_counter()
+    runner = _open(spec)
+    load_ms = (time.perf_counter() - start) * 1e3
+    first_ms, rows = None, []
+    for batch in spec["batches"]:
+        fixed = runner.input.shape[0]
+        if fixed > 0 and fixed != batch:
+            continue  # a fixed-batch model runs only its own batch size
+        call = runner.prepared_call(np.resize(digits, (batch, *digits.shape[1:])))
+        if first_ms is None:
+            start = time.perf_counter()
+            call()
+            first_ms = (time.perf_counter() - start) * 1e3
+        rows.append({"batch": batch, **latency_stats(time_calls(call, spec["seconds"]), batch)})
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    return [row | {"load_ms": load_ms, "first_ms": first_ms, "rss_mb": rss_mb} for row in rows]
+
+
+def _progress(done: int, total: int, text: str) -> None:
+    width = 24
+    filled = width * done // total
+    line = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {text}"
+    if sys.stderr.isatty():
+        print(f"\r\033[K{line}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+    else:
+        print(line, file=sys.stderr, flush=True)
+
+
+def bench_bundle(bundle: str | Path, mnist, profile: str = "host", seconds: float = 0.5) -> dict:
+    """Measure every combination of the profile; return {'rows': [...], 'info': {...}}."""
+    bundle = Path(bundle)
+    manifest = read_manifest(bundle)
+    have_tf = importlib.util.find_spec("tensorflow") is not None
+    combos = plan(manifest, profile, have_tf)
+    batches = (1,) if profile == "mobile" else (1, 32, 256)
+    pin_core = min(os.sched_getaffinity(0)) if profile == "mobile" else None
+    log(f"benchmarking {len(combos)} combinations of {bundle} ({profile} profile: {PROFILES[profile]})")
+    rows, errors = [], []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="lenet-edge-bench-") as tmp:
+        digits = Path(tmp) / "digits.npy"
+        np.save(digits, mnist.x_test[:256].reshape(-1, 28, 28, 1))
+        for index, combo in enumerate(combos):
+            _progress(index, len(combos), combo.label)
+            spec = {
+                "path": str(bundle / combo.file), "runtime": combo.runtime, "delegate": combo.delegate,
+                "threads": combo.threads, "batches": batches, "seconds": seconds, "digits": str(digits),
+                "pin_core": pin_core,
+            }  # fmt: skip
+            done = subprocess.run(
+                [sys.executable, "-m", "lenet_edge.bench", json.dumps(spec)], capture_output=True, text=True
+            )
+            if done.returncode != 0:
+                reason = (done.stderr.strip().splitlines() or ["no output"])[-1][:300]
+                errors.append({"combination": combo.label, "reason": reason})
+                continue
+            for measured in json.loads(done.stdout.strip().splitlines()[-1]):
+                row = {
+                    "format": combo.format, "runtime": combo.runtime, "delegate": combo.delegate,
+                    "profile": profile, "threads": combo.threads, "size_bytes": combo.size_bytes, **measured,
+                }  # fmt: skip
+                rows.append({key: row[key] for key in ROW_KEYS})
+        _progress(len(combos), len(combos), "done")
+    info = {
+        "profile": profile,
+        "profile_means": PROFILES[profile],
+        "inputs": INPUTS_NOTE,
+        "seconds_per_measurement": seconds,
+        "keras": "measured" if have_tf else "skipped: TensorFlow is not installed (runtime-only install)",
+        "errors": errors,
+        "machine": machine_info(),
+        "took_s": round(time.perf_counter() - started, 1),
+    }
+    return {"rows": rows, "info": info}
+
+
+def machine_info() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": usable_cores(),
+        "machine": platform.machine(),
+        "system": f"{platform.system()} {platform.release()}",
+        "versions": {k: v for k, v in tool_versions().items() if k not in ("tf2onnx", "onnx")},
+    }
+
+
+if __name__ == "__main__":  # the worker: one combination, its rows as one JSON line on stdout
+    print(json.dumps(measure(json.loads(sys.argv[1]))))

@@ -1,0 +1,132 @@
+"""bench: the promised rows for every artifact and runtime, in both profiles, and a TensorFlow-free device."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lenet_edge.bench import ROW_KEYS, plan, time_calls
+from lenet_edge.bundle import read_manifest, write_json
+from lenet_edge.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_mobile_profile_rows_for_every_artifact(small_bundle, mnist_dir, tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(small_bundle, bundle)
+    out = tmp_path / "out.json"
+    args = ["bench", str(bundle), "--data", str(mnist_dir), "--profile", "mobile", "--seconds", "0.05"]
+    assert main([*args, "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert rows == json.loads((bundle / "bench.json").read_text())
+    assert {(r["format"], r["delegate"]) for r in rows} == {
+        ("keras", "tf.function"), ("keras", "predict_on_batch"), ("tflite-fp32", "xnnpack"),
+        ("tflite-fp16", "xnnpack"), ("tflite-dynamic", "xnnpack"), ("tflite-int8", "xnnpack"),
+        ("onnx-fp32", "cpu"), ("onnx-int8", "cpu"),
+    }  # fmt: skip
+    for row in rows:
+        assert tuple(row) == ROW_KEYS
+        assert (row["profile"], row["threads"], row["batch"]) == ("mobile", 1, 1)
+        assert 0 < row["p50_us"] <= row["p90_us"] <= row["p99_us"]
+        assert row["load_ms"] > 0 and row["first_ms"] > 0 and row["rss_mb"] > 10 and row["size_bytes"] > 0
+    markdown = (bundle / "report.md").read_text()
+    assert "## Speed: mobile profile" in markdown and "not a phone" in markdown
+    assert (
+        "| Format | Runtime | threads | p50 µs | p99 µs | img/s @256 | load ms | size KB | speed-up vs Keras |"
+        in markdown
+    )
+    assert (bundle / "bench_mobile.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_host_profile_covers_threads_batches_and_delegates(small_bundle, mnist_dir, tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(small_bundle, bundle)
+    manifest = read_manifest(bundle)
+    manifest["artifacts"] = [a for a in manifest["artifacts"] if a["format"] in ("tflite-int8", "onnx-fp32")]
+    write_json(bundle / "manifest.json", manifest)
+    assert main(["bench", str(bundle), "--data", str(mnist_dir), "--seconds", "0.02"]) == 0
+    rows = json.loads((bundle / "bench.json").read_text())
+    cores = len(os.sched_getaffinity(0))
+    expected = {
+        (fmt, delegate, threads, batch)
+        for fmt, delegate in (("tflite-int8", "xnnpack"), ("tflite-int8", "none"), ("onnx-fp32", "cpu"))
+        for threads in {1, cores}
+        for batch in (1, 32, 256)
+    }
+    assert {(r["format"], r["delegate"], r["threads"], r["batch"]) for r in rows} == expected
+    by_batch = {r["batch"]: r for r in rows if r["format"] == "onnx-fp32" and r["threads"] == 1}
+    assert by_batch[256]["throughput_ips"] > by_batch[1]["throughput_ips"]  # batching amortises the call
+
+
+def test_plan_follows_the_manifest(small_bundle):
+    manifest = read_manifest(small_bundle)
+    mobile = plan(manifest, "mobile", have_tf=False)
+    assert {c.format for c in mobile} == {"tflite-fp32", "tflite-fp16", "tflite-dynamic", "tflite-int8", "onnx-fp32",
+                                          "onnx-int8"}  # fmt: skip
+    assert all(c.threads == 1 for c in mobile)
+    assert len(plan(manifest, "host", have_tf=True)) > len(mobile)
+
+
+def test_time_calls_is_time_bounded():
+    times = time_calls(lambda: None, seconds=0.05)
+    assert len(times) >= 20 and (times >= 0).all()
+
+
+def _runtime_only_python(tmp_cache: Path) -> Path:
+    """A venv with only `pip install .` (numpy, ai-edge-litert, onnxruntime): what a device has.
+    Cached under ~/.cache/lenet-edge/ by the dependencies it was built for; the project is reinstalled."""
+    key = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()[:12]
+    venv = tmp_cache / f"runtime-venv-{key}"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", str(REPO)], check=True)
+    else:
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(REPO)], check=True
+        )
+    return python
+
+
+GUARD = """
+import sys
+from lenet_edge.cli import main
+code = main(sys.argv[1:])
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf2onnx"))
+assert not heavy, heavy
+sys.exit(code)
+"""
+
+
+def test_a_tensorflow_free_install_runs_verify_and_bench(small_bundle, mnist_dir, tmp_path):
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lenet-edge"
+    cache.mkdir(parents=True, exist_ok=True)
+    python = _runtime_only_python(cache)
+    probe = subprocess.run([str(python), "-c", "import importlib.util as u; print(u.find_spec('tensorflow'))"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    assert probe.stdout.strip() == "None"
+    bundle = tmp_path / "bundle"
+    shutil.copytree(small_bundle, bundle)
+    for command in (["verify", str(bundle)], ["bench", str(bundle), "--profile", "mobile", "--seconds", "0.05"]):
+        done = subprocess.run([str(python), "-c", GUARD, *command, "--data", str(mnist_dir)],
+                              capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+    rows = json.loads((bundle / "bench.json").read_text())
+    assert len(rows) == 6 and "keras" not in {r["runtime"] for r in rows}  # no TensorFlow, no Keras rows
+    report = json.loads((bundle / "report.json").read_text())
+    assert "skipped" in report["bench"]["mobile"]["info"]["keras"]
+    assert "stored at export" in report["verify_info"]["reference"]
+
+
+@pytest.mark.parametrize("seconds", ["0", "-1"])
+def test_bench_needs_positive_seconds(small_bundle, mnist_dir, capsys, seconds):
+    assert main(["bench", str(small_bundle), "--data", str(mnist_dir), "--seconds", seconds]) == 2
+    assert "--seconds must be positive" in capsys.readouterr().err
