@@ -213,5 +213,38 @@ def machine_info() -> dict:
     }
 
 
+def harness_overhead(path: Path, runtime: str, digit: np.ndarray, rounds: int = 5, seconds: float = 0.3) -> dict:
+    """The harness's batch-1 p50 against a bare loop of the runtime's own call on the same model in the same
+    process (``interpreter.invoke()`` or ``session.run()``, timed in blocks of 100 with no per-call clock).
+    Rounds alternate harness and bare loop so drift hits both alike; medians of the rounds are compared."""
+    from .runtimes import open_runner
+
+    runner = open_runner(runtime, path, threads=1)
+    harness_call = runner.prepared_call(digit)
+    if runtime == "litert":
+        bare = runner.interpreter.invoke  # the input is already set by prepared_call
+    else:
+        feed = {runner.input.name: runner.input.encode(digit.reshape(1, 28, 28, 1))}
+        session, outputs = runner.session, [runner.output.name]
+
+        def bare():
+            session.run(outputs, feed)
+
+    harness, plain = [], []
+    for _ in range(rounds):
+        harness.append(float(np.median(time_calls(harness_call, seconds))) / 1e3)
+        blocks, clock = [], time.perf_counter_ns
+        stop = clock() + int(seconds * 1e9)
+        while clock() < stop or len(blocks) < 20:
+            start = clock()
+            for _ in range(100):
+                bare()
+            blocks.append((clock() - start) / 100)
+        plain.append(float(np.median(blocks)) / 1e3)
+    harness_us, bare_us = float(np.median(harness)), float(np.median(plain))
+    return {"file": Path(path).name, "runtime": runtime, "harness_p50_us": harness_us, "bare_us": bare_us,
+            "ratio": harness_us / bare_us}  # fmt: skip
+
+
 if __name__ == "__main__":  # the worker: one combination, its rows as one JSON line on stdout
     print(json.dumps(measure(json.loads(sys.argv[1]))))

@@ -195,9 +195,12 @@ def _bench(args, bundle: str, mnist) -> int:
     write_json(Path(bundle) / "bench.json", result["rows"])
     if getattr(args, "json", None) and not getattr(args, "verify", False):
         write_json(Path(args.json), result["rows"])
+    from .bundle import read_manifest
+    from .profile import profile_bundle
+
     sections = read_report(bundle).get("bench", {})
     sections[args.profile] = result
-    update_report(bundle, {"bench": sections})
+    update_report(bundle, {"bench": sections, "profile": profile_bundle(Path(bundle), read_manifest(bundle))})
     try:
         from .plots import plot_bench
 

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from .bundle import read_manifest, write_json
+from .exporters import layer_of
 
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
 CONFUSION_PNG = "verify_confusion.png"
@@ -54,6 +55,8 @@ def render_markdown(report: dict, manifest: dict) -> str:
         lines += _layers_section(report["layers"], report.get("verify", []), manifest)
     for profile, result in report.get("bench", {}).items():
         lines += _bench_section(profile, result)
+    if "profile" in report:
+        lines += _profile_section(report["profile"], report.get("bench", {}))
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -179,4 +182,66 @@ def _bench_section(profile: str, result: dict) -> list[str]:
     for error in info.get("errors", []):
         lines.append(f"\nNot measured: {error['combination']}: {error['reason']}")
     lines += ["", f"![{profile} latency](bench_{profile}.png) · every row: `bench.json` (last profile run)", ""]
+    return lines
+
+
+def _p50(bench: dict, fmt: str, delegate: str) -> float | None:
+    """Batch-1, 1-thread p50 of a combination: the host profile's if measured, else the mobile one's."""
+    for profile in ("host", "mobile"):
+        for row in bench.get(profile, {}).get("rows", []):
+            if (row["format"], row["delegate"], row["threads"], row["batch"]) == (fmt, delegate, 1, 1):
+                return row["p50_us"]
+    return None
+
+
+def _grouped(items: list[dict]) -> str:
+    groups: dict[str, list[str]] = {}
+    for item in items:
+        groups.setdefault(item["op"], []).append(item["layer"])
+    return ", ".join(f"{op} ({', '.join(dict.fromkeys(layers))})" for op, layers in groups.items()) or "none"
+
+
+def _profile_section(profile: dict, bench: dict) -> list[str]:
+    lines = [
+        "## Where the time goes: why int8 is not faster here",
+        "",
+        "**LiteRT with XNNPACK**, read from the delegated graph. Every op XNNPACK does not take runs on the "
+        "reference CPU kernels and splits the graph: each partition boundary is a hand-over between the two. "
+        "(LiteRT's Python API has no per-op timer; the last column shows what XNNPACK is worth for each file.)",
+        "",
+        "| Format | XNNPACK partitions | ops delegated | left to the reference kernels | p50 µs XNNPACK / none |",
+        "|---|---:|---:|---|---:|",
+    ]
+    for fmt, data in profile.items():
+        if data["runtime"] != "litert":
+            continue
+        on, off = _p50(bench, fmt, "xnnpack"), _p50(bench, fmt, "none")
+        timing = " / ".join("—" if v is None else f"{v:.1f}" for v in (on, off))
+        lines.append(
+            f"| {fmt} | {data['partitions']} | {data['delegated']} of {data['ops']} | "
+            f"{_grouped(data['left_to_cpu'])} | {timing} |"
+        )
+    lines += [
+        "",
+        "**ONNX Runtime**, its profiler over 300 batch-1 runs on 1 thread: share of kernel time by op type in "
+        "the optimized graph (the profiler's own cost per node inflates absolute times, so read the shares).",
+        "",
+    ]
+    for fmt, data in profile.items():
+        if data["runtime"] != "onnxruntime":
+            continue
+        lines += [f"*{fmt}*", "", "| op | kind | nodes | share |", "|---|---|---:|---:|"]
+        lines += [f"| {r['op']} | {r['kind']} | {r['nodes']} | {r['share']:.0%} |" for r in data["ops"]]
+        if data["float_nodes"]:
+            float_ops = [{"op": n.split("/")[-1].split(":")[0], "layer": layer_of(n)} for n in data["float_nodes"]]
+            lines += ["", f"Float between Q/DQ pairs: {_grouped(float_ops)}."]
+        lines.append("")
+    verdicts = []
+    for runtime, fp32, int8, delegate in (("TFLite", "tflite-fp32", "tflite-int8", "xnnpack"),
+                                          ("ONNX Runtime", "onnx-fp32", "onnx-int8", "cpu")):  # fmt: skip
+        a, b = _p50(bench, fp32, delegate), _p50(bench, int8, delegate)
+        if a and b:
+            verdicts.append(f"{runtime} int8 {b:.1f} µs against fp32 {a:.1f} µs ({b / a:.2f}×)")
+    if verdicts:
+        lines += ["Batch 1, 1 thread: " + "; ".join(verdicts) + ".", ""]
     return lines

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lenet_edge.bench import ROW_KEYS, plan, time_calls
+from lenet_edge.bench import ROW_KEYS, harness_overhead, plan, time_calls
 from lenet_edge.bundle import read_manifest, write_json
 from lenet_edge.cli import main
 
@@ -130,3 +130,10 @@ def test_a_tensorflow_free_install_runs_verify_and_bench(small_bundle, mnist_dir
 def test_bench_needs_positive_seconds(small_bundle, mnist_dir, capsys, seconds):
     assert main(["bench", str(small_bundle), "--data", str(mnist_dir), "--seconds", seconds]) == 2
     assert "--seconds must be positive" in capsys.readouterr().err
+
+
+def test_harness_check_compares_with_bare_runtime_loops(small_bundle, mnist):
+    for file, runtime in (("lenet5_fp32.tflite", "litert"), ("lenet5_fp32.onnx", "onnxruntime")):
+        check = harness_overhead(small_bundle / file, runtime, mnist.x_test[:1], rounds=2, seconds=0.05)
+        assert check["harness_p50_us"] > 0 and check["bare_us"] > 0
+        assert check["ratio"] == check["harness_p50_us"] / check["bare_us"]

@@ -1,0 +1,81 @@
+"""Reproduce the published benchmark numbers: python benchmarks/run.py [BUNDLE] (default export/).
+
+Runs `lenet-edge bench` in the host and mobile profiles on the bundle `make run` wrote, checks the harness
+against bare runtime loops, and writes benchmarks/RESULTS.md (with its charts) and results.json (every row),
+with the machine it ran on."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import sys
+from pathlib import Path
+
+from lenet_edge.bench import harness_overhead, machine_info
+from lenet_edge.bundle import read_manifest, write_json
+from lenet_edge.cli import main as lenet_edge
+from lenet_edge.data import load_mnist
+from lenet_edge.report import _bench_section, _profile_section, read_report
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> int:
+    bundle = Path(sys.argv[1] if len(sys.argv) > 1 else HERE.parent / "export")
+    if not (bundle / "manifest.json").is_file():
+        sys.exit(f"benchmarks: no bundle in {bundle}; run `make run` first")
+    for profile in ("host", "mobile"):
+        status = lenet_edge(["bench", str(bundle), "--profile", profile])
+        if status:
+            return status
+    digit = load_mnist().x_test[:1]
+    entries = {e["format"]: e for e in read_manifest(bundle)["artifacts"]}
+    checks = [
+        harness_overhead(bundle / entries[fmt]["file"], runtime, digit)
+        for fmt, runtime in (("tflite-fp32", "litert"), ("onnx-fp32", "onnxruntime"))
+    ]
+    report = read_report(bundle)
+    machine = machine_info()
+    manifest = read_manifest(bundle)
+    lines = [
+        "# lenet-edge benchmark results",
+        "",
+        f"Run {dt.date.today().isoformat()} by `python benchmarks/run.py` on the bundle of `make run` "
+        f"(seed {manifest['seed']}, Keras test accuracy {manifest['keras_test_accuracy']:.2%}).",
+        "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['machine']}, {machine['system']}. "
+        + ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
+        + ".",
+        "",
+        "Machines here are noisy: read medians and the ratios within one table; numbers move between runs.",
+        "",
+        "## Harness check",
+        "",
+        "The harness's batch-1 p50 against a bare loop of the runtime's own call on the same model in the same "
+        "process (target ≤ 1.05). The harness times each call and takes the median; the bare loop times blocks "
+        "of 100 calls with no per-call clock and takes the median block's mean per call.",
+        "",
+        "| file | runtime | harness p50 µs | bare loop µs | ratio |",
+        "|---|---|---:|---:|---:|",
+        *(
+            f"| {c['file']} | {c['runtime']} | {c['harness_p50_us']:.2f} | {c['bare_us']:.2f} | {c['ratio']:.3f} |"
+            for c in checks
+        ),
+        "",
+    ]
+    for profile in ("host", "mobile"):
+        lines += _bench_section(profile, report["bench"][profile])
+    lines += _profile_section(report["profile"], report["bench"])
+    for profile in ("host", "mobile"):  # the charts travel with the committed results
+        shutil.copyfile(bundle / f"bench_{profile}.png", HERE / f"bench_{profile}.png")
+    (HERE / "RESULTS.md").write_text("\n".join(lines).rstrip() + "\n")
+    raw = {"machine": machine, "harness": checks, "bench": report["bench"], "profile": report["profile"]}
+    write_json(HERE / "results.json", raw)
+    print(f"wrote {HERE / 'RESULTS.md'}")
+    worst = max(c["ratio"] for c in checks)
+    print(f"harness overhead ratio: {worst:.3f} (target ≤ 1.05)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
