@@ -345,22 +345,27 @@ def _next_steps(out: str, status: int) -> int:
     return status
 
 
-def cmd_run(args) -> int:
-    """run: train, then export; train: the same with no format exported."""
+def _bundle_and_check(args, model, record: dict, mnist, formats: list) -> int:
+    """Write the bundle and list it, verify and bench it as the command asks, close with the next commands."""
     from .bundle import write_bundle
 
+    bundle = write_bundle(args.out, model, record, mnist, formats, args.calibration, tuple(args.keep_float))
+    status = _written(bundle, args.out)
+    if formats and getattr(args, "verify", False):
+        status = max(status, _verify(args, args.out, mnist))
+    if formats and getattr(args, "bench", False):
+        status = max(status, _bench(args, args.out, mnist))
+    return _next_steps(args.out, status)
+
+
+def cmd_run(args) -> int:
+    """run: train, then export, verify and bench; train: the same with no format exported."""
     formats = [] if args.train_only else get_formats(args.formats)
     import_tensorflow()  # fail fast on a runtime-only install
     check_output_folder(args.out)
     mnist = _load_data(args)
     model, record = _train(args, mnist)
-    bundle = write_bundle(args.out, model, record, mnist, formats, args.calibration, tuple(args.keep_float))
-    status = _written(bundle, args.out)
-    if formats and args.verify:
-        status = max(status, _verify(args, args.out, mnist))
-    if formats and args.bench:
-        status = max(status, _bench(args, args.out, mnist))
-    return _next_steps(args.out, status)
+    return _bundle_and_check(args, model, record, mnist, formats)
 
 
 def cmd_verify(args) -> int:
@@ -374,7 +379,6 @@ def cmd_bench(args) -> int:
 def cmd_export(args) -> int:
     import json
 
-    from .bundle import write_bundle
     from .runtimes import open_runner
 
     path = Path(args.model)
@@ -399,12 +403,7 @@ def cmd_export(args) -> int:
     config = record["config"]
     record["model"] = _model_facts(model, config.get("arch", model.name), config.get("activation"))
     mnist = _load_data(args)
-    formats = get_formats(args.formats)
-    bundle = write_bundle(args.out, model, record, mnist, formats, args.calibration, tuple(args.keep_float))
-    status = _written(bundle, args.out)
-    if args.verify:
-        status = max(status, _verify(args, args.out, mnist))
-    return _next_steps(args.out, status)
+    return _bundle_and_check(args, model, record, mnist, get_formats(args.formats))
 
 
 def main(argv: list[str] | None = None) -> int:
