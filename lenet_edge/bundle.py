@@ -21,7 +21,7 @@ import numpy as np
 
 from . import __version__
 from .data import Mnist
-from .errors import BundleError
+from .errors import BundleError, one_line
 from .formats import KERAS, Format
 from .runtimes import Runner, open_runner
 
@@ -236,7 +236,7 @@ def write_bundle(
             try:
                 artifacts.append(export_artifact(fmt, model, staging, calibration, mnist, keep_float))
             except Exception as exc:  # one format failing must not cost the others
-                reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+                reason = one_line(exc)
                 failed.append({"format": fmt.name, "file": fmt.file, "reason": reason[:500]})
                 (staging / fmt.file).unlink(missing_ok=True)
                 log(f"  {fmt.name:<15} FAILED: {reason[:200]}")

@@ -174,7 +174,7 @@ def _add_bench_options(parser: argparse.ArgumentParser, in_run: bool = False) ->
     if in_run:
         group.add_argument("--no-bench", dest="bench", action="store_false", help="skip bench after verify")
     else:
-        group.add_argument("--json", metavar="FILE", help="also write the bench rows to FILE")
+        group.add_argument("--json", dest="bench_json", metavar="FILE", help="also write the bench rows to FILE")
     group.add_argument(
         "--profile", choices=list(PROFILES), default="host", help="; ".join(f"{k}: {v}" for k, v in PROFILES.items())
     )
@@ -193,8 +193,8 @@ def _bench(args, bundle: str, mnist) -> int:
         raise UsageError("--seconds must be positive")
     result = bench_bundle(bundle, mnist, args.profile, args.seconds)
     write_json(Path(bundle) / "bench.json", result["rows"])
-    if getattr(args, "json", None) and not getattr(args, "verify", False):
-        write_json(Path(args.json), result["rows"])
+    if getattr(args, "bench_json", None):  # bench's own --json; in run, --json is verify's
+        write_json(Path(args.bench_json), result["rows"])
     from .bundle import read_manifest
     from .profile import profile_bundle
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, first_line
 
 ENV_VAR = "LENET_EDGE_DATA"
 KERAS_NPZ_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
@@ -182,7 +182,7 @@ def _keras_download() -> Path:
     try:
         keras.datasets.mnist.load_data()
     except Exception as exc:  # URL errors, DNS failures, hash mismatch: Keras raises plain Exceptions
-        raise DataError(f"{NOT_FOUND_HELP} (download failed: {str(exc).splitlines()[0][:160]})") from None
+        raise DataError(f"{NOT_FOUND_HELP} (download failed: {first_line(exc)[:160]})") from None
     return keras_cache_path()
 
 

@@ -27,3 +27,15 @@ class BundleError(LenetEdgeError):
     """A bundle folder that cannot be written or read."""
 
     exit_code = 2
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message ('' when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def one_line(exc: BaseException) -> str:
+    """'TypeName: first line of the message': how a failure is reported in a table or a manifest."""
+    line = first_line(exc)
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__

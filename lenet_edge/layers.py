@@ -66,7 +66,7 @@ def tflite_layer_errors(model, calibration: np.ndarray, images: np.ndarray, keep
         mse = float(stat["mean_squared_error"])
         rows.append(
             {
-                "layer": _layer_label(stat["tensor_name"], stat["op_name"]),
+                "layer": layer_of(stat["tensor_name"], stat["op_name"]),
                 "op": stat["op_name"],
                 "tensor": stat["tensor_name"],
                 "elements": int(float(stat["num_elements"])),
@@ -79,11 +79,6 @@ def tflite_layer_errors(model, calibration: np.ndarray, images: np.ndarray, keep
     for row in rows:
         row["suspect"] = row["rmse_over_scale"] > SUSPECT_RMSE_OVER_SCALE
     return rows, measured
-
-
-def _layer_label(tensor: str, op: str) -> str:
-    layer = layer_of(tensor)
-    return "probabilities" if op == "SOFTMAX" and layer == tensor else layer
 
 
 def onnx_layer_errors(fp32_path: Path, int8_path: Path, images: np.ndarray) -> list[dict]:

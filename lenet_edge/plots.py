@@ -112,11 +112,11 @@ def plot_layer_errors(fmt: str, data: dict, path: Path) -> None:
 
 def plot_bench(rows: list[dict], profile: str, path: Path) -> None:
     """Batch-1 p50 by format and runtime (per thread count); throughput against batch size (host profile)."""
-    from .report import _runtime_label
+    from .report import runtime_label
 
     plt = _pyplot()
     single = [r for r in rows if r["batch"] == 1]
-    labels = sorted({(r["format"], _runtime_label(r)) for r in single}, key=lambda k: (k[1], k[0]))
+    labels = sorted({(r["format"], runtime_label(r)) for r in single}, key=lambda k: (k[1], k[0]))
     threads = sorted({r["threads"] for r in single})
     batches = sorted({r["batch"] for r in rows})
     panels = 2 if len(batches) > 1 else 1
@@ -124,7 +124,7 @@ def plot_bench(rows: list[dict], profile: str, path: Path) -> None:
     ax = axes[0][0]
     height = 0.8 / len(threads)
     for i, count in enumerate(threads):
-        p50 = {(r["format"], _runtime_label(r)): r["p50_us"] for r in single if r["threads"] == count}
+        p50 = {(r["format"], runtime_label(r)): r["p50_us"] for r in single if r["threads"] == count}
         ax.barh(
             [y + i * height for y in range(len(labels))],
             [p50.get(label, 0) for label in labels],
@@ -146,7 +146,7 @@ def plot_bench(rows: list[dict], profile: str, path: Path) -> None:
             points = sorted(
                 (r["batch"], r["throughput_ips"])
                 for r in rows
-                if r["threads"] == most and (r["format"], _runtime_label(r)) == (fmt, runtime)
+                if r["threads"] == most and (r["format"], runtime_label(r)) == (fmt, runtime)
             )
             if points:
                 ax.plot(*zip(*points, strict=True), "o-", markersize=3, label=f"{fmt} · {runtime}")

@@ -45,16 +45,12 @@ def litert_partitions(path: Path) -> dict:
             taken.add(index)
             stack.extend(by_index[index]["inputs"])
     names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
-    left = [{"op": op["op_name"], "layer": _layer(op, names)} for op in originals if op["index"] not in taken]
+    left = [
+        {"op": op["op_name"], "layer": layer_of(names.get(op["outputs"][0], ""), op["op_name"])}
+        for op in originals
+        if op["index"] not in taken
+    ]
     return {"partitions": len(delegates), "ops": len(originals), "delegated": len(taken), "left_to_cpu": left}
-
-
-def _layer(op: dict, names: dict[int, str]) -> str:
-    name = names.get(op["outputs"][0], "")
-    layer = layer_of(name)
-    if layer != name:
-        return layer
-    return {"SOFTMAX": "probabilities", "QUANTIZE": "uint8/int8 I/O"}.get(op["op_name"], name)
 
 
 def ort_op_profile(path: Path, runs: int = 300, threads: int = 1) -> dict:

@@ -147,7 +147,7 @@ def _layers_section(layers: dict, verify_rows: list[dict], manifest: dict) -> li
     return lines
 
 
-def _runtime_label(row: dict) -> str:
+def runtime_label(row: dict) -> str:
     if row["runtime"] == "litert":
         return "LiteRT + XNNPACK" if row["delegate"] == "xnnpack" else "LiteRT, no delegate"
     return {"onnxruntime": "ONNX Runtime", "keras": f"Keras {row['delegate']}"}.get(row["runtime"], row["runtime"])
@@ -175,7 +175,7 @@ def _bench_section(profile: str, result: dict) -> list[str]:
         keras_p50 = keras.get(row["threads"])
         speedup = "—" if keras_p50 is None else f"{keras_p50 / row['p50_us']:.1f}×"
         lines.append(
-            f"| {row['format']} | {_runtime_label(row)} | {row['threads']} | {row['p50_us']:.1f} | "
+            f"| {row['format']} | {runtime_label(row)} | {row['threads']} | {row['p50_us']:.1f} | "
             f"{row['p99_us']:.1f} | {'—' if ips is None else f'{ips:,.0f}'} | {row['load_ms']:.1f} | "
             f"{row['size_bytes'] / 1024:.1f} | {speedup} |"
         )

@@ -15,7 +15,7 @@ import numpy as np
 
 from .bundle import REFERENCE, log, read_manifest, sha256_file
 from .data import Mnist
-from .errors import BundleError
+from .errors import BundleError, one_line
 from .runtimes import open_runner
 
 _EPS = 1e-9
@@ -173,8 +173,8 @@ def verify_bundle(
     for entry in manifest["artifacts"]:
         if entry["runtime"] == "keras" and not have_tf:
             continue
-        rows.append(_verify_artifact(bundle, entry, mnist, reference, gates, threads))
-        row = rows[-1]
+        row = _verify_artifact(bundle, entry, mnist, reference, gates, threads)
+        rows.append(row)
         mark = {"pass": "✅", "fail": "❎", "error": "❌"}[row.status]
         figures = f"accuracy {row.accuracy:.2%}, agreement {row.agreement:.2%}" if row.accuracy is not None else ""
         log(f"  {mark} {row.format:<15} {row.runtime:<12} {figures}  {row.reason}".rstrip())
@@ -199,7 +199,7 @@ def _verify_artifact(bundle, entry, mnist, reference, gates, threads) -> VerifyR
         runner = open_runner(entry["runtime"], bundle / entry["file"], **options)
         probs = runner.predict(mnist.x_test)
     except Exception as exc:  # a file that will not load or run is reported, not raised
-        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        reason = one_line(exc)
         if integrity:
             reason = f"{integrity}; {reason}"
         return VerifyRow(entry["format"], entry["runtime"], "error", reason=reason[:300], precision=precision)

@@ -51,3 +51,10 @@ def test_limit_smaller_than_validation_is_a_usage_error(mnist_dir, tmp_path, cap
     args = ["train", "--data", str(mnist_dir), "--out", str(tmp_path / "o"), "--limit", "100"]
     assert main(args) == 2
     assert "leaves nothing to train on" in _one_line_error(capsys)
+
+
+def test_failure_reasons_are_one_line_even_without_a_message():
+    from lenet_edge.errors import first_line, one_line
+
+    assert one_line(RuntimeError("converter exploded\n  at line 3")) == "RuntimeError: converter exploded"
+    assert one_line(ValueError()) == "ValueError" and first_line(OSError()) == ""

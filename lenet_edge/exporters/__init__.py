@@ -19,11 +19,15 @@ def export_format(fmt: Format, model, path: Path, calibration: np.ndarray, keep_
     import_module(f"{__name__}.{fmt.family}").export(model, path, calibration, keep_float=keep_float, **fmt.options)
 
 
-def layer_of(tensor_name: str) -> str:
-    """The Keras layer a converted tensor or node comes from ('lenet5_classic_1/C3_1/BiasAdd;…' -> 'C3'),
-    or the name itself when the converter gave it no layer (tf2onnx's 'Conv__89')."""
+def layer_of(tensor_name: str, op: str = "") -> str:
+    """The Keras layer a converted tensor or node comes from ('lenet5_classic_1/C3_1/BiasAdd;…' -> 'C3').
+    A name the converter gave no layer is labelled by its ``op`` where that says what it is (the TFLite
+    output 'StatefulPartitionedCall_1:0' of SOFTMAX is 'probabilities'), else returned as it is ('Conv__89')."""
     match = _LAYER.match(tensor_name)
-    return match[1] if match else tensor_name
+    return match[1] if match else _OP_LABELS.get(op, tensor_name)
+
+
+_OP_LABELS = {"SOFTMAX": "probabilities", "QUANTIZE": "uint8/int8 I/O"}
 
 
 _LAYER = re.compile(r"^(?:NumericVerify/)?[^/;]+/([^/;]+?)(?:_\d+)?/")
