@@ -12,7 +12,7 @@ ifneq ($(SHARED_MNIST),)
 export LENET_EDGE_DATA ?= $(abspath $(SHARED_MNIST))
 endif
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test lint clean arm64-emu
 
 setup: $(STAMP)
 
@@ -24,6 +24,11 @@ $(STAMP): pyproject.toml
 
 run: setup
 	$(BIN)/lenet-edge run $(ARGS)
+
+# The emulated ARM64 target (needs root and: apt-get install qemu-user qemu-user-static debootstrap);
+# cached in ~/.cache/lenet-edge/arm64, so a second call returns at once.
+arm64-emu: setup
+	$(BIN)/lenet-edge target setup arm64-emu
 
 lint: setup
 	$(BIN)/ruff check .

@@ -195,20 +195,45 @@ def bench_bundle(bundle: str | Path, mnist, profile: str = "host", seconds: floa
     return {"rows": rows, "info": info}
 
 
-def machine_info() -> dict:
-    cpu = platform.processor() or platform.machine()
+ARM_PARTS = {0xD03: "Cortex-A53", 0xD05: "Cortex-A55", 0xD08: "Cortex-A72", 0xD0B: "Cortex-A76",
+             0xD0C: "Neoverse-N1", 0xD0D: "Cortex-A77", 0xD41: "Cortex-A78", 0xD44: "Cortex-X1",
+             0xD46: "Cortex-A510", 0xD47: "Cortex-A710", 0xD4D: "Cortex-A715", 0xD80: "Cortex-A520",
+             0xD81: "Cortex-A720"}  # fmt: skip
+
+
+def cpu_model() -> tuple[str, list[str]]:
+    """The CPU's name and feature flags from /proc/cpuinfo: x86's 'model name', or ARM's implementer and part
+    decoded (ARM Linux prints no name), with the board's name from the device tree when there is one."""
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
+    features = (fields.get("flags") or fields.get("Features") or "").split()
+    if "model name" in fields:
+        return fields["model name"], features
+    name = platform.processor() or platform.machine()
+    if fields.get("CPU implementer") == "0x41" and "CPU part" in fields:
+        part = int(fields["CPU part"], 16)
+        name = f"ARM {ARM_PARTS.get(part, f'part {part:#05x}')}"
+    try:
+        board = Path("/proc/device-tree/model").read_text().strip("\x00 \n")
+        name = f"{name} ({board})" if board else name
+    except OSError:
+        pass
+    return name, features
+
+
+def machine_info() -> dict:
+    cpu, features = cpu_model()
     return {
         "cpu": cpu,
         "cores": usable_cores(),
         "machine": platform.machine(),
         "system": f"{platform.system()} {platform.release()}",
+        "int8_dot_product": "asimddp" in features or "avx512_vnni" in features or "avx_vnni" in features,
         "versions": {k: v for k, v in tool_versions().items() if k not in ("tf2onnx", "onnx")},
     }
 

@@ -12,6 +12,7 @@ from .bundle import TRAINING_RECORD, check_output_folder, log
 from .errors import LenetEdgeError, UsageError
 from .formats import FORMAT_NAMES, get_formats
 from .model import ACTIVATIONS, ARCHITECTURES
+from .targets import TARGET_HELP
 from .tf_quiet import import_tensorflow
 from .train import TrainConfig
 
@@ -259,6 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
         "Writes report.md, report.json and verify_confusion.png into the bundle. Exit 1 if any artifact fails.",
     )
     verify.add_argument("bundle", metavar="BUNDLE", help="bundle folder (with manifest.json)")
+    _add_target_option(verify)
+    verify.add_argument(
+        "--limit",
+        type=_positive,
+        metavar="N",
+        help="with --target: parity on the first N test images only (quick checks; default all 10,000)",
+    )
     verify.add_argument(
         "--layers",
         action="store_true",
@@ -276,10 +284,38 @@ def build_parser() -> argparse.ArgumentParser:
         "Writes bench.json, bench_<profile>.png and a table in report.md.",
     )
     bench.add_argument("bundle", metavar="BUNDLE", help="bundle folder (with manifest.json)")
+    _add_target_option(bench)
+    bench.add_argument(
+        "--calls",
+        type=_positive,
+        default=20,
+        help="emulated targets: batch-1 inferences counted per artifact (default %(default)s)",
+    )
     _add_data_options(bench)
     _add_bench_options(bench)
     bench.set_defaults(handler=cmd_bench)
+
+    target = commands.add_parser(
+        "target",
+        help="set up or inspect a target (arm64-emu, ssh://…)",
+        description="Prepare the emulated ARM64 target, or show what a target is (CPU, libraries).",
+    )
+    actions = target.add_subparsers(dest="action", required=True, metavar="ACTION")
+    setup = actions.add_parser(
+        "setup",
+        help="prepare arm64-emu: Debian arm64 userland, aarch64 wheels, instruction counter (about 2.5 min)",
+    )
+    setup.add_argument("name", choices=["arm64-emu"], help="the target to prepare")
+    setup.add_argument("--force", action="store_true", help="rebuild even if the cached userland is current")
+    setup.set_defaults(handler=cmd_target_setup)
+    info = actions.add_parser("info", help="what a target runs on: uname -m, CPU, library versions")
+    info.add_argument("name", metavar="TARGET", help=TARGET_HELP)
+    info.set_defaults(handler=cmd_target_info)
     return parser
+
+
+def _add_target_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", default="local", metavar="TARGET", help=TARGET_HELP)
 
 
 def _load_data(args):
@@ -369,11 +405,105 @@ def cmd_run(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    return _verify(args, args.bundle, _load_data(args))
+    from .targets import parse_target
+
+    target = parse_target(args.target)
+    if target.kind == "local":
+        if args.limit:
+            raise UsageError("--limit is for --target runs; a local verify judges all 10,000 test images")
+        return _verify(args, args.bundle, _load_data(args))
+    from .on_target import verify_on_target
+
+    _require_bundle(args.bundle)
+    result = verify_on_target(args.bundle, _load_data(args), target, args.limit)
+    _record_target(args.bundle, target.name, "verify", result)
+    if args.json:
+        from .bundle import write_json
+
+        write_json(Path(args.json), result["rows"])
+    failed = [row["format"] for row in result["rows"] if row["status"] != "pass"]
+    verdict = (
+        f"{len(failed)} of {len(result['rows'])} differ beyond the gate: {', '.join(failed)}"
+        if failed
+        else ("all answer like this machine")
+    )
+    log(f"verify on {target.name}: {verdict} ({result['seconds']:.0f} s); see {Path(args.bundle) / 'report.md'}")
+    return 1 if failed else 0
 
 
 def cmd_bench(args) -> int:
-    return _bench(args, args.bundle, _load_data(args))
+    from .targets import parse_target
+
+    target = parse_target(args.target)
+    if target.kind == "local":
+        return _bench(args, args.bundle, _load_data(args))
+    from .on_target import bench_on_target, count_on_target
+
+    _require_bundle(args.bundle)
+    if args.seconds <= 0:
+        raise UsageError("--seconds must be positive")
+    mnist = _load_data(args)
+    if target.kind == "emulated":
+        result = count_on_target(args.bundle, mnist, target, args.calls)
+        _record_target(args.bundle, target.name, "cost", result)
+    else:
+        result = bench_on_target(args.bundle, mnist, target, args.profile, args.seconds)
+        _record_target(args.bundle, target.name, "bench", result)
+    if args.bench_json:
+        from .bundle import write_json
+
+        write_json(Path(args.bench_json), result["rows"])
+    log(f"bench on {target.name}: {len(result['rows'])} rows; see {Path(args.bundle) / 'report.md'}")
+    return 0
+
+
+def _require_bundle(bundle: str) -> None:
+    from .bundle import read_manifest
+
+    read_manifest(bundle)  # a clear error before any target work
+
+
+def _record_target(bundle: str, name: str, key: str, result: dict) -> None:
+    """Merge a target's result into report.json's ``targets`` (by target, then verify/cost/bench)."""
+    from .report import read_report, update_report
+
+    targets = read_report(bundle).get("targets", {})
+    entry = targets.setdefault(name, {})
+    entry["identity"] = result["identity"]
+    if key == "bench":
+        entry.setdefault("bench", {})[result["info"]["profile"]] = result
+    else:
+        entry[key] = result
+    update_report(bundle, {"targets": targets})
+    costs = dict(sorted((t["cost"]["identity"]["core"], t["cost"]["rows"]) for t in targets.values() if "cost" in t))
+    if key == "cost":
+        try:
+            from .plots import plot_instruction_counts
+            from .report import TARGETS_PNG
+
+            plot_instruction_counts(costs, Path(bundle) / TARGETS_PNG)
+        except ImportError:
+            log("(no matplotlib here: instruction-count chart not drawn)")
+
+
+def cmd_target_setup(args) -> int:
+    from .targets.arm64_emu import setup
+
+    setup(force=args.force)
+    return 0
+
+
+def cmd_target_info(args) -> int:
+    from .targets import parse_target
+
+    target = parse_target(args.name)
+    identity = target.identity()
+    versions = ", ".join(f"{k} {v}" for k, v in identity.pop("versions").items())
+    for key, value in identity.items():
+        if value is not None:
+            log(f"{key:>17}: {value}")
+    log(f"{'versions':>17}: {versions}")
+    return 0
 
 
 def cmd_export(args) -> int:

@@ -159,3 +159,23 @@ def plot_bench(rows: list[dict], profile: str, path: Path) -> None:
     fig.suptitle(f"lenet-edge bench: {profile} profile")
     fig.tight_layout()
     _save(fig, path)
+
+
+def plot_instruction_counts(costs: dict[str, list[dict]], path: Path) -> None:
+    """Million guest instructions per image, one group of bars per artifact, one bar per emulated core."""
+    plt = _pyplot()
+    cores = list(costs)
+    formats = list(dict.fromkeys(row["format"] for rows in costs.values() for row in rows))
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(formats)), 4.6), dpi=110)
+    width = 0.8 / max(len(cores), 1)
+    for i, core in enumerate(cores):
+        by_format = {row["format"]: row["instructions_per_image"] / 1e6 for row in costs[core]}
+        xs = [j + (i - (len(cores) - 1) / 2) * width for j in range(len(formats))]
+        ax.bar(xs, [by_format.get(f, 0) for f in formats], width, label=core)
+    ax.set_xticks(range(len(formats)), formats, rotation=20, ha="right")
+    ax.set_ylabel("million instructions per image")
+    ax.set_title("Cost per batch-1 inference on emulated ARM64 cores (fewer is cheaper)")
+    ax.legend(title="core", ncol=len(cores), loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)

@@ -57,6 +57,8 @@ def render_markdown(report: dict, manifest: dict) -> str:
         lines += _bench_section(profile, result)
     if "profile" in report:
         lines += _profile_section(report["profile"], report.get("bench", {}))
+    if report.get("targets"):
+        lines += _targets_section(report["targets"])
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -153,14 +155,14 @@ def runtime_label(row: dict) -> str:
     return {"onnxruntime": "ONNX Runtime", "keras": f"Keras {row['delegate']}"}.get(row["runtime"], row["runtime"])
 
 
-def _bench_section(profile: str, result: dict) -> list[str]:
+def _bench_section(profile: str, result: dict, title: str = "", chart: bool = True) -> list[str]:
     info, rows = result["info"], result["rows"]
     machine = info["machine"]
     single = [row for row in rows if row["batch"] == 1]
     throughput = {(r["format"], r["delegate"], r["threads"]): r["throughput_ips"] for r in rows if r["batch"] == 256}
     keras = {r["threads"]: r["p50_us"] for r in single if r["runtime"] == "keras" and r["delegate"] == "tf.function"}
     lines = [
-        f"## Speed: {profile} profile",
+        title or f"## Speed: {profile} profile",
         "",
         f"{info['profile_means'][0].upper()}{info['profile_means'][1:]}. {info['inputs']} "
         f"Each combination ran in a fresh process; latency is one batch-1 inference after warm-up, over "
@@ -181,8 +183,9 @@ def _bench_section(profile: str, result: dict) -> list[str]:
         )
     for error in info.get("errors", []):
         lines.append(f"\nNot measured: {error['combination']}: {error['reason']}")
-    lines += ["", f"![{profile} latency](bench_{profile}.png) · every row: `bench.json` (last profile run)", ""]
-    return lines
+    if chart:
+        lines += ["", f"![{profile} latency](bench_{profile}.png) · every row: `bench.json` (last profile run)"]
+    return [*lines, ""]
 
 
 def _p50(bench: dict, fmt: str, delegate: str) -> float | None:
@@ -245,3 +248,116 @@ def _profile_section(profile: dict, bench: dict) -> list[str]:
     if verdicts:
         lines += ["Batch 1, 1 thread: " + "; ".join(verdicts) + ".", ""]
     return lines
+
+
+TARGETS_PNG = "targets_cost.png"
+
+
+def _targets_section(targets: dict) -> list[str]:
+    """ARM64 targets: who they are, parity on their kernels, cost per image per core, device speed."""
+    lines = [
+        "## Mobile-class targets",
+        "",
+        "The same files on ARM64 kernels (XNNPACK's NEON and dot-product paths, ONNX Runtime's ARM MLAS), "
+        "which the x86 host never runs. Emulated targets run the real aarch64 wheels under QEMU user-mode "
+        "emulation: parity, and a deterministic cost in guest instructions per image. Emulated wall-clock "
+        "time is not latency and is never shown. Devices over SSH give real latency.",
+        "",
+        "| Target | uname -m | CPU | Python | LiteRT | ONNX Runtime | NumPy |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, entry in targets.items():
+        ident = entry["identity"]
+        versions = ident.get("versions", {})
+        cpu = ident.get("cpu", "?")
+        if ident.get("kind") == "emulated":
+            cpu = f"{cpu}, emulated ({ident.get('emulator') or 'QEMU'}): {ident.get('about', '')}"
+        libraries = " | ".join(versions.get(lib, "—") for lib in ("ai-edge-litert", "onnxruntime", "numpy"))
+        lines.append(f"| {name} | {ident.get('machine')} | {cpu} | {ident.get('python')} | {libraries} |")
+    lines.append("")
+    costs = {e["cost"]["identity"]["core"]: e["cost"]["rows"] for e in targets.values() if "cost" in e}
+    costs = dict(sorted(costs.items()))  # cortex-a53, -a72, -a76, neoverse-n1: oldest first
+    if costs:
+        lines += _cost_table(costs, targets)
+    for name, entry in targets.items():
+        if "verify" in entry:
+            lines += _target_parity(name, entry["verify"])
+    for name, entry in targets.items():
+        for profile, result in entry.get("bench", {}).items():
+            title = f"### Speed on {name}: {profile} profile ({entry['identity'].get('cpu')})"
+            lines += _bench_section(profile, result, title=title, chart=False)
+    return lines
+
+
+def _cost_table(costs: dict[str, list[dict]], targets: dict) -> list[str]:
+    cores = list(costs)
+    formats = list(dict.fromkeys(row["format"] for rows in costs.values() for row in rows))
+    cell = {(core, row["format"]): row for core, rows in costs.items() for row in rows}
+    calls = next(entry["cost"]["calls"] for entry in targets.values() if "cost" in entry)
+    lines = [
+        "### Cost per image on emulated ARM64 cores",
+        "",
+        f"Million guest instructions retired per batch-1 inference (1 thread, {calls} inferences of a real test "
+        "digit counted by a QEMU TCG plugin, the Python loop's own count subtracted). The same files, input and "
+        "core give the same count on every run; in brackets, the cost against the fp32 file of the same "
+        "runtime. Instructions are not time (an in-order A53 retires fewer per cycle than an A76), but on one "
+        "core they rank the formats.",
+        "",
+        "| Format | Runtime | " + " | ".join(cores) + " |",
+        "|---|---|" + "---:|" * len(cores),
+    ]
+    for fmt in formats:
+        runtime = next(cell[c, fmt]["runtime"] for c in cores if (c, fmt) in cell)
+        values = []
+        for core in cores:
+            row = cell.get((core, fmt))
+            values.append(
+                "—" if row is None else f"{row['instructions_per_image'] / 1e6:.3f} ({row['vs_fp32'] or 0:.2f}×)"
+            )
+        lines.append(f"| {fmt} | {runtime} | " + " | ".join(values) + " |")
+    lines.append("")
+    for core in cores:
+        least = min(r["instructions_per_image"] for r in costs[core])
+        cheapest = [r["format"] for r in costs[core] if r["instructions_per_image"] <= least * 1.01]  # ties: 1%
+        about = next((t["identity"].get("about") for t in targets.values() if t["identity"].get("core") == core), "")
+        ratios = [
+            f"{runtime} int8 {cell[core, int8]['vs_fp32']:.2f}× fp32"
+            for runtime, int8 in (("TFLite", "tflite-int8"), ("ONNX Runtime", "onnx-int8"))
+            if (core, int8) in cell and cell[core, int8]["vs_fp32"]
+        ]
+        lines.append(
+            f"- **{core}** ({about}): cheapest {'is' if len(cheapest) == 1 else 'are'} "
+            f"**{' ≈ '.join(cheapest)}** ({least / 1e6:.3f} M); {', '.join(ratios)}."
+        )
+    lines += ["", f"![instructions per image]({TARGETS_PNG})", ""]
+    return lines
+
+
+def _target_parity(name: str, result: dict) -> list[str]:
+    lines = [
+        f"### Parity on {name}",
+        "",
+        f"Each export's raw outputs on {result['images']:,} test images against {result['against']}: "
+        f"top-1 agreement, the largest output difference (|Δp| in probability, or quantization steps for a "
+        f"quantized output) and how many of the outputs differ at all. Took {result['seconds']:.0f} s.",
+        "",
+        "| Format | Status | Agreement | max\\|Δ\\| | outputs differing | Accuracy | XNNPACK partitions | Gate |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in result["rows"]:
+        if "agreement" not in row:
+            lines.append(f"| {row['format']} | {STATUS_MARK[row['status']]} | — | — | — | — | — | {row['reason']} |")
+            continue
+        if not row["max_delta"]:
+            delta = "0 (bit-identical)"
+        elif row["delta_unit"] == "steps":
+            delta = f"{row['max_delta']:.0f} step{'s' * (row['max_delta'] != 1)}"
+        else:
+            delta = f"{row['max_delta']:.2g}"
+        partitions = "—" if row.get("xnnpack_partitions") is None else row["xnnpack_partitions"]
+        lines.append(
+            f"| {row['format']} | {STATUS_MARK[row['status']]} | {_pct(row['agreement'])} | {delta} | "
+            f"{row['outputs_differing']:,} of {row['outputs']:,} | {_pct(row['accuracy'])} | {partitions} | "
+            f"{(row['reason'] or row['gate']).replace('|', chr(92) + '|')} |"
+        )
+    return [*lines, ""]

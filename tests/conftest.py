@@ -3,24 +3,34 @@ CI=true, where it fails: CI never passes by skipping."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from lenet_edge.cli import main
 from lenet_edge.data import Mnist, load_mnist
+from lenet_edge.targets import cache_dir
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def require(condition: bool, message: str) -> None:
+    """Skip when a system tool is missing, except under CI=true, where it fails: CI never passes by skipping."""
+    if not condition:
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
-    folder = os.environ.get("LENET_EDGE_DATA")
-    if folder and Path(folder).is_dir():
-        return Path(folder)
-    message = "MNIST not found: set LENET_EDGE_DATA to the folder of the four MNIST IDX files"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    folder = os.environ.get("LENET_EDGE_DATA", "")
+    require(bool(folder) and Path(folder).is_dir(), "MNIST not found: set LENET_EDGE_DATA to the MNIST folder")
+    return Path(folder)
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +46,21 @@ def small_bundle(tmp_path_factory, mnist_dir) -> Path:
     code = main([*args, "--epochs", "3", "--no-augment", "--calibration", "200", "--seed", "7", "--no-bench"])
     assert code == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def runtime_only_python() -> Path:
+    """A venv with only `pip install .` (numpy, ai-edge-litert, onnxruntime): what a device has.
+    Cached under ~/.cache/lenet-edge/ by the dependencies it was built for; the project is reinstalled."""
+    key = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()[:12]
+    venv = cache_dir() / f"runtime-venv-{key}"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        venv.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", str(REPO)], check=True)
+    else:
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(REPO)], check=True
+        )
+    return python

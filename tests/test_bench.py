@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -80,22 +78,6 @@ def test_time_calls_is_time_bounded():
     assert len(times) >= 20 and (times >= 0).all()
 
 
-def _runtime_only_python(tmp_cache: Path) -> Path:
-    """A venv with only `pip install .` (numpy, ai-edge-litert, onnxruntime): what a device has.
-    Cached under ~/.cache/lenet-edge/ by the dependencies it was built for; the project is reinstalled."""
-    key = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()[:12]
-    venv = tmp_cache / f"runtime-venv-{key}"
-    python = venv / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", str(REPO)], check=True)
-    else:
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(REPO)], check=True
-        )
-    return python
-
-
 GUARD = """
 import sys
 from lenet_edge.cli import main
@@ -106,10 +88,8 @@ sys.exit(code)
 """
 
 
-def test_a_tensorflow_free_install_runs_verify_and_bench(small_bundle, mnist_dir, tmp_path):
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lenet-edge"
-    cache.mkdir(parents=True, exist_ok=True)
-    python = _runtime_only_python(cache)
+def test_a_tensorflow_free_install_runs_verify_and_bench(small_bundle, mnist_dir, tmp_path, runtime_only_python):
+    python = runtime_only_python
     probe = subprocess.run([str(python), "-c", "import importlib.util as u; print(u.find_spec('tensorflow'))"],
                            capture_output=True, text=True, check=True)  # fmt: skip
     assert probe.stdout.strip() == "None"

@@ -41,6 +41,11 @@ class LiteRTRunner(Runner):
         self.input, self.output = _spec(in_detail), _spec(out_detail)
         self._shape = tuple(in_detail["shape"])
 
+    @property
+    def partitions(self) -> int:
+        """Delegate partitions in the graph: 0 means XNNPACK was not applied (reference kernels only)."""
+        return sum(op["op_name"] == "DELEGATE" for op in self.interpreter._get_ops_details())
+
     def _prepare(self, batch: np.ndarray):
         if batch.shape != self._shape:
             self.interpreter.resize_tensor_input(self._in_index, batch.shape, strict=True)

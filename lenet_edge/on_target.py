@@ -1,0 +1,201 @@
+"""verify and bench on a target: the bundle goes over, the target's agent runs it, the answers come back.
+
+- Parity: every artifact's raw outputs on the target against the same artifact run here, on the same test
+  digits: top-1 agreement, max |Δ| (probability, or quantization steps for a quantized output), accuracy,
+  and a gate per precision.
+- Cost, emulated targets: guest instructions retired per batch-1 inference, counted by the TCG plugin
+  between marks, less an empty loop's count. Deterministic, unlike wall-clock time under emulation.
+- Bench, real devices: the full bench table, measured on the device."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .bench import usable_cores
+from .bundle import MANIFEST, log, read_manifest, write_json
+from .errors import UsageError
+from .runtimes import open_runner
+from .targets import Target, TargetError
+
+
+@dataclass(frozen=True)
+class ParityGate:
+    """How far a target may answer from this machine on the same artifact."""
+
+    min_agreement: float  # top-1 agreement, 0-1
+    max_abs_dp: float  # float outputs: max |Δp|
+    max_steps: int  # quantized outputs: max |Δ| in the output's quantization steps
+
+    def describe(self) -> str:
+        return f"agreement ≥ {self.min_agreement:.1%}, max|Δp| ≤ {self.max_abs_dp:.0e} or ≤ {self.max_steps} steps"
+
+
+# Float kernels differ only in summation order (ARM FMA, NEON tiling); quantized kernels may round one step
+# apart (the probe saw at most 1 step on 7 of 10,000 int8 outputs), and dynamic-range quantizes activations
+# at run time with each CPU's own kernels.
+PARITY_GATES = {
+    "fp32": ParityGate(1.0, 1e-5, 0),
+    "fp16": ParityGate(1.0, 1e-5, 0),
+    "dynamic": ParityGate(0.999, 1e-2, 2),
+    "int8": ParityGate(0.999, 1e-2, 2),
+}
+
+
+def _entries(manifest: dict) -> list[dict]:
+    """The artifacts a runtime-only target runs (every export; the Keras model needs TensorFlow)."""
+    return [entry for entry in manifest["artifacts"] if entry["runtime"] != "keras"]
+
+
+def _stage(space, bundle: Path, entries: list[dict], images: np.ndarray, tmp: Path) -> list[dict]:
+    """Copy the artifacts, a manifest listing just them, and the digits into the workspace; the job's list."""
+    np.save(tmp / "images.npy", images)
+    write_json(tmp / MANIFEST, read_manifest(bundle) | {"artifacts": entries})
+    files = {"images.npy": tmp / "images.npy", f"bundle/{MANIFEST}": tmp / MANIFEST}
+    files |= {f"bundle/{entry['file']}": bundle / entry["file"] for entry in entries}
+    space.put(files)
+    return [{"format": e["format"], "runtime": e["runtime"], "file": f"bundle/{e['file']}"} for e in entries]
+
+
+def parity_row(entry: dict, local: np.ndarray, remote: np.ndarray, output: dict, labels: np.ndarray) -> dict:
+    """The target's raw outputs against this machine's, for one artifact."""
+    precision = entry.get("precision", "fp32")
+    gate = PARITY_GATES.get(precision, PARITY_GATES["fp32"])
+    row = {"format": entry["format"], "runtime": entry["runtime"], "precision": precision, "gate": gate.describe()}
+    if remote.shape != local.shape:
+        return row | {"status": "error", "reason": f"target answered {remote.shape}, expected {local.shape}"}
+    diff = np.abs(local.astype(np.float64) - remote.astype(np.float64))
+    quantized = output.get("scale") is not None
+    agreement = float(np.mean(local.argmax(1) == remote.argmax(1)))
+    row |= {
+        "accuracy": float(np.mean(remote.argmax(1) == labels)),
+        "local_accuracy": float(np.mean(local.argmax(1) == labels)),
+        "agreement": agreement,
+        "max_delta": float(diff.max()),
+        "delta_unit": "steps" if quantized else "|Δp|",
+        "outputs_differing": int(np.count_nonzero(diff)),
+        "outputs": int(diff.size),
+    }
+    failures = []
+    if agreement < gate.min_agreement - 1e-9:
+        failures.append(f"agreement {agreement:.2%} < {gate.min_agreement:.1%}")
+    limit = gate.max_steps if quantized else gate.max_abs_dp
+    if row["max_delta"] > limit:
+        failures.append(f"max|Δ| {row['max_delta']:.3g} {row['delta_unit']} > {limit:g}")
+    return row | {"status": "fail" if failures else "pass", "reason": "; ".join(failures)}
+
+
+def verify_on_target(bundle: str | Path, mnist, target: Target, limit: int | None = None) -> dict:
+    """Parity of every artifact on ``target`` against this machine; {'identity', 'rows', 'images', ...}."""
+    bundle = Path(bundle)
+    entries = _entries(read_manifest(bundle))
+    images, labels = mnist.x_test[:limit], mnist.y_test[:limit]
+    log(f"verify on {target.name}: {len(entries)} artifacts on {len(images)} test digits, against this machine")
+    started = time.perf_counter()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="lenet-edge-parity-") as tmp, target.workspace() as space:
+        tmp = Path(tmp)
+        job = {"task": "predict", "images": "images.npy", "artifacts": _stage(space, bundle, entries, images, tmp)}
+        if target.kind == "emulated":  # every host core: emulation is slow, and threads change no result here
+            job["threads"] = usable_cores()
+        answer = space.run(job)
+        outputs = {item["format"]: item for item in answer["artifacts"]}
+        for entry in entries:
+            remote = np.load(space.get(f"out/{entry['format']}.npy", tmp / "remote.npy"))
+            local = open_runner(entry["runtime"], bundle / entry["file"]).predict(images, raw=True)
+            row = parity_row(entry, local, remote, outputs[entry["format"]]["output"], labels)
+            row["xnnpack_partitions"] = outputs[entry["format"]]["xnnpack_partitions"]
+            rows.append(row)
+            mark = {"pass": "✅", "fail": "❎", "error": "❌"}[row["status"]]
+            figures = (
+                f"agreement {row['agreement']:.2%}, max|Δ| {row['max_delta']:.3g} {row['delta_unit']}, "
+                f"accuracy {row['accuracy']:.2%}"
+                if "agreement" in row
+                else ""
+            )
+            log(f"  {mark} {row['format']:<15} {figures}  {row['reason']}".rstrip())
+    return {
+        "identity": target.describe(answer["identity"]),
+        "rows": rows,
+        "images": len(images),
+        "against": "the same artifacts run on this machine",
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def count_on_target(bundle: str | Path, mnist, target: Target, calls: int = 20) -> dict:
+    """Guest instructions per batch-1 inference of every artifact on an emulated core (Python loop excluded)."""
+    if target.kind != "emulated":
+        raise UsageError(f"{target.name}: instruction counts need an emulated target (arm64-emu[:CORE])")
+    bundle = Path(bundle)
+    entries = _entries(read_manifest(bundle))
+    log(f"counting instructions on {target.name}: {len(entries)} artifacts × {calls} batch-1 inferences")
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="lenet-edge-count-") as tmp, target.workspace() as space:
+        tmp = Path(tmp)
+        counts_file = tmp / "counts.txt"
+        job = {"task": "count", "images": "images.npy", "calls": calls}
+        job["artifacts"] = _stage(space, bundle, entries, mnist.x_test[:1], tmp)
+        answer = space.run(job, plugin_out=counts_file)
+        marks = _read_marks(counts_file)
+    rows = []
+    for item in answer["plan"]:
+        try:
+            start, stop, empty_start, empty_stop = (marks[m] for m in item["marks"])
+        except KeyError:
+            raise TargetError(f"{target.name}: the instruction counter missed marks of {item['format']}") from None
+        loop = empty_stop - empty_start
+        per_image = (stop - start - loop) / calls
+        rows.append(
+            {"format": item["format"], "runtime": item["runtime"], "core": target.core,
+             "instructions_per_image": round(per_image), "loop_instructions_per_call": round(loop / calls)}
+        )  # fmt: skip
+    _ratios(rows)
+    for row in rows:
+        log(f"  {row['format']:<15} {row['instructions_per_image'] / 1e6:7.3f} M instructions/image")
+    return {
+        "identity": target.describe(answer["identity"]),
+        "rows": rows,
+        "calls": calls,
+        "seconds": round(time.perf_counter() - started, 1),
+        "method": "guest instructions retired between marks, counted by a QEMU TCG plugin, minus an empty "
+        "loop's; batch 1, 1 thread, a real test digit; address randomisation off, PYTHONHASHSEED=0",
+    }
+
+
+def _read_marks(path: Path) -> dict[int, int]:
+    marks = {}
+    for line in path.read_text().splitlines() if path.exists() else []:
+        key, _, value = line.partition(" ")
+        if key.isdigit():
+            marks[int(key)] = int(value)
+    return marks
+
+
+def _ratios(rows: list[dict]) -> None:
+    """Each row's cost against the fp32 export of the same runtime (int8/fp32 is what a user weighs)."""
+    fp32 = {r["runtime"]: r["instructions_per_image"] for r in rows if r["format"].endswith("fp32")}
+    for row in rows:
+        base = fp32.get(row["runtime"])
+        row["vs_fp32"] = round(row["instructions_per_image"] / base, 3) if base else None
+
+
+def bench_on_target(bundle: str | Path, mnist, target: Target, profile: str, seconds: float) -> dict:
+    """The bench table measured on a real device (runtime-only: no Keras rows)."""
+    if target.kind == "emulated":
+        raise UsageError("wall-clock time under emulation is not latency: use the instruction counts")
+    bundle = Path(bundle)
+    entries = _entries(read_manifest(bundle))
+    with tempfile.TemporaryDirectory(prefix="lenet-edge-bench-") as tmp, target.workspace() as space:
+        _stage(space, bundle, entries, mnist.x_test[:256], Path(tmp))
+        job = {"task": "bench", "images": "images.npy", "bundle": "bundle", "profile": profile, "seconds": seconds}
+        answer = space.run(job)
+    answer["info"]["target"] = target.name
+    return {"identity": target.describe(answer.pop("identity")), **answer}
+
+
+__all__ = ["PARITY_GATES", "ParityGate", "bench_on_target", "count_on_target", "verify_on_target"]
