@@ -77,9 +77,7 @@ def main() -> int:
         lines += _bench_section(profile, report["bench"][profile])
     lines += _profile_section(report["profile"], report["bench"])
     if arm64:
-        lines += [
-            line.replace("## Mobile-class", "## ARM64: mobile-class") for line in _targets_section(report["targets"])
-        ]
+        lines += _targets_section(report["targets"])
         shutil.copyfile(bundle / TARGETS_PNG, HERE / TARGETS_PNG)
     else:
         lines += ["## ARM64", "", "Not measured: the emulated ARM64 target is not set up (`make arm64-emu`).", ""]

@@ -31,8 +31,9 @@ class ParityGate:
     max_abs_dp: float  # float outputs: max |Δp|
     max_steps: int  # quantized outputs: max |Δ| in the output's quantization steps
 
-    def describe(self) -> str:
-        return f"agreement ≥ {self.min_agreement:.1%}, max|Δp| ≤ {self.max_abs_dp:.0e} or ≤ {self.max_steps} steps"
+    def describe(self, quantized_output: bool) -> str:
+        limit = f"{self.max_steps} steps" if quantized_output else f"|Δp| {self.max_abs_dp:.0e}"
+        return f"agreement ≥ {self.min_agreement:.1%}, max {limit}"
 
 
 # Float kernels differ only in summation order (ARM FMA, NEON tiling); quantized kernels may round one step
@@ -65,11 +66,12 @@ def parity_row(entry: dict, local: np.ndarray, remote: np.ndarray, output: dict,
     """The target's raw outputs against this machine's, for one artifact."""
     precision = entry.get("precision", "fp32")
     gate = PARITY_GATES.get(precision, PARITY_GATES["fp32"])
-    row = {"format": entry["format"], "runtime": entry["runtime"], "precision": precision, "gate": gate.describe()}
+    quantized = output.get("scale") is not None
+    row = {"format": entry["format"], "runtime": entry["runtime"], "precision": precision}
+    row["gate"] = gate.describe(quantized)
     if remote.shape != local.shape:
         return row | {"status": "error", "reason": f"target answered {remote.shape}, expected {local.shape}"}
     diff = np.abs(local.astype(np.float64) - remote.astype(np.float64))
-    quantized = output.get("scale") is not None
     agreement = float(np.mean(local.argmax(1) == remote.argmax(1)))
     row |= {
         "accuracy": float(np.mean(remote.argmax(1) == labels)),
@@ -111,12 +113,10 @@ def verify_on_target(bundle: str | Path, mnist, target: Target, limit: int | Non
             row["xnnpack_partitions"] = outputs[entry["format"]]["xnnpack_partitions"]
             rows.append(row)
             mark = {"pass": "✅", "fail": "❎", "error": "❌"}[row["status"]]
-            figures = (
-                f"agreement {row['agreement']:.2%}, max|Δ| {row['max_delta']:.3g} {row['delta_unit']}, "
-                f"accuracy {row['accuracy']:.2%}"
-                if "agreement" in row
-                else ""
-            )
+            figures = ""
+            if "agreement" in row:
+                delta = f"max|Δ| {row['max_delta']:.3g} {row['delta_unit']}" if row["max_delta"] else "bit-identical"
+                figures = f"agreement {row['agreement']:.2%}, {delta}, accuracy {row['accuracy']:.2%}"
             log(f"  {mark} {row['format']:<15} {figures}  {row['reason']}".rstrip())
     return {
         "identity": target.describe(answer["identity"]),

@@ -266,6 +266,7 @@ def _targets_section(targets: dict) -> list[str]:
         "| Target | uname -m | CPU | Python | LiteRT | ONNX Runtime | NumPy |",
         "|---|---|---|---|---|---|---|",
     ]
+    targets = dict(sorted(targets.items()))
     for name, entry in targets.items():
         ident = entry["identity"]
         versions = ident.get("versions", {})
