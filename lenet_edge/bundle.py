@@ -23,6 +23,7 @@ from . import __version__
 from .data import Mnist
 from .errors import BundleError, one_line
 from .formats import KERAS, Format
+from .model import deployment_graph
 from .runtimes import Runner, open_runner
 
 MANIFEST = "manifest.json"
@@ -232,9 +233,10 @@ def write_bundle(
         if formats:
             log(f"exporting {len(formats)} formats into {out} (int8 calibration: {calibration_count} training images)")
         failed = []
+        deployed = deployment_graph(model) if formats else None
         for fmt in formats:
             try:
-                artifacts.append(export_artifact(fmt, model, staging, calibration, mnist, keep_float))
+                artifacts.append(export_artifact(fmt, deployed, staging, calibration, mnist, keep_float))
             except Exception as exc:  # one format failing must not cost the others
                 reason = one_line(exc)
                 failed.append({"format": fmt.name, "file": fmt.file, "reason": reason[:500]})

@@ -38,9 +38,11 @@ ONNX_COLUMNS = ("layer", "tensor", "snr_qdq_db", "snr_xmodel_db")
 def tflite_layer_errors(model, calibration: np.ndarray, images: np.ndarray, keep_float=()) -> tuple[list[dict], bytes]:
     """Per-op statistics of the int8 TFLite conversion of ``model``; also returns the model it measured."""
     from .exporters.tflite import float_layer_nodes, make_converter
+    from .model import deployment_graph
     from .tf_quiet import import_tensorflow, silenced
 
     tf = import_tensorflow()
+    model = deployment_graph(model)  # the graph the shipped int8 file was converted from
     converter = make_converter(model, "int8", calibration)
     options = None
     if keep_float:

@@ -89,6 +89,37 @@ def build_model(arch: str = "classic", activation: str = "tanh"):
     return keras.Model(image, probabilities, name=f"lenet5_{arch.replace('-', '_')}")
 
 
+def deployment_graph(model):
+    """The graph every export is converted from: the trained model's arithmetic, rebuilt so that the mobile
+    accelerators take it whole (XNNPACK in one partition, int8 included; no dynamic-shape op):
+    - each average pool becomes a fixed depthwise convolution of the same window and stride with weights
+      1/(window area), not trainable: XNNPACK has no int8 AVERAGE_POOL_2D, but takes depthwise convolutions;
+    - Flatten becomes a reshape to (-1, features): a constant shape, where Flatten's batch-preserving
+      reshape costs SHAPE, STRIDED_SLICE and PACK ops that no delegate takes.
+    Layer and model names are kept (reports label tensors by them); weights are copied, and the trainable
+    parameters are the same. The Keras model itself is left as trained."""
+    import keras
+    import numpy as np
+
+    image = keras.Input(model.inputs[0].shape[1:], name=model.inputs[0].name.split(":")[0])
+    x = image
+    for layer in model.layers[1:]:  # every architecture here is a chain
+        if isinstance(layer, keras.layers.AveragePooling2D) and layer.padding == "valid":
+            window = tuple(layer.pool_size)
+            pool = keras.layers.DepthwiseConv2D(window, strides=layer.strides, use_bias=False, name=layer.name)
+            pool.build(x.shape)
+            pool.set_weights([np.full((*window, x.shape[-1], 1), 1.0 / np.prod(window), np.float32)])
+            pool.trainable = False
+            x = pool(x)
+        elif isinstance(layer, keras.layers.Flatten):
+            x = keras.ops.reshape(x, (-1, int(np.prod(x.shape[1:]))))
+        else:
+            clone = type(layer).from_config(layer.get_config())
+            x = clone(x)
+            clone.set_weights(layer.get_weights())
+    return keras.Model(image, x, name=model.name)
+
+
 def count_macs(model) -> int:
     """Multiply-accumulates of one image through the conv and dense layers."""
     import keras

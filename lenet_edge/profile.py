@@ -1,4 +1,4 @@
-"""Where the time goes, op by op: why int8 is not faster than float on this CPU.
+"""Where the time goes, op by op: what XNNPACK takes whole and what ONNX Runtime leaves in float.
 
 - LiteRT: which ops XNNPACK took (and in how many partitions) and which it left to the reference CPU kernels,
   read from the delegated graph itself. LiteRT's Python API has no per-op timer (the C++ benchmark_model's

@@ -69,8 +69,8 @@ def _verify_section(rows: list[dict], info: dict) -> list[str]:
         f"Each file run by its own runtime and compared with {info.get('reference', 'Keras')}. "
         f"Verify took {info.get('seconds', 0):.1f} s.",
         "",
-        "| Format | Runtime | Status | Size KB | Accuracy | Δ vs Keras (pt) | Agreement | max\\|Δp\\| |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
+        "| Format | Runtime | Status | Size KB | Accuracy | Δ vs Keras (pt) | Agreement | max\\|Δp\\| | Accelerated |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
         size = f"{row['size_bytes'] / 1024:.1f}" if row.get("size_bytes") else "—"
@@ -78,7 +78,7 @@ def _verify_section(rows: list[dict], info: dict) -> list[str]:
         dp = "—" if row["max_abs_dp"] is None else f"{row['max_abs_dp']:.1e}"
         lines.append(
             f"| {row['format']} | {row['runtime']} | {STATUS_MARK[row['status']]} | {size} | "
-            f"{_pct(row['accuracy'])} | {delta} | {_pct(row['agreement'])} | {dp} |"
+            f"{_pct(row['accuracy'])} | {delta} | {_pct(row['agreement'])} | {dp} | {_accelerated(row)} |"
         )
     reasons = [f"- **{row['format']}**: {row['reason']}" for row in rows if row["reason"]]
     if reasons:
@@ -149,6 +149,18 @@ def _layers_section(layers: dict, verify_rows: list[dict], manifest: dict) -> li
     return lines
 
 
+def _accelerated(row: dict) -> str:
+    """XNNPACK partitions and the ops it left to the CPU, or the float nodes of a quantized ONNX model."""
+    if row.get("partitions") is not None:
+        text = f"XNNPACK, {row['partitions']} partition{'s' * (row['partitions'] != 1)}"
+        left = ", ".join(dict.fromkeys(item.split(" (")[0] for item in row.get("left_to_cpu", [])))
+        return f"{text}; CPU: {left}" if left else f"{text}, nothing left out"
+    if row.get("float_nodes"):
+        nodes = [{"op": n.split("/")[-1].split(":")[0].split("_")[0], "layer": layer_of(n)} for n in row["float_nodes"]]
+        return f"float inside int8: {_grouped(nodes)}"
+    return "—"
+
+
 def runtime_label(row: dict) -> str:
     if row["runtime"] == "litert":
         return "LiteRT + XNNPACK" if row["delegate"] == "xnnpack" else "LiteRT, no delegate"
@@ -206,7 +218,7 @@ def _grouped(items: list[dict]) -> str:
 
 def _profile_section(profile: dict, bench: dict) -> list[str]:
     lines = [
-        "## Where the time goes: why int8 is not faster here",
+        "## Where the time goes: what the accelerators take, op by op",
         "",
         "**LiteRT with XNNPACK**, read from the delegated graph. Every op XNNPACK does not take runs on the "
         "reference CPU kernels and splits the graph: each partition boundary is a hand-over between the two. "

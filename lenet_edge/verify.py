@@ -75,6 +75,9 @@ class VerifyRow:
     per_class_accuracy: list[float] = field(default_factory=list)
     confusion: list[list[int]] = field(default_factory=list)  # [true][predicted]
     seconds: float | None = None
+    partitions: int | None = None  # LiteRT: XNNPACK delegate partitions (1: the whole graph in one)
+    left_to_cpu: list[str] = field(default_factory=list)  # LiteRT: ops XNNPACK left to the reference kernels
+    float_nodes: list[str] = field(default_factory=list)  # ONNX: nodes left in float inside a quantized model
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -210,4 +213,19 @@ def _verify_artifact(bundle, entry, mnist, reference, gates, threads) -> VerifyR
         row.status = "fail"
         row.reason = "; ".join(problems + ([row.reason] if row.reason else []))
     row.seconds = round(time.perf_counter() - start, 2)
+    _acceleration(row, bundle / entry["file"], entry["runtime"])
     return row
+
+
+def _acceleration(row: VerifyRow, path: Path, runtime: str) -> None:
+    """What the runtime accelerates: XNNPACK partitions and the ops left out, or an int8 ONNX's float nodes."""
+    from .profile import litert_partitions, ort_op_profile
+
+    if runtime == "litert":
+        found = litert_partitions(path)
+        row.partitions = found["partitions"]
+        row.left_to_cpu = [f"{op['op']} ({op['layer']})" for op in found["left_to_cpu"]]
+    elif runtime == "onnxruntime":
+        found = ort_op_profile(path, runs=5)
+        if found["quantized"]:
+            row.float_nodes = found["float_nodes"]

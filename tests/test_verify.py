@@ -145,3 +145,31 @@ def test_gate_flags_reach_the_gates(bundle_copy, mnist_dir):
     for fmt in ("tflite-int8", "onnx-int8", "tflite-dynamic"):
         assert rows[fmt]["status"] == "fail" and "accuracy drop" in rows[fmt]["reason"]
     assert rows["tflite-fp16"]["status"] == "fail" and rows["tflite-fp32"]["status"] == "pass"
+
+
+def test_deployment_graph_is_the_same_lenet5(small_bundle, mnist):
+    """Pools as fixed depthwise convolutions and a constant reshape: same arithmetic, same parameters."""
+    import keras
+
+    from lenet_edge.model import count_params, deployment_graph
+
+    model = keras.saving.load_model(small_bundle / "lenet5.keras", compile=False)
+    deployed = deployment_graph(model)
+    kinds = {type(layer).__name__ for layer in deployed.layers}
+    assert "AveragePooling2D" not in kinds and "Flatten" not in kinds and "DepthwiseConv2D" in kinds
+    assert count_params(deployed) == count_params(model)  # the fixed pooling weights are not parameters
+    images = mnist.x_test[:500].reshape(-1, 28, 28, 1).astype(np.float32)
+    np.testing.assert_allclose(deployed.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6)
+
+
+def test_every_tflite_export_runs_in_one_xnnpack_partition(small_bundle):
+    rows = {row["format"]: row for row in json.loads((small_bundle / "report.json").read_text())["verify"]}
+    dynamic_shape = {"SHAPE", "STRIDED_SLICE", "PACK", "AVERAGE_POOL_2D"}
+    for fmt in ("tflite-fp32", "tflite-fp16", "tflite-dynamic", "tflite-int8"):
+        assert rows[fmt]["partitions"] == 1, rows[fmt]
+        left = {item.split(" ")[0] for item in rows[fmt]["left_to_cpu"]}
+        assert not left & dynamic_shape
+        # int8: only the uint8 input's requantization and the int8 softmax at the edges stay on the CPU
+        assert left <= ({"QUANTIZE", "SOFTMAX"} if fmt == "tflite-int8" else set()), left
+    assert any("Tanh" in node for node in rows["onnx-int8"]["float_nodes"])  # tanh has no int8 kernel in ORT
+    assert rows["onnx-fp32"]["float_nodes"] == [] and rows["keras"]["partitions"] is None
