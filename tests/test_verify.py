@@ -148,7 +148,8 @@ def test_gate_flags_reach_the_gates(bundle_copy, mnist_dir):
 
 
 def test_deployment_graph_is_the_same_lenet5(small_bundle, mnist):
-    """Pools as fixed depthwise convolutions and a constant reshape: same arithmetic, same parameters."""
+    """Pools as fixed depthwise convolutions, a constant reshape, the input scale folded into C1: the same
+    arithmetic on the same raw pixels, and the same parameters."""
     import keras
 
     from lenet_edge.model import count_params, deployment_graph
@@ -156,7 +157,7 @@ def test_deployment_graph_is_the_same_lenet5(small_bundle, mnist):
     model = keras.saving.load_model(small_bundle / "lenet5.keras", compile=False)
     deployed = deployment_graph(model)
     kinds = {type(layer).__name__ for layer in deployed.layers}
-    assert "AveragePooling2D" not in kinds and "Flatten" not in kinds and "DepthwiseConv2D" in kinds
+    assert {"AveragePooling2D", "Flatten", "Rescaling"}.isdisjoint(kinds) and "DepthwiseConv2D" in kinds
     assert count_params(deployed) == count_params(model)  # the fixed pooling weights are not parameters
     images = mnist.x_test[:500].reshape(-1, 28, 28, 1).astype(np.float32)
     np.testing.assert_allclose(deployed.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6)
