@@ -295,6 +295,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench_options(bench)
     bench.set_defaults(handler=cmd_bench)
 
+    predict = commands.add_parser(
+        "predict",
+        help="read digits from pictures (PNG, JPEG) with an exported model",
+        description="Turn each picture into a 28×28 MNIST digit the way MNIST was made (crop to the ink, fit "
+        "20×20 keeping the aspect ratio, centre by mass in 28×28; dark-on-light pictures are inverted, thin "
+        "strokes thickened) and print the model's answer and its 10 probabilities.",
+    )
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files, any size or colour")
+    predict.add_argument("--model", required=True, metavar="FILE", help="a .tflite or .onnx file of a bundle")
+    predict.add_argument("--json", action="store_true", help="print JSON instead of text")
+    predict.add_argument("--save-digits", metavar="DIR", help="also write each 28×28 digit the model saw as PNG")
+    predict.set_defaults(handler=cmd_predict)
+
     target = commands.add_parser(
         "target",
         help="set up or inspect a target (arm64-emu, ssh://…)",
@@ -484,6 +497,44 @@ def _record_target(bundle: str, name: str, key: str, result: dict) -> None:
             plot_instruction_counts(costs, Path(bundle) / TARGETS_PNG)
         except ImportError:
             log("(no matplotlib here: instruction-count chart not drawn)")
+
+
+def cmd_predict(args) -> int:
+    import json
+
+    import numpy as np
+
+    from .preprocess import mnist_digit
+    from .runtimes import open_runner
+
+    model = Path(args.model)
+    runtime = {".tflite": "litert", ".onnx": "onnxruntime"}.get(model.suffix)
+    if runtime is None or not model.is_file():
+        raise UsageError(f"{model}: not a .tflite or .onnx file")
+    digits = np.stack([mnist_digit(image) for image in args.images])
+    try:
+        runner = open_runner(runtime, model)
+    except Exception as exc:
+        raise UsageError(f"{model}: cannot be loaded by {runtime} ({type(exc).__name__})") from None
+    probabilities = runner.predict(digits)
+    if args.save_digits:
+        from PIL import Image
+
+        folder = Path(args.save_digits)
+        folder.mkdir(parents=True, exist_ok=True)
+        for image, digit in zip(args.images, digits, strict=True):
+            Image.fromarray(digit).save(folder / f"{Path(image).stem}_28x28.png")
+    results = [
+        {"image": image, "label": int(p.argmax()), "confidence": float(p.max()), "probabilities": p.round(6).tolist()}
+        for image, p in zip(args.images, probabilities, strict=True)
+    ]
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for row in results:
+        bars = "  ".join(f"{d}:{p:.2f}" for d, p in enumerate(row["probabilities"]))
+        log(f"{row['image']}: {row['label']} ({row['confidence']:.1%})   {bars}")
+    return 0
 
 
 def cmd_target_setup(args) -> int:

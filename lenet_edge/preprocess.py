@@ -1,0 +1,108 @@
+"""Any picture of a digit to a 28×28 MNIST digit, the way MNIST itself was made (LeCun et al.): the ink's
+bounding box scaled to fit 20×20 with its aspect ratio kept, then placed in 28×28 by its centre of mass.
+
+Before that: colour and transparency to grey (transparent is background), dark ink on a light background
+inverted (MNIST is white on black), and a stroke much thinner than MNIST's pen thickened so that it is about
+as wide, once scaled, as the strokes the model learnt from. NumPy only; Pillow decodes files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UsageError
+
+BOX, SIZE = 20, 28  # MNIST: the digit fits 20×20, centred by mass in 28×28
+INK = 0.1  # a pixel is ink above this fraction of the brightest ink (MNIST digits come out as they went in)
+THIN = 0.6  # a stroke is thin below this fraction of PEN
+PEN = 3.0  # the stroke width, in pixels at the 20×20 scale, thin strokes are grown to (measured best)
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """A PNG, JPEG (any size, colour or not) as float32 grey 0-255, white ink on black."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+                rgba = np.asarray(image.convert("RGBA"), np.float32)
+                grey = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+                alpha = rgba[..., 3] / 255.0
+                return _white_on_black(grey, alpha)
+            return _white_on_black(np.asarray(image.convert("L"), np.float32), None)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise UsageError(f"{path}: not a readable image ({type(exc).__name__})") from None
+
+
+def _white_on_black(grey: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
+    """Ink bright, background 0. On a transparent canvas the strokes are where it is opaque; otherwise the
+    border tells: a light border means dark ink on a light page, which is inverted."""
+    if alpha is not None and alpha.min() < 0.99:
+        return 255.0 * alpha
+    return 255.0 - grey if _border(grey) > 127 else grey
+
+
+def _border(grey: np.ndarray) -> float:
+    if grey.ndim != 2 or min(grey.shape) < 3:
+        return float(np.median(grey))
+    edge = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    return float(np.median(edge))
+
+
+def to_mnist(ink: np.ndarray) -> np.ndarray:
+    """White-on-black grey (any size) to a uint8 28×28 MNIST-style digit. UsageError if there is no ink."""
+    from PIL import Image
+
+    ink = np.asarray(ink, np.float32)
+    ink = ink - np.median(_border_band(ink))  # a grey background (a photo) becomes 0
+    ink = np.clip(ink, 0, None)
+    peak = float(ink.max()) if ink.size else 0.0
+    if peak < 16:  # nothing brighter than faint noise
+        raise UsageError("no digit in the image: it is empty or has no contrast")
+    mask = ink > INK * peak
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    ink = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    mask = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    scale = BOX / max(ink.shape)
+    ink = _thicken(ink, mask, scale)
+    height, width = max(1, round(ink.shape[0] * scale)), max(1, round(ink.shape[1] * scale))
+    small = np.array(Image.fromarray(ink, mode="F").resize((width, height), Image.Resampling.BOX), np.float32)
+    small *= 255.0 / max(float(small.max()), 1e-6)  # MNIST's strokes reach full white
+    total = small.sum()
+    cy = float((small.sum(1) * np.arange(height)).sum() / total)
+    cx = float((small.sum(0) * np.arange(width)).sum() / total)
+    top, left = round(SIZE / 2 - cy), round(SIZE / 2 - cx)  # MNIST: mass centre at pixel (14, 14)
+    top, left = min(max(top, 0), SIZE - height), min(max(left, 0), SIZE - width)
+    digit = np.zeros((SIZE, SIZE), np.float32)
+    digit[top : top + height, left : left + width] = small
+    return np.clip(np.round(digit), 0, 255).astype(np.uint8)
+
+
+def _border_band(ink: np.ndarray) -> np.ndarray:
+    return np.concatenate([ink[0], ink[-1], ink[:, 0], ink[:, -1]]) if min(ink.shape) >= 3 else ink.ravel()
+
+
+def _thicken(ink: np.ndarray, mask: np.ndarray, scale: float) -> np.ndarray:
+    """Grow strokes that would come out thinner than MNIST's pen once scaled (a 2 px line on a 400 px
+    canvas would be 0.1 px wide): grey-level dilation by whole pixels, never thinning."""
+    area = mask.sum()
+    eroded = mask.copy()
+    eroded[1:-1, 1:-1] &= mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
+    edge = max(int(area - eroded[1:-1, 1:-1].sum()), 1)
+    width = 2.0 * area / edge  # stroke width ≈ area / half its outline
+    target = PEN / scale
+    grow = round((target - width) / 2) if width < THIN * target else 0  # MNIST's own strokes stay as they are
+    for _ in range(max(0, min(grow, 50))):
+        padded = np.pad(ink, 1)
+        ink = np.maximum.reduce([padded[1:-1, 1:-1], padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2],
+                                 padded[1:-1, 2:]])  # fmt: skip
+    return ink
+
+
+def mnist_digit(path: str | Path) -> np.ndarray:
+    """A picture file to the uint8 28×28 digit the models take."""
+    return to_mnist(load_image(path))
