@@ -488,13 +488,12 @@ def _record_target(bundle: str, name: str, key: str, result: dict) -> None:
     else:
         entry[key] = result
     update_report(bundle, {"targets": targets})
-    costs = dict(sorted((t["cost"]["identity"]["core"], t["cost"]["rows"]) for t in targets.values() if "cost" in t))
     if key == "cost":
         try:
             from .plots import plot_instruction_counts
-            from .report import TARGETS_PNG
+            from .report import TARGETS_PNG, costs_by_core
 
-            plot_instruction_counts(costs, Path(bundle) / TARGETS_PNG)
+            plot_instruction_counts(costs_by_core(targets), Path(bundle) / TARGETS_PNG)
         except ImportError:
             log("(no matplotlib here: instruction-count chart not drawn)")
 

@@ -21,6 +21,7 @@ from .bundle import MANIFEST, log, read_manifest, write_json
 from .errors import UsageError
 from .runtimes import open_runner
 from .targets import Target, TargetError
+from .verify import STATUS_ICON
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ def verify_on_target(bundle: str | Path, mnist, target: Target, limit: int | Non
             row = parity_row(entry, local, remote, outputs[entry["format"]]["output"], labels)
             row["xnnpack_partitions"] = outputs[entry["format"]]["xnnpack_partitions"]
             rows.append(row)
-            mark = {"pass": "✅", "fail": "❎", "error": "❌"}[row["status"]]
+            mark = STATUS_ICON[row["status"]]
             figures = ""
             if "agreement" in row:
                 delta = f"max|Δ| {row['max_delta']:.3g} {row['delta_unit']}" if row["max_delta"] else "bit-identical"

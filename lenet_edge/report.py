@@ -265,6 +265,11 @@ def _profile_section(profile: dict, bench: dict) -> list[str]:
 TARGETS_PNG = "targets_cost.png"
 
 
+def costs_by_core(targets: dict) -> dict[str, list[dict]]:
+    """Instruction-count rows of every emulated core measured, oldest core first (cortex-a53 … neoverse-n1)."""
+    return dict(sorted((t["cost"]["identity"]["core"], t["cost"]["rows"]) for t in targets.values() if "cost" in t))
+
+
 def _targets_section(targets: dict) -> list[str]:
     """ARM64 targets: who they are, parity on their kernels, cost per image per core, device speed."""
     lines = [
@@ -288,8 +293,7 @@ def _targets_section(targets: dict) -> list[str]:
         libraries = " | ".join(versions.get(lib, "—") for lib in ("ai-edge-litert", "onnxruntime", "numpy"))
         lines.append(f"| {name} | {ident.get('machine')} | {cpu} | {ident.get('python')} | {libraries} |")
     lines.append("")
-    costs = {e["cost"]["identity"]["core"]: e["cost"]["rows"] for e in targets.values() if "cost" in e}
-    costs = dict(sorted(costs.items()))  # cortex-a53, -a72, -a76, neoverse-n1: oldest first
+    costs = costs_by_core(targets)
     if costs:
         lines += _cost_table(costs, targets)
     for name, entry in targets.items():

@@ -19,6 +19,7 @@ from .errors import BundleError, one_line
 from .runtimes import open_runner
 
 _EPS = 1e-9
+STATUS_ICON = {"pass": "✅", "fail": "❎", "error": "❌"}
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,7 @@ def verify_bundle(
             continue
         row = _verify_artifact(bundle, entry, mnist, reference, gates, threads)
         rows.append(row)
-        mark = {"pass": "✅", "fail": "❎", "error": "❌"}[row.status]
+        mark = STATUS_ICON[row.status]
         figures = f"accuracy {row.accuracy:.2%}, agreement {row.agreement:.2%}" if row.accuracy is not None else ""
         log(f"  {mark} {row.format:<15} {row.runtime:<12} {figures}  {row.reason}".rstrip())
     return {
