@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
 ARGS   ?=
 
 # Beside a checkout of the workplace, MNIST is in ../shared/data/mnist; elsewhere lenet-edge looks in
@@ -12,15 +13,22 @@ ifneq ($(SHARED_MNIST),)
 export LENET_EDGE_DATA ?= $(abspath $(SHARED_MNIST))
 endif
 
-.PHONY: setup run test lint clean arm64-emu
+.PHONY: setup run test lint clean arm64-emu serve
 
-setup: $(STAMP)
+setup: $(STAMP) $(NODE_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[train,dev]'
 	touch $(STAMP)
+
+# The page's in-browser runtimes (onnxruntime-web, LiteRT.js), pinned by package-lock.json. Without npm
+# everything else works; `lenet-edge serve` and the browser rows then say what is missing.
+$(NODE_STAMP): package.json package-lock.json
+	@if command -v npm > /dev/null; then \
+		npm ci --ignore-scripts --no-audit --no-fund --loglevel=error && touch $(NODE_STAMP); \
+	else echo "npm not found: the browser page and its tests need Node.js and npm (apt-get install nodejs npm)"; fi
 
 run: setup
 	$(BIN)/lenet-edge run $(ARGS)
@@ -30,6 +38,10 @@ run: setup
 arm64-emu: setup
 	$(BIN)/lenet-edge target setup arm64-emu
 
+# Draw a digit and let the bundle answer in your browser: http://127.0.0.1:8000/
+serve: setup
+	$(BIN)/lenet-edge serve export $(ARGS)
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -38,4 +50,4 @@ test: lint
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache *.egg-info .test-output

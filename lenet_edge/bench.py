@@ -34,6 +34,14 @@ PROFILES = {
     "It is this CPU held to one core, not a phone",
 }
 DELEGATES = {"litert": ("xnnpack", "none"), "onnxruntime": ("cpu",), "keras": ("tf.function", "predict_on_batch")}
+BROWSER_NOTE = (
+    "Browser rows (onnxruntime-web, LiteRT.js; WebAssembly, 1 thread) run in headless Chromium on the "
+    "`lenet-edge serve` page and are timed inside it after a warm-up of 2 s at least (V8 optimizes hot "
+    "WebAssembly late), in blocks of calls of at least 1 ms because "
+    "performance.now() moves in 5 µs steps there; their percentiles are of block means, and their memory is "
+    "the browser's, not measured here. LiteRT.js runs batch 1 only. The mobile profile does not pin the browser "
+    "to one core: there its own processes shared the page's core (p99 0.5-3 ms, against 0.2 ms unpinned)."
+)
 INPUTS_NOTE = (
     "Inputs are real MNIST test digits, prepared as the app contract says (raw pixels, uint8 for the int8 "
     "TFLite, float32 otherwise) outside the timed region; the timed region is the runtime's inference call."
@@ -58,8 +66,11 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def plan(manifest: dict, profile: str, have_tf: bool) -> list[Combination]:
-    """Every combination the profile measures, from the manifest's artifacts (the formats registry's rows)."""
+def plan(manifest: dict, profile: str, have_tf: bool, browser: bool = False) -> list[Combination]:
+    """Every combination the profile measures, from the manifest's artifacts (the formats registry's rows);
+    with ``browser``, each artifact's in-browser runtime too (1 thread, WebAssembly)."""
+    from .formats import BY_NAME
+
     threads = (1,) if profile == "mobile" else tuple(sorted({1, usable_cores()}))
     combos = []
     for entry in manifest["artifacts"]:
@@ -73,6 +84,9 @@ def plan(manifest: dict, profile: str, have_tf: bool) -> list[Combination]:
                 combos.append(
                     Combination(entry["format"], entry["runtime"], delegate, count, entry["file"], entry["bytes"])
                 )
+        fmt = BY_NAME.get(entry["format"])
+        if browser and fmt is not None and fmt.browser:
+            combos.append(Combination(entry["format"], fmt.browser, "wasm", 1, entry["file"], entry["bytes"]))
     return combos
 
 
@@ -123,17 +137,26 @@ def measure(spec: dict) -> list[dict]:
     runner = _open(spec)
     load_ms = (time.perf_counter() - start) * 1e3
     first_ms, rows = None, []
+    in_browser = getattr(runner, "times_itself", False)  # timed inside the page: see WasmRunner.time_calls
+    if in_browser:
+        load_ms, first_ms = runner.load_ms, runner.first_ms
     for batch in spec["batches"]:
         fixed = runner.input.shape[0]
         if fixed > 0 and fixed != batch:
             continue  # a fixed-batch model runs only its own batch size
-        call = runner.prepared_call(np.resize(digits, (batch, *digits.shape[1:])))
+        images = np.resize(digits, (batch, *digits.shape[1:]))
+        if in_browser:
+            rows.append({"batch": batch, **latency_stats(runner.time_calls(images, spec["seconds"]), batch)})
+            continue
+        call = runner.prepared_call(images)
         if first_ms is None:
             start = time.perf_counter()
             call()
             first_ms = (time.perf_counter() - start) * 1e3
         rows.append({"batch": batch, **latency_stats(time_calls(call, spec["seconds"]), batch)})
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    if in_browser:
+        runner.close()
+    rss_mb = None if in_browser else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     return [row | {"load_ms": load_ms, "first_ms": first_ms, "rss_mb": rss_mb} for row in rows]
 
 
@@ -147,12 +170,16 @@ def _progress(done: int, total: int, text: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
-def bench_bundle(bundle: str | Path, mnist, profile: str = "host", seconds: float = 0.5) -> dict:
-    """Measure every combination of the profile; return {'rows': [...], 'info': {...}}."""
+def bench_bundle(bundle: str | Path, mnist, profile: str = "host", seconds: float = 0.5, browser: bool = True) -> dict:
+    """Measure every combination of the profile (with the in-browser runtimes when ``browser`` and Chromium is
+    here); return {'rows': [...], 'info': {...}}."""
+    from .runtimes.wasm import browser_missing
+
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
     have_tf = importlib.util.find_spec("tensorflow") is not None
-    combos = plan(manifest, profile, have_tf)
+    no_browser = "not asked for (--no-browser)" if not browser else browser_missing()
+    combos = plan(manifest, profile, have_tf, browser=no_browser is None)
     batches = (1,) if profile == "mobile" else (1, 32, 256)
     pin_core = min(os.sched_getaffinity(0)) if profile == "mobile" else None
     log(f"benchmarking {len(combos)} combinations of {bundle} ({profile} profile: {PROFILES[profile]})")
@@ -166,7 +193,7 @@ def bench_bundle(bundle: str | Path, mnist, profile: str = "host", seconds: floa
             spec = {
                 "path": str(bundle / combo.file), "runtime": combo.runtime, "delegate": combo.delegate,
                 "threads": combo.threads, "batches": batches, "seconds": seconds, "digits": str(digits),
-                "pin_core": pin_core,
+                "pin_core": None if combo.delegate == "wasm" else pin_core,
             }  # fmt: skip
             done = subprocess.run(
                 [sys.executable, "-m", "lenet_edge.bench", json.dumps(spec)], capture_output=True, text=True
@@ -188,6 +215,7 @@ def bench_bundle(bundle: str | Path, mnist, profile: str = "host", seconds: floa
         "inputs": INPUTS_NOTE,
         "seconds_per_measurement": seconds,
         "keras": "measured" if have_tf else "skipped: TensorFlow is not installed (runtime-only install)",
+        "browser": BROWSER_NOTE if no_browser is None else f"Browser rows not measured: {no_browser}.",
         "errors": errors,
         "machine": machine_info(),
         "took_s": round(time.perf_counter() - started, 1),

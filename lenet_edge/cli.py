@@ -182,6 +182,12 @@ def _add_bench_options(parser: argparse.ArgumentParser, in_run: bool = False) ->
     group.add_argument(
         "--seconds", type=float, default=0.5, help="timed seconds per measurement, after warm-up (default %(default)s)"
     )
+    group.add_argument(
+        "--no-browser",
+        dest="browser",
+        action="store_false",
+        help="leave out the in-browser rows (onnxruntime-web, LiteRT.js in headless Chromium; on when it is here)",
+    )
 
 
 def _bench(args, bundle: str, mnist) -> int:
@@ -192,7 +198,7 @@ def _bench(args, bundle: str, mnist) -> int:
 
     if args.seconds <= 0:
         raise UsageError("--seconds must be positive")
-    result = bench_bundle(bundle, mnist, args.profile, args.seconds)
+    result = bench_bundle(bundle, mnist, args.profile, args.seconds, browser=args.browser)
     write_json(Path(bundle) / "bench.json", result["rows"])
     if getattr(args, "bench_json", None):  # bench's own --json; in run, --json is verify's
         write_json(Path(args.bench_json), result["rows"])
@@ -259,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
         "images and compare it with Keras: accuracy, agreement, |Δp|, per-class accuracy, a gate per precision. "
         "Writes report.md, report.json and verify_confusion.png into the bundle. Exit 1 if any artifact fails.",
     )
-    verify.add_argument("bundle", metavar="BUNDLE", help="bundle folder (with manifest.json)")
+    _add_bundle_argument(verify)
     _add_target_option(verify)
     verify.add_argument(
         "--limit",
@@ -283,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
         "batch-1 latency (p50/p90/p99), throughput at batch 1, 32 and 256, load and first-inference time, peak RSS. "
         "Writes bench.json, bench_<profile>.png and a table in report.md.",
     )
-    bench.add_argument("bundle", metavar="BUNDLE", help="bundle folder (with manifest.json)")
+    _add_bundle_argument(bench)
     _add_target_option(bench)
     bench.add_argument(
         "--calls",
@@ -308,6 +314,19 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--save-digits", metavar="DIR", help="also write each 28×28 digit the model saw as PNG")
     predict.set_defaults(handler=cmd_predict)
 
+    serve = commands.add_parser(
+        "serve",
+        help="a page where you draw a digit and the bundle's models answer in the browser",
+        description="Serve a page (127.0.0.1 by default) where you draw a digit and the bundle's .onnx and .tflite "
+        "files answer in the browser (onnxruntime-web and LiteRT.js, WebAssembly): the 28×28 digit the model sees, "
+        "its 10 probabilities, the in-browser latency, and a test run on MNIST digits against the native runtime.",
+    )
+    _add_bundle_argument(serve)
+    serve.add_argument("--port", type=int, default=8000, help="port (default %(default)s; 0 picks a free one)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    _add_data_options(serve)
+    serve.set_defaults(handler=cmd_serve)
+
     target = commands.add_parser(
         "target",
         help="set up or inspect a target (arm64-emu, ssh://…)",
@@ -325,6 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("name", metavar="TARGET", help=TARGET_HELP)
     info.set_defaults(handler=cmd_target_info)
     return parser
+
+
+def _add_bundle_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundle", metavar="BUNDLE", help="bundle folder (with manifest.json)")
 
 
 def _add_target_option(parser: argparse.ArgumentParser) -> None:
@@ -533,6 +556,22 @@ def cmd_predict(args) -> int:
     for row in results:
         bars = "  ".join(f"{d}:{p:.2f}" for d, p in enumerate(row["probabilities"]))
         log(f"{row['image']}: {row['label']} ({row['confidence']:.1%})   {bars}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from .errors import DataError
+    from .serve import serve
+
+    _require_bundle(args.bundle)
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port {args.port}: not a port number")
+    try:
+        mnist, data_error = _load_data(args), None
+    except DataError as exc:  # the page still draws; only its test-digit run needs MNIST
+        mnist, data_error = None, str(exc)
+        log(f"(no test digits for the page: {exc})")
+    serve(args.bundle, args.host, args.port, mnist, data_error)
     return 0
 
 

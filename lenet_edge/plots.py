@@ -112,6 +112,8 @@ def plot_layer_errors(fmt: str, data: dict, path: Path) -> None:
 
 def plot_bench(rows: list[dict], profile: str, path: Path) -> None:
     """Batch-1 p50 by format and runtime (per thread count); throughput against batch size (host profile)."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
     from .report import runtime_label
 
     plt = _pyplot()
@@ -135,6 +137,8 @@ def plot_bench(rows: list[dict], profile: str, path: Path) -> None:
     ax.set_yticklabels([f"{fmt} · {runtime}" for fmt, runtime in labels], fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # 2×10¹, 3×10¹… ran into each other
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     ax.set_xlabel("batch-1 latency, p50 (µs, log scale)")
     ax.grid(axis="x", alpha=0.3, which="both")
     ax.legend(fontsize=8)

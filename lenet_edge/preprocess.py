@@ -8,6 +8,7 @@ as wide, once scaled, as the strokes the model learnt from. NumPy only; Pillow d
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -16,13 +17,15 @@ from .errors import UsageError
 BOX, SIZE = 20, 28  # MNIST: the digit fits 20×20, centred by mass in 28×28
 INK = 0.1  # a pixel is ink above this fraction of the brightest ink (MNIST digits come out as they went in)
 THIN = 0.6  # a stroke is thin below this fraction of PEN
-PEN = 3.0  # the stroke width, in pixels at the 20×20 scale, thin strokes are grown to (measured best)
+PEN = 2.5  # the stroke width, in pixels at the 20×20 scale, thin strokes are grown to (2.0-2.5 measured best)
 
 
-def load_image(path: str | Path) -> np.ndarray:
-    """A PNG, JPEG (any size, colour or not) as float32 grey 0-255, white ink on black."""
+def load_image(path: str | Path | BinaryIO, name: str | None = None) -> np.ndarray:
+    """A PNG, JPEG (any size, colour or not; a path or an open file) as float32 grey 0-255, white ink on
+    black. ``name`` is what errors call it (default: the path)."""
     from PIL import Image, UnidentifiedImageError
 
+    name = name or str(path)
     try:
         with Image.open(path) as image:
             image.load()
@@ -33,9 +36,9 @@ def load_image(path: str | Path) -> np.ndarray:
                 return _white_on_black(grey, alpha)
             return _white_on_black(np.asarray(image.convert("L"), np.float32), None)
     except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
+        raise UsageError(f"{name}: no such file") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise UsageError(f"{path}: not a readable image ({type(exc).__name__})") from None
+        raise UsageError(f"{name}: not a readable image ({type(exc).__name__})") from None
 
 
 def _white_on_black(grey: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
@@ -67,8 +70,8 @@ def to_mnist(ink: np.ndarray) -> np.ndarray:
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     ink = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     mask = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    ink = _thicken(ink, mask)
     scale = BOX / max(ink.shape)
-    ink = _thicken(ink, mask, scale)
     height, width = max(1, round(ink.shape[0] * scale)), max(1, round(ink.shape[1] * scale))
     small = np.array(Image.fromarray(ink, mode="F").resize((width, height), Image.Resampling.BOX), np.float32)
     small *= 255.0 / max(float(small.max()), 1e-6)  # MNIST's strokes reach full white
@@ -86,20 +89,27 @@ def _border_band(ink: np.ndarray) -> np.ndarray:
     return np.concatenate([ink[0], ink[-1], ink[:, 0], ink[:, -1]]) if min(ink.shape) >= 3 else ink.ravel()
 
 
-def _thicken(ink: np.ndarray, mask: np.ndarray, scale: float) -> np.ndarray:
+def _thicken(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Grow strokes that would come out thinner than MNIST's pen once scaled (a 2 px line on a 400 px
-    canvas would be 0.1 px wide): grey-level dilation by whole pixels, never thinning."""
+    canvas would be 0.1 px wide): grey-level dilation by whole pixels (a cross, then a square: an octagon),
+    never thinning. The ink grows outwards too, so the box that is fitted to 20×20 holds the whole pen, as in
+    MNIST; the growth g solves (width + 2g) / (extent + 2g) = PEN / BOX."""
     area = mask.sum()
     eroded = mask.copy()
     eroded[1:-1, 1:-1] &= mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
     edge = max(int(area - eroded[1:-1, 1:-1].sum()), 1)
     width = 2.0 * area / edge  # stroke width ≈ area / half its outline
-    target = PEN / scale
-    grow = round((target - width) / 2) if width < THIN * target else 0  # MNIST's own strokes stay as they are
-    for _ in range(max(0, min(grow, 50))):
+    extent = max(ink.shape)
+    if width >= THIN * PEN * extent / BOX:  # MNIST's own strokes, and any as thick, stay as they are
+        return ink
+    grow = min(round((PEN * extent / BOX - width) / (2 * (1 - PEN / BOX))), 100)
+    ink = np.pad(ink, grow)
+    for step in range(grow):
         padded = np.pad(ink, 1)
-        ink = np.maximum.reduce([padded[1:-1, 1:-1], padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2],
-                                 padded[1:-1, 2:]])  # fmt: skip
+        near = [padded[1:-1, 1:-1], padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]]
+        if step % 2:
+            near += [padded[:-2, :-2], padded[:-2, 2:], padded[2:, :-2], padded[2:, 2:]]
+        ink = np.maximum.reduce(near)
     return ink
 
 

@@ -164,7 +164,10 @@ def _accelerated(row: dict) -> str:
 def runtime_label(row: dict) -> str:
     if row["runtime"] == "litert":
         return "LiteRT + XNNPACK" if row["delegate"] == "xnnpack" else "LiteRT, no delegate"
-    return {"onnxruntime": "ONNX Runtime", "keras": f"Keras {row['delegate']}"}.get(row["runtime"], row["runtime"])
+    names = {"onnxruntime": "ONNX Runtime", "keras": f"Keras {row['delegate']}",
+             "onnxruntime-web": "onnxruntime-web (WASM, Chromium)",
+             "litert.js": "LiteRT.js (WASM, Chromium)"}  # fmt: skip
+    return names.get(row["runtime"], row["runtime"])
 
 
 def _bench_section(profile: str, result: dict, title: str = "", chart: bool = True) -> list[str]:
@@ -179,7 +182,7 @@ def _bench_section(profile: str, result: dict, title: str = "", chart: bool = Tr
         f"{info['profile_means'][0].upper()}{info['profile_means'][1:]}. {info['inputs']} "
         f"Each combination ran in a fresh process; latency is one batch-1 inference after warm-up, over "
         f"{info['seconds_per_measurement']} s of calls. {machine['cpu']}, {machine['cores']} cores; "
-        f"Keras: {info['keras']}.",
+        f"Keras: {info['keras']}." + (f" {info['browser']}" if info.get("browser") else ""),
         "",
         "| Format | Runtime | threads | p50 µs | p99 µs | img/s @256 | load ms | size KB | speed-up vs Keras |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",

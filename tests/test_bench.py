@@ -9,15 +9,20 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import require
 
 from lenet_edge.bench import ROW_KEYS, harness_overhead, plan, time_calls
 from lenet_edge.bundle import read_manifest, write_json
 from lenet_edge.cli import main
+from lenet_edge.formats import FORMATS
+from lenet_edge.runtimes.wasm import browser_missing
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_mobile_profile_rows_for_every_artifact(small_bundle, mnist_dir, tmp_path):
+    reason = browser_missing()
+    require(reason is None, f"the browser rows: {reason}")
     bundle = tmp_path / "bundle"
     shutil.copytree(small_bundle, bundle)
     out = tmp_path / "out.json"
@@ -25,22 +30,26 @@ def test_mobile_profile_rows_for_every_artifact(small_bundle, mnist_dir, tmp_pat
     assert main([*args, "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
     assert rows == json.loads((bundle / "bench.json").read_text())
-    assert {(r["format"], r["delegate"]) for r in rows} == {
-        ("keras", "tf.function"), ("keras", "predict_on_batch"), ("tflite-fp32", "xnnpack"),
-        ("tflite-fp16", "xnnpack"), ("tflite-dynamic", "xnnpack"), ("tflite-int8", "xnnpack"),
-        ("onnx-fp32", "cpu"), ("onnx-int8", "cpu"),
-    }  # fmt: skip
+    in_browser = {(f.name, f.browser, "wasm") for f in FORMATS}  # onnxruntime-web and LiteRT.js in Chromium
+    assert {(r["format"], r["runtime"], r["delegate"]) for r in rows} == {
+        ("keras", "keras", "tf.function"), ("keras", "keras", "predict_on_batch"),
+        ("tflite-fp32", "litert", "xnnpack"), ("tflite-fp16", "litert", "xnnpack"),
+        ("tflite-dynamic", "litert", "xnnpack"), ("tflite-int8", "litert", "xnnpack"),
+        ("onnx-fp32", "onnxruntime", "cpu"), ("onnx-int8", "onnxruntime", "cpu"),
+    } | in_browser  # fmt: skip
     for row in rows:
         assert tuple(row) == ROW_KEYS
         assert (row["profile"], row["threads"], row["batch"]) == ("mobile", 1, 1)
         assert 0 < row["p50_us"] <= row["p90_us"] <= row["p99_us"]
-        assert row["load_ms"] > 0 and row["first_ms"] > 0 and row["rss_mb"] > 10 and row["size_bytes"] > 0
+        assert row["load_ms"] > 0 and row["first_ms"] > 0 and row["size_bytes"] > 0
+        assert row["rss_mb"] is None if row["delegate"] == "wasm" else row["rss_mb"] > 10
     markdown = (bundle / "report.md").read_text()
     assert "## Speed: mobile profile" in markdown and "not a phone" in markdown
     assert (
         "| Format | Runtime | threads | p50 µs | p99 µs | img/s @256 | load ms | size KB | speed-up vs Keras |"
         in markdown
     )
+    assert "| onnx-int8 | onnxruntime-web (WASM, Chromium) | 1 |" in markdown and "5 µs steps" in markdown
     assert (bundle / "bench_mobile.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -50,7 +59,7 @@ def test_host_profile_covers_threads_batches_and_delegates(small_bundle, mnist_d
     manifest = read_manifest(bundle)
     manifest["artifacts"] = [a for a in manifest["artifacts"] if a["format"] in ("tflite-int8", "onnx-fp32")]
     write_json(bundle / "manifest.json", manifest)
-    assert main(["bench", str(bundle), "--data", str(mnist_dir), "--seconds", "0.02"]) == 0
+    assert main(["bench", str(bundle), "--data", str(mnist_dir), "--seconds", "0.02", "--no-browser"]) == 0
     rows = json.loads((bundle / "bench.json").read_text())
     cores = len(os.sched_getaffinity(0))
     expected = {

@@ -76,3 +76,24 @@ def test_predict_needs_a_model_file(small_bundle, tmp_path, capsys):
     Image.new("L", (28, 28), 0).save(image)
     assert main(["predict", str(image), "--model", str(small_bundle / "lenet5.keras")]) == 2
     assert "not a .tflite or .onnx file" in capsys.readouterr().err
+
+
+def test_thin_strokes_are_read_as_well_as_a_marker(small_bundle, mnist):
+    """Strokes traced from 300 test digits, drawn on a 280×280 pad with a 3 px pen and an MNIST-like 18 px
+    marker: the thin ones, thickened by the preparation, are read as often as the marker's."""
+    import io
+
+    from strokes import render, strokes
+
+    from lenet_edge.preprocess import load_image
+
+    runner = open_runner("litert", small_bundle / "lenet5_fp32.tflite")
+    digits, labels = mnist.x_test[:300], mnist.y_test[:300]
+    lines = [strokes(digit) for digit in digits]
+    accuracy = {}
+    for pen in (3, 18):
+        drawn = np.stack([to_mnist(load_image(io.BytesIO(render(line, pen)))) for line in lines])
+        accuracy[pen] = float(np.mean(runner.predict(drawn).argmax(1) == labels))
+    on_mnist = float(np.mean(runner.predict(digits).argmax(1) == labels))
+    assert accuracy[3] >= accuracy[18] - 0.015, accuracy
+    assert accuracy[3] >= on_mnist - 0.04, (accuracy, on_mnist)

@@ -12,11 +12,13 @@ RUNNERS = {
     "keras": ("lenet_edge.runtimes.keras", "KerasRunner"),
     "litert": ("lenet_edge.runtimes.litert", "LiteRTRunner"),
     "onnxruntime": ("lenet_edge.runtimes.onnxruntime", "OnnxRuntimeRunner"),
+    "onnxruntime-web": ("lenet_edge.runtimes.wasm", "OrtWebRunner"),  # in headless Chromium, WebAssembly
+    "litert.js": ("lenet_edge.runtimes.wasm", "LiteRTJsRunner"),
 }
 
 
 def open_runner(runtime: str, path: str | Path, **options) -> Runner:
-    """Load ``path`` in ``runtime`` (keras, litert, onnxruntime); options go to that Runner."""
+    """Load ``path`` in ``runtime`` (a key of RUNNERS); options go to that Runner."""
     module, name = RUNNERS[runtime]
     return getattr(import_module(module), name)(path, **options)
 

@@ -1,0 +1,291 @@
+"""lenet-edge serve: a page where you draw a digit and the bundle's own files answer in the browser, through
+onnxruntime-web and LiteRT.js (WebAssembly). The server prepares drawings with the same MNIST-style code as
+``lenet-edge predict`` and hands the page test digits with the native runtimes' answers, so the page can show
+its agreement with them. It serves only the page, the bundle's model files and the few runtime files the page
+loads (from the checkout's ``node_modules``, set up by ``make setup``). NumPy, Pillow and the native
+runtimes: no TensorFlow."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+
+from .bundle import log, read_manifest
+from .errors import LenetEdgeError, UsageError, first_line
+from .formats import BY_NAME
+
+WEB = Path(__file__).with_name("web")
+PAGE = {"/": "index.html", "/app.js": "app.js", "/style.css": "style.css"}
+NODE_MODULES_ENV = "LENET_EDGE_NODE_MODULES"
+# URL -> file under node_modules: only what the page loads (ORT-web's WASM build, LiteRT.js's single-thread one)
+VENDOR = {
+    "/vendor/ort.wasm.min.js": "onnxruntime-web/dist/ort.wasm.min.js",
+    "/vendor/ort-wasm-simd-threaded.mjs": "onnxruntime-web/dist/ort-wasm-simd-threaded.mjs",
+    "/vendor/ort-wasm-simd-threaded.wasm": "onnxruntime-web/dist/ort-wasm-simd-threaded.wasm",
+    "/vendor/litertjs/index.js": "@litertjs/core/dist/index.js",
+    "/vendor/litertjs/wasm-utils.js": "@litertjs/wasm-utils/dist/bundle.js",
+    "/vendor/litertjs/wasm/litert_wasm_internal.js": "@litertjs/core/wasm/litert_wasm_internal.js",
+    "/vendor/litertjs/wasm/litert_wasm_internal.wasm": "@litertjs/core/wasm/litert_wasm_internal.wasm",
+}
+RUNTIME_FILES = {"onnxruntime-web": "onnxruntime-web", "litert.js": "@litertjs/core"}
+CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".mjs": "text/javascript",
+                 ".css": "text/css", ".wasm": "application/wasm", ".json": "application/json"}  # fmt: skip
+MAX_UPLOAD = 8 << 20  # a drawing or a photo, not more
+MAX_TEST_DIGITS = 10_000
+LITERT_JS_BATCH = (
+    "LiteRT.js takes no dynamic batch: the page gets a copy of this file with its batch signature fixed to 1 "
+    "(same ops, same weights)"
+)
+
+
+def node_modules() -> Path:
+    """Where the npm packages are: $LENET_EDGE_NODE_MODULES, else the checkout's node_modules."""
+    return Path(os.environ.get(NODE_MODULES_ENV) or Path(__file__).resolve().parents[1] / "node_modules")
+
+
+def missing_runtime(runtime: str) -> str | None:
+    """Why an in-browser runtime cannot be served here, or None."""
+    package = RUNTIME_FILES[runtime]
+    files = [node_modules() / rel for rel in VENDOR.values() if rel.startswith(package)]
+    if all(f.is_file() for f in files):
+        return None
+    return f"{package} is not installed (run `make setup`, or `npm ci` in the lenet-edge checkout)"
+
+
+def runtime_versions() -> dict[str, str]:
+    """The installed in-browser runtimes' versions, from their package.json."""
+    versions = {}
+    for runtime, package in RUNTIME_FILES.items():
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            versions[runtime] = json.loads((node_modules() / package / "package.json").read_text())["version"]
+    return versions
+
+
+def with_batch_one(model: bytes) -> bytes:
+    """A .tflite whose dynamic batch (-1 in every tensor's shape signature) is fixed to 1, patched in place."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    data = bytearray(model)
+    root = schema.Model.GetRootAs(data, 0)
+    for g in range(root.SubgraphsLength()):
+        subgraph = root.Subgraphs(g)
+        for t in range(subgraph.TensorsLength()):
+            signature = subgraph.Tensors(t).ShapeSignatureAsNumpy()
+            if isinstance(signature, np.ndarray):  # a writable view on ``data``
+                signature[signature == -1] = 1
+    return bytes(data)
+
+
+def browser_models(manifest: dict) -> list[dict]:
+    """Every artifact of the bundle, with the in-browser runtime that runs it or why none can."""
+    models = []
+    for entry in manifest["artifacts"]:
+        fmt = BY_NAME.get(entry["format"])
+        runtime = fmt.browser if fmt else None
+        model = {key: entry[key] for key in ("format", "file", "precision", "description", "bytes")}
+        model |= {"runtime": runtime, "native": entry["runtime"], "url": f"/models/{entry['file']}"}
+        model |= {"input": dict(entry["input"]), "output": dict(entry["output"]), "note": "", "why_not": None}
+        if runtime is None:
+            model["why_not"] = (
+                "the Keras model is the Python reference; no browser runtime reads .keras"
+                if entry["runtime"] == "keras"
+                else "no in-browser runtime for this format"
+            )
+        elif reason := missing_runtime(runtime):
+            model["why_not"] = reason
+        elif runtime == "litert.js":
+            model["url"] += "?batch=1"
+            model["note"] = LITERT_JS_BATCH
+            for tensor in (model["input"], model["output"]):
+                tensor["shape"] = [1, *tensor["shape"][1:]]
+        models.append(model)
+    return models
+
+
+class Site:
+    """What the handler serves: the bundle, its test digits and the native runtimes' answers (cached)."""
+
+    def __init__(self, bundle: Path, mnist=None, data_error: str | None = None):
+        self.bundle = bundle
+        self.manifest = read_manifest(bundle)
+        self.models = browser_models(self.manifest)
+        self.files = {entry["file"]: entry for entry in self.manifest["artifacts"] if entry["runtime"] != "keras"}
+        self.mnist, self.data_error = mnist, data_error
+        self._native: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def info(self) -> dict:
+        return {
+            "bundle": str(self.bundle),
+            "model": self.manifest.get("model", {}),
+            "keras_test_accuracy": self.manifest.get("keras_test_accuracy"),
+            "models": self.models,
+            "runtimes": runtime_versions(),
+            "test_digits": None if self.mnist is None else len(self.mnist.x_test),
+            "test_digits_missing": self.data_error,
+        }
+
+    def test_digits(self, count: int) -> dict:
+        if self.mnist is None:
+            raise UsageError(f"no MNIST test digits here: {self.data_error}")
+        digits = self.mnist.x_test[:count]
+        return {"count": len(digits), "labels": self.mnist.y_test[:count].tolist(), "digits": _b64(digits)}
+
+    def native(self, file: str, count: int) -> dict:
+        """The native runtime's raw outputs for the first ``count`` test digits, one at a time (batch 1, as
+        the page runs them)."""
+        from .runtimes import open_runner
+
+        entry = self.files.get(file)
+        if entry is None:
+            raise UsageError(f"{file}: not a model of this bundle")
+        if self.mnist is None:
+            raise UsageError(f"no MNIST test digits here: {self.data_error}")
+        with self._lock:
+            if len(self._native.get(file, ())) < count:
+                runner = open_runner(entry["runtime"], self.bundle / file, threads=1)
+                digits = self.mnist.x_test[: max(count, 1000)]
+                self._native[file] = runner.predict(digits, batch_size=1, raw=True)
+            outputs = self._native[file][:count]
+        return {"runtime": entry["runtime"], "dtype": str(outputs.dtype), "outputs": _b64(outputs)}
+
+    def model_bytes(self, file: str, batch_one: bool) -> bytes:
+        if file not in self.files:
+            raise FileNotFoundError(file)
+        data = (self.bundle / file).read_bytes()
+        return with_batch_one(data) if batch_one and file.endswith(".tflite") else data
+
+
+def _b64(array: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(array).tobytes()).decode("ascii")
+
+
+def prepare_upload(body: bytes) -> np.ndarray:
+    """A drawing (PNG or JPEG bytes) to the 28×28 digit, by ``lenet-edge predict``'s own preparation."""
+    import io
+
+    from .preprocess import load_image, to_mnist
+
+    return to_mnist(load_image(io.BytesIO(body), name="the drawing"))
+
+
+class Handler(BaseHTTPRequestHandler):
+    site: Site
+    server_version = "lenet-edge"
+
+    def log_message(self, format: str, *args) -> None:  # quiet: the CLI prints what matters
+        pass
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        # Cross-origin isolation: without it Chromium rounds performance.now() to 100 µs
+        self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+        self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
+        self.send_header("Cross-Origin-Resource-Policy", "same-origin")
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, data: dict, status: int = HTTPStatus.OK) -> None:
+        self._send(status, json.dumps(data).encode(), CONTENT_TYPES[".json"])
+
+    def _error(self, status: int, message: str) -> None:
+        self._json({"error": message}, status)
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        query = {key: values[-1] for key, values in parse_qs(url.query).items()}
+        try:
+            if url.path in PAGE:
+                path = WEB / PAGE[url.path]
+                self._send(HTTPStatus.OK, path.read_bytes(), CONTENT_TYPES[path.suffix])
+            elif url.path in VENDOR:
+                path = node_modules() / VENDOR[url.path]
+                self._send(HTTPStatus.OK, path.read_bytes(), CONTENT_TYPES[path.suffix])
+            elif url.path.startswith("/models/"):
+                data = self.site.model_bytes(url.path.removeprefix("/models/"), query.get("batch") == "1")
+                self._send(HTTPStatus.OK, data, "application/octet-stream")
+            elif url.path == "/api/info":
+                self._json(self.site.info())
+            elif url.path == "/api/test-digits":
+                self._json(self.site.test_digits(_count(query)))
+            elif url.path == "/api/native":
+                self._json(self.site.native(query.get("file", ""), _count(query)))
+            else:
+                self._error(HTTPStatus.NOT_FOUND, f"{url.path}: not served")
+        except FileNotFoundError:
+            self._error(HTTPStatus.NOT_FOUND, f"{url.path}: not served")
+        except LenetEdgeError as exc:
+            self._error(HTTPStatus.BAD_REQUEST, str(exc))
+
+    do_HEAD = do_GET
+
+    def do_POST(self) -> None:
+        if urlsplit(self.path).path != "/api/prepare":
+            self._error(HTTPStatus.NOT_FOUND, f"{self.path}: not served")
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        if not 0 < length <= MAX_UPLOAD:
+            self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"send a PNG or JPEG of at most {MAX_UPLOAD >> 20} MB")
+            return
+        try:
+            digit = prepare_upload(self.rfile.read(length))
+        except LenetEdgeError as exc:
+            self._error(HTTPStatus.UNPROCESSABLE_ENTITY, first_line(exc))
+            return
+        self._json({"digit": digit.ravel().tolist()})
+
+
+def _count(query: dict) -> int:
+    try:
+        count = int(query.get("n", "200"))
+    except ValueError:
+        raise UsageError("n must be a whole number") from None
+    if not 1 <= count <= MAX_TEST_DIGITS:
+        raise UsageError(f"n must be between 1 and {MAX_TEST_DIGITS}")
+    return count
+
+
+def make_server(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, mnist=None,
+                data_error: str | None = None) -> ThreadingHTTPServer:  # fmt: skip
+    """A server for ``bundle`` (not started); port 0 picks a free one."""
+    site = Site(Path(bundle), mnist, data_error)
+    handler = type("BundleHandler", (Handler,), {"site": site})
+    try:
+        server = ThreadingHTTPServer((host, port), handler)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    server.daemon_threads = True
+    return server
+
+
+def start_in_thread(server: ThreadingHTTPServer) -> str:
+    """Serve in a daemon thread; return the page's URL."""
+    threading.Thread(target=server.serve_forever, name="lenet-edge-serve", daemon=True).start()
+    host, port = server.server_address[:2]
+    return f"http://{host}:{port}/"
+
+
+def serve(bundle: str | Path, host: str, port: int, mnist, data_error: str | None) -> None:
+    server = make_server(bundle, host, port, mnist, data_error)
+    url = f"http://{host}:{server.server_address[1]}/"
+    for model in server.RequestHandlerClass.site.models:
+        where = model["runtime"] if model["why_not"] is None else f"not in the browser: {model['why_not']}"
+        log(f"  {model['file']:<24} {where}")
+    log(f"serving {bundle} at {url}  (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
