@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,7 @@ def latency(bundle: Path, mnist, launches: int) -> list[dict]:
             runner = open_runner(fmt.browser, bundle / fmt.file)
             in_browser[fmt.name].append(float(np.median(runner.time_calls(digit, SECONDS))) / 1e3)
             runner.close()
+    time.sleep(5)  # a closed Chromium's processes linger a second or two
     after = native_latency(bundle, digit)
     rows = []
     for fmt in FORMATS:

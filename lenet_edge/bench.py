@@ -71,6 +71,7 @@ def plan(manifest: dict, profile: str, have_tf: bool, browser: bool = False) -> 
     with ``browser``, each artifact's in-browser runtime too (1 thread, WebAssembly)."""
     from .formats import BY_NAME
 
+    in_browser = []  # measured last: a closed Chromium's processes linger a second or two and would load the CPU
     threads = (1,) if profile == "mobile" else tuple(sorted({1, usable_cores()}))
     combos = []
     for entry in manifest["artifacts"]:
@@ -86,8 +87,8 @@ def plan(manifest: dict, profile: str, have_tf: bool, browser: bool = False) -> 
                 )
         fmt = BY_NAME.get(entry["format"])
         if browser and fmt is not None and fmt.browser:
-            combos.append(Combination(entry["format"], fmt.browser, "wasm", 1, entry["file"], entry["bytes"]))
-    return combos
+            in_browser.append(Combination(entry["format"], fmt.browser, "wasm", 1, entry["file"], entry["bytes"]))
+    return combos + in_browser
 
 
 def time_calls(call, seconds: float, min_runs: int = 20, max_runs: int = 200_000) -> np.ndarray:
