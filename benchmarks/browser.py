@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lenet_edge.bench import machine_info
-from lenet_edge.bundle import write_json
 from lenet_edge.data import load_mnist
+from lenet_edge.files import write_json
 from lenet_edge.formats import FORMATS
+from lenet_edge.host import machine_info
 from lenet_edge.runtimes import open_runner
 from lenet_edge.runtimes.wasm import BrowserPage, find_chromium
 from lenet_edge.serve import runtime_versions

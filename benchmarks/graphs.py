@@ -20,15 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from lenet_edge.bench import machine_info, time_calls
-from lenet_edge.bundle import calibration_images, write_json
-from lenet_edge.data import load_mnist
-from lenet_edge.exporters import calibration_batches
+from lenet_edge.data import calibration_batches, calibration_images, load_mnist
 from lenet_edge.exporters import onnx as onnx_exporter
 from lenet_edge.exporters import tflite as tflite_exporter
+from lenet_edge.files import write_json
+from lenet_edge.host import machine_info
 from lenet_edge.model import deployment_graph
-from lenet_edge.profile import litert_partitions, ort_op_profile
-from lenet_edge.runtimes import open_runner
+from lenet_edge.runtimes import open_runner, time_calls
 
 HERE = Path(__file__).resolve().parent
 ROUNDS, SECONDS = 5, 0.3
@@ -130,14 +128,15 @@ def graphs_table(model, mnist, calibration, folder: Path, tag: str) -> tuple[lis
         path = files[graph, fmt]
         row = {"model": tag, "graph": graph, "format": fmt, "size_kb": path.stat().st_size / 1024, **result}
         if fmt.startswith("tflite"):
-            found = litert_partitions(path)
+            found = open_runner("litert", path).op_profile()
             row["partitions"] = found["partitions"]
             row["left_to_cpu"] = sorted({op["op"] for op in found["left_to_cpu"]})
         else:
-            row["float_ops"] = sorted({r["op"] for r in ort_op_profile(path, runs=20)["ops"]
+            row["float_ops"] = sorted({r["op"] for r in open_runner("onnxruntime", path).op_profile(runs=20)["ops"]
                                        if r["kind"] == "float in a quantized model"})  # fmt: skip
         rows.append(row)
-    profiles = {fmt: ort_op_profile(files["deployment", fmt], runs=2000) for fmt in ("onnx-fp32", "onnx-int8")}
+    profiles = {fmt: open_runner("onnxruntime", files["deployment", fmt]).op_profile(runs=2000)
+                for fmt in ("onnx-fp32", "onnx-int8")}  # fmt: skip
     return rows, files["deployment", "onnx-fp32"], profiles
 
 

@@ -13,10 +13,12 @@ import shutil
 import sys
 from pathlib import Path
 
-from lenet_edge.bench import harness_overhead, machine_info
-from lenet_edge.bundle import read_manifest, write_json
+from lenet_edge.bench import harness_overhead
 from lenet_edge.cli import main as lenet_edge
 from lenet_edge.data import load_mnist
+from lenet_edge.files import write_json
+from lenet_edge.host import machine_info
+from lenet_edge.manifest import read_manifest
 from lenet_edge.report import TARGETS_PNG, _bench_section, _profile_section, _targets_section, read_report
 from lenet_edge.targets import arm64_emu
 
@@ -35,23 +37,22 @@ def main() -> int:
     if arm64:
         status = lenet_edge(["verify", str(bundle), "--target", "arm64-emu"])
         for core in arm64_emu.CORES:
-            status = status or lenet_edge(["bench", str(bundle), "--target", f"arm64-emu:{core}"])
+            status = status or lenet_edge(["cost", str(bundle), "--target", f"arm64-emu:{core}"])
         if status:
             return status
     digit = load_mnist().x_test[:1]
-    entries = {e["format"]: e for e in read_manifest(bundle)["artifacts"]}
+    manifest = read_manifest(bundle)
     checks = [
-        harness_overhead(bundle / entries[fmt]["file"], runtime, digit)
+        harness_overhead(bundle / manifest.artifact(fmt).file, runtime, digit)
         for fmt, runtime in (("tflite-fp32", "litert"), ("onnx-fp32", "onnxruntime"))
     ]
     report = read_report(bundle)
     machine = machine_info()
-    manifest = read_manifest(bundle)
     lines = [
         "# lenet-edge benchmark results",
         "",
         f"Run {dt.date.today().isoformat()} by `python benchmarks/run.py` on the bundle of `make run` "
-        f"(seed {manifest['seed']}, Keras test accuracy {manifest['keras_test_accuracy']:.2%}).",
+        f"(seed {manifest.seed}, Keras test accuracy {manifest.keras_test_accuracy:.2%}).",
         "",
         f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['machine']}, {machine['system']}. "
         + ", ".join(f"{k} {v}" for k, v in machine["versions"].items())

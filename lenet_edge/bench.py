@@ -11,8 +11,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -22,7 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import log, read_manifest, tool_versions
+from .console import log, progress
+from .formats import BY_NAME, RUNTIMES
+from .host import machine_info, usable_cores
+from .manifest import Manifest, read_manifest
+from .runtimes import open_runner, time_calls
+from .runtimes.litert import LiteRTRunner
+from .runtimes.onnxruntime import OnnxRuntimeRunner
+from .runtimes.wasm import browser_missing
 
 ROW_KEYS = (
     "format", "runtime", "delegate", "profile", "threads", "batch", "p50_us", "p90_us", "p99_us", "mean_us",
@@ -33,7 +38,6 @@ PROFILES = {
     "mobile": "one phone core's constraints: 1 thread, the process pinned to one core, batch 1, XNNPACK on. "
     "It is this CPU held to one core, not a phone",
 }
-DELEGATES = {"litert": ("xnnpack", "none"), "onnxruntime": ("cpu",), "keras": ("tf.function", "predict_on_batch")}
 BROWSER_NOTE = (
     "Browser rows (onnxruntime-web, LiteRT.js; WebAssembly, 1 thread) run in headless Chromium on the "
     "`lenet-edge serve` page and are timed inside it after a warm-up of 2 s at least (V8 optimizes hot "
@@ -62,48 +66,25 @@ class Combination:
         return f"{self.format} {self.runtime}/{self.delegate} {self.threads} thread{'s' * (self.threads > 1)}"
 
 
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def plan(manifest: dict, profile: str, have_tf: bool, browser: bool = False) -> list[Combination]:
-    """Every combination the profile measures, from the manifest's artifacts (the formats registry's rows);
+def plan(manifest: Manifest, profile: str, have_tf: bool, browser: bool = False) -> list[Combination]:
+    """Every combination the profile measures, from the manifest's artifacts and the runtimes table's delegates;
     with ``browser``, each artifact's in-browser runtime too (1 thread, WebAssembly)."""
-    from .formats import BY_NAME
-
     in_browser = []  # measured last: a closed Chromium's processes linger a second or two and would load the CPU
     threads = (1,) if profile == "mobile" else tuple(sorted({1, usable_cores()}))
     combos = []
-    for entry in manifest["artifacts"]:
-        if entry["runtime"] == "keras" and not have_tf:
+    for entry in manifest.artifacts:
+        if not entry.on_device and not have_tf:
             continue
-        delegates = DELEGATES[entry["runtime"]]
-        if profile == "mobile" and entry["runtime"] == "litert":
-            delegates = ("xnnpack",)
+        runtime = RUNTIMES[entry.runtime]
+        delegates = runtime.mobile_delegates if profile == "mobile" else tuple(runtime.delegates)
         for delegate in delegates:
             for count in threads:
-                combos.append(
-                    Combination(entry["format"], entry["runtime"], delegate, count, entry["file"], entry["bytes"])
-                )
-        fmt = BY_NAME.get(entry["format"])
-        if browser and fmt is not None and fmt.browser:
-            in_browser.append(Combination(entry["format"], fmt.browser, "wasm", 1, entry["file"], entry["bytes"]))
+                combos.append(Combination(entry.format, entry.runtime, delegate, count, entry.file, entry.bytes))
+        browser_runtime = BY_NAME[entry.format].browser
+        if browser and browser_runtime:
+            delegate = RUNTIMES[browser_runtime].default_delegate
+            in_browser.append(Combination(entry.format, browser_runtime, delegate, 1, entry.file, entry.bytes))
     return combos + in_browser
-
-
-def time_calls(call, seconds: float, min_runs: int = 20, max_runs: int = 200_000) -> np.ndarray:
-    """Nanoseconds of each call after a warm-up, for about ``seconds`` (never fewer than ``min_runs``)."""
-    warm_until = time.perf_counter() + min(0.2, seconds / 5)
-    while time.perf_counter() < warm_until:
-        call()
-    times = []
-    clock = time.perf_counter_ns
-    stop = clock() + int(seconds * 1e9)
-    while (len(times) < min_runs or clock() < stop) and len(times) < max_runs:
-        start = clock()
-        call()
-        times.append(clock() - start)
-    return np.asarray(times, dtype=np.float64)
 
 
 def latency_stats(times_ns: np.ndarray, batch: int) -> dict:
@@ -118,64 +99,31 @@ def latency_stats(times_ns: np.ndarray, batch: int) -> dict:
     }
 
 
-def _open(spec: dict):
-    from .runtimes import open_runner
-
-    options: dict = {"threads": spec["threads"]}
-    if spec["runtime"] == "litert":
-        options["xnnpack"] = spec["delegate"] == "xnnpack"
-    if spec["runtime"] == "keras":
-        options["mode"] = spec["delegate"]
-    return open_runner(spec["runtime"], spec["path"], **options)
-
-
 def measure(spec: dict) -> list[dict]:
     """The worker's job: load one artifact in one runtime setting and time it at each batch size."""
     if spec.get("pin_core") is not None:
         os.sched_setaffinity(0, {spec["pin_core"]})
-    digits = np.load(spec["digits"])
-    start = time.perf_counter()
-    runner = _open(spec)
-    load_ms = (time.perf_counter() - start) * 1e3
+    digits = np.load(spec["digits"], allow_pickle=False)
+    runner = open_runner(spec["runtime"], spec["path"], threads=spec["threads"], delegate=spec["delegate"])
     first_ms, rows = None, []
-    in_browser = getattr(runner, "times_itself", False)  # timed inside the page: see WasmRunner.time_calls
-    if in_browser:
-        load_ms, first_ms = runner.load_ms, runner.first_ms
-    for batch in spec["batches"]:
-        fixed = runner.input.shape[0]
-        if fixed > 0 and fixed != batch:
-            continue  # a fixed-batch model runs only its own batch size
-        images = np.resize(digits, (batch, *digits.shape[1:]))
-        if in_browser:
+    try:
+        for batch in spec["batches"]:
+            fixed = runner.input.shape[0]
+            if fixed > 0 and fixed != batch:
+                continue  # a fixed-batch model runs only its own batch size
+            images = np.resize(digits, (batch, *digits.shape[1:]))
+            if first_ms is None:
+                first_ms = runner.first_call_ms(images)
             rows.append({"batch": batch, **latency_stats(runner.time_calls(images, spec["seconds"]), batch)})
-            continue
-        call = runner.prepared_call(images)
-        if first_ms is None:
-            start = time.perf_counter()
-            call()
-            first_ms = (time.perf_counter() - start) * 1e3
-        rows.append({"batch": batch, **latency_stats(time_calls(call, spec["seconds"]), batch)})
-    if in_browser:
+    finally:
         runner.close()
-    rss_mb = None if in_browser else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-    return [row | {"load_ms": load_ms, "first_ms": first_ms, "rss_mb": rss_mb} for row in rows]
-
-
-def _progress(done: int, total: int, text: str) -> None:
-    width = 24
-    filled = width * done // total
-    line = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {text}"
-    if sys.stderr.isatty():
-        print(f"\r\033[K{line}", end="" if done < total else "\n", file=sys.stderr, flush=True)
-    else:
-        print(line, file=sys.stderr, flush=True)
+    extra = {"load_ms": runner.load_ms, "first_ms": first_ms, "rss_mb": runner.peak_rss_mb()}
+    return [row | extra for row in rows]
 
 
 def bench_bundle(bundle: str | Path, mnist, profile: str = "host", seconds: float = 0.5, browser: bool = True) -> dict:
     """Measure every combination of the profile (with the in-browser runtimes when ``browser`` and Chromium is
     here); return {'rows': [...], 'info': {...}}."""
-    from .runtimes.wasm import browser_missing
-
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
     have_tf = importlib.util.find_spec("tensorflow") is not None
@@ -190,7 +138,7 @@ def bench_bundle(bundle: str | Path, mnist, profile: str = "host", seconds: floa
         digits = Path(tmp) / "digits.npy"
         np.save(digits, mnist.x_test[:256].reshape(-1, 28, 28, 1))
         for index, combo in enumerate(combos):
-            _progress(index, len(combos), combo.label)
+            progress(index, len(combos), combo.label)
             spec = {
                 "path": str(bundle / combo.file), "runtime": combo.runtime, "delegate": combo.delegate,
                 "threads": combo.threads, "batches": batches, "seconds": seconds, "digits": str(digits),
@@ -209,7 +157,7 @@ def bench_bundle(bundle: str | Path, mnist, profile: str = "host", seconds: floa
                     "profile": profile, "threads": combo.threads, "size_bytes": combo.size_bytes, **measured,
                 }  # fmt: skip
                 rows.append({key: row[key] for key in ROW_KEYS})
-        _progress(len(combos), len(combos), "done")
+        progress(len(combos), len(combos), "done")
     info = {
         "profile": profile,
         "profile_means": PROFILES[profile],
@@ -224,58 +172,15 @@ def bench_bundle(bundle: str | Path, mnist, profile: str = "host", seconds: floa
     return {"rows": rows, "info": info}
 
 
-ARM_PARTS = {0xD03: "Cortex-A53", 0xD05: "Cortex-A55", 0xD08: "Cortex-A72", 0xD0B: "Cortex-A76",
-             0xD0C: "Neoverse-N1", 0xD0D: "Cortex-A77", 0xD41: "Cortex-A78", 0xD44: "Cortex-X1",
-             0xD46: "Cortex-A510", 0xD47: "Cortex-A710", 0xD4D: "Cortex-A715", 0xD80: "Cortex-A520",
-             0xD81: "Cortex-A720"}  # fmt: skip
-
-
-def cpu_model() -> tuple[str, list[str]]:
-    """The CPU's name and feature flags from /proc/cpuinfo: x86's 'model name', or ARM's implementer and part
-    decoded (ARM Linux prints no name), with the board's name from the device tree when there is one."""
-    fields: dict[str, str] = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            fields.setdefault(key.strip(), value.strip())
-    except OSError:
-        pass
-    features = (fields.get("flags") or fields.get("Features") or "").split()
-    if "model name" in fields:
-        return fields["model name"], features
-    name = platform.processor() or platform.machine()
-    if fields.get("CPU implementer") == "0x41" and "CPU part" in fields:
-        part = int(fields["CPU part"], 16)
-        name = f"ARM {ARM_PARTS.get(part, f'part {part:#05x}')}"
-    try:
-        board = Path("/proc/device-tree/model").read_text().strip("\x00 \n")
-        name = f"{name} ({board})" if board else name
-    except OSError:
-        pass
-    return name, features
-
-
-def machine_info() -> dict:
-    cpu, features = cpu_model()
-    return {
-        "cpu": cpu,
-        "cores": usable_cores(),
-        "machine": platform.machine(),
-        "system": f"{platform.system()} {platform.release()}",
-        "int8_dot_product": "asimddp" in features or "avx512_vnni" in features or "avx_vnni" in features,
-        "versions": {k: v for k, v in tool_versions().items() if k not in ("tf2onnx", "onnx")},
-    }
-
-
 def harness_overhead(path: Path, runtime: str, digit: np.ndarray, rounds: int = 5, seconds: float = 0.3) -> dict:
     """The harness's batch-1 p50 against a bare loop of the runtime's own call on the same model in the same
     process (``interpreter.invoke()`` or ``session.run()``, timed in blocks of 100 with no per-call clock).
     Rounds alternate harness and bare loop so drift hits both alike; medians of the rounds are compared."""
-    from .runtimes import open_runner
-
     runner = open_runner(runtime, path, threads=1)
+    if not isinstance(runner, LiteRTRunner | OnnxRuntimeRunner):
+        raise ValueError(f"the harness check compares LiteRT or ONNX Runtime loops, not {runtime}")
     harness_call = runner.prepared_call(digit)
-    if runtime == "litert":
+    if isinstance(runner, LiteRTRunner):
         bare = runner.interpreter.invoke  # the input is already set by prepared_call
     else:
         feed = {runner.input.name: runner.input.encode(digit.reshape(1, 28, 28, 1))}
@@ -287,7 +192,8 @@ def harness_overhead(path: Path, runtime: str, digit: np.ndarray, rounds: int = 
     harness, plain = [], []
     for _ in range(rounds):
         harness.append(float(np.median(time_calls(harness_call, seconds))) / 1e3)
-        blocks, clock = [], time.perf_counter_ns
+        blocks: list[float] = []
+        clock = time.perf_counter_ns
         stop = clock() + int(seconds * 1e9)
         while clock() < stop or len(blocks) < 20:
             start = clock()
@@ -298,6 +204,16 @@ def harness_overhead(path: Path, runtime: str, digit: np.ndarray, rounds: int = 
     harness_us, bare_us = float(np.median(harness)), float(np.median(plain))
     return {"file": Path(path).name, "runtime": runtime, "harness_p50_us": harness_us, "bare_us": bare_us,
             "ratio": harness_us / bare_us}  # fmt: skip
+
+
+def profile_bundle(bundle: Path, manifest: Manifest) -> dict:
+    """Per-op evidence of where the time goes, for every artifact whose runtime can tell."""
+    result = {}
+    for entry in manifest.exports:
+        found = open_runner(entry.runtime, bundle / entry.file).op_profile()
+        if found is not None:
+            result[entry.format] = found
+    return result
 
 
 if __name__ == "__main__":  # the worker: one combination, its rows as one JSON line on stdout

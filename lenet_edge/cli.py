@@ -1,23 +1,49 @@
-"""The ``lenet-edge`` command: run (train + export), train, export."""
+"""The ``lenet-edge`` command: one small parser builder and one handler per subcommand.
+
+``--json PATH`` means the same everywhere: write this command's result as JSON to PATH (``-``: stdout, and the
+log goes to stderr)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from . import __version__
-from .bundle import TRAINING_RECORD, check_output_folder, log
-from .errors import LenetEdgeError, UsageError
-from .formats import FORMAT_NAMES, get_formats
-from .model import ACTIVATIONS, ARCHITECTURES
-from .targets import TARGET_HELP
-from .tf_quiet import import_tensorflow
-from .train import TrainConfig
+from .bench import PROFILES, bench_bundle, profile_bundle
+from .bundle_writer import check_output_folder, write_bundle
+from .console import log, log_to_stderr
+from .data import Mnist, load_mnist
+from .errors import DataError, LenetEdgeError, UsageError
+from .files import write_json
+from .formats import FORMAT_NAMES, GATE_FLAGS, PRECISIONS, Gate, get_formats
+from .manifest import LABELS, MANIFEST, README, TRAINING_CURVES, TRAINING_RECORD, Manifest, read_manifest
+from .model import ACTIVATIONS, ARCHITECTURES, count_macs, count_params
+from .on_target import bench_on_target, count_on_target, verify_on_target
+from .plots import plot_bench, plot_confusion_matrices, plot_instruction_counts
+from .preprocess import mnist_digit, save_digit
+from .quantization_error import layer_report
+from .report import CONFUSION_PNG, REPORT_MD, TARGETS_PNG, costs_by_core, read_report, update_report
+from .runtimes import KerasRunner, open_runner
+from .serve import serve
+from .targets import TARGET_HELP, Target, parse_target
+from .targets.arm64_emu import setup as setup_arm64_emu
+from .tensorflow_loader import import_tensorflow
+from .train import TrainConfig, train
+from .verify import verify_bundle
 
 DEFAULT_OUT = "export"
 DEFAULTS = TrainConfig()
+MODEL_SUFFIXES = {".tflite": "litert", ".onnx": "onnxruntime"}
+
+
+# --- argument types ---------------------------------------------------------------------------------------
 
 
 def _positive(text: str) -> int:
@@ -30,6 +56,21 @@ def _positive(text: str) -> int:
     return value
 
 
+def _number_in(low: float, high: float):
+    """A finite number from ``low`` to ``high``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is not a number from {low:g} to {high:g}")
+        return value
+
+    return parse
+
+
 def _format_list(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
     try:
@@ -38,9 +79,15 @@ def _format_list(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _add_io_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default=DEFAULT_OUT, help="bundle folder (default %(default)s)")
-    _add_data_options(parser)
+# --- option groups shared by several commands ---------------------------------------------------------------
+
+
+def _add_json(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--json", metavar="PATH", help=f"write {what} as JSON to PATH ('-': stdout)")
+
+
+def _add_bundle_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundle", metavar="BUNDLE", help="bundle folder (with manifest.json)")
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -54,17 +101,19 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--offline", action="store_true", help="never try the Keras download")
 
 
+def _add_out_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default=DEFAULT_OUT, help="bundle folder (default %(default)s)")
+
+
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training")
-    group.add_argument(
-        "--arch", choices=list(ARCHITECTURES), default=DEFAULTS.arch, help="architecture (default %(default)s)"
-    )
+    group.add_argument("--arch", choices=list(ARCHITECTURES), default=DEFAULTS.arch, help="default %(default)s")
     group.add_argument("--activation", choices=ACTIVATIONS, default=DEFAULTS.activation, help="default %(default)s")
     group.add_argument("--epochs", type=_positive, default=DEFAULTS.epochs, help="default %(default)s")
     group.add_argument("--batch-size", type=_positive, default=DEFAULTS.batch_size, help="default %(default)s")
     group.add_argument(
         "--lr",
-        type=float,
+        type=_number_in(1e-9, 10),
         default=DEFAULTS.learning_rate,
         help="Adam peak learning rate, cosine-decayed (default %(default)s)",
     )
@@ -104,83 +153,27 @@ def _add_export_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-# verify's gate flags: (flag, precision, Gate field, flag units per Gate unit, metavar); int8 also gates dynamic
-GATE_FLAGS = (
-    ("--fp32-min-agreement", "fp32", "min_agreement", 100, "PCT"),
-    ("--fp32-max-dp", "fp32", "max_abs_dp", 1, "P"),
-    ("--fp16-min-agreement", "fp16", "min_agreement", 100, "PCT"),
-    ("--fp16-max-dp", "fp16", "max_abs_dp", 1, "P"),
-    ("--quant-min-agreement", "int8", "min_agreement", 100, "PCT"),
-    ("--quant-max-drop", "int8", "max_drop_pt", 1, "PT"),
-)
-
-
-def _add_verify_options(parser: argparse.ArgumentParser, in_run: bool = False) -> None:
-    """Gate flags; ``in_run`` adds --no-verify for the commands that verify after exporting."""
-    from .verify import DEFAULT_GATES as G
-
+def _add_gate_options(parser: argparse.ArgumentParser) -> None:
+    """verify's gates, one flag per row of formats.GATE_FLAGS; defaults are the precisions table's."""
     group = parser.add_argument_group("verify gates (agreement in %, |Δp| absolute, drop in points)")
-    if in_run:
-        group.add_argument("--no-verify", dest="verify", action="store_false", help="skip verify after export")
     group.add_argument("--threads", type=_positive, help="runtime threads (default: the runtime's own choice)")
-    group.add_argument("--json", metavar="FILE", help="also write the verify rows to FILE")
-    for flag, precision, field, unit, metavar in GATE_FLAGS:
-        which = "dynamic-range and int8" if precision == "int8" else precision
-        default = getattr(G[precision], field) * unit
-        group.add_argument(flag, type=float, default=default, metavar=metavar, help=f"{which} (default %(default)s)")
+    for flag, precisions, field, unit, metavar in GATE_FLAGS:
+        which = "dynamic-range and int8" if len(precisions) > 1 else precisions[0]
+        default = getattr(PRECISIONS[precisions[0]].verify, field) * unit
+        limit = 1.0 if field == "max_abs_dp" else 100.0
+        group.add_argument(flag, type=_number_in(0, limit), metavar=metavar, help=f"{which} (default {default:g})")
 
 
-def _gates(args) -> dict:
-    from .verify import Gate
-
-    fields: dict[str, dict[str, float]] = {}
-    for flag, precision, field, unit, _ in GATE_FLAGS:
-        fields.setdefault(precision, {})[field] = getattr(args, flag[2:].replace("-", "_")) / unit
-    quantized = Gate(**fields["int8"])
-    return {"fp32": Gate(**fields["fp32"]), "fp16": Gate(**fields["fp16"]), "dynamic": quantized, "int8": quantized}
-
-
-def _verify(args, bundle: str, mnist) -> int:
-    """Verify a bundle, write its report (and --json), print the table; 1 if any artifact did not pass."""
-    from .bundle import write_json
-    from .report import CONFUSION_PNG, REPORT_MD, update_report
-    from .verify import verify_bundle
-
-    result = verify_bundle(bundle, mnist, _gates(args), args.threads)
-    rows = [row.to_dict() for row in result.pop("rows")]
-    update_report(bundle, {"verify": rows, "verify_info": result})
-    try:
-        from .plots import plot_confusion_matrices
-
-        plot_confusion_matrices(rows, Path(bundle) / CONFUSION_PNG)
-    except ImportError:
-        log("(no matplotlib here: confusion matrices not drawn)")
-    if getattr(args, "layers", True):
-        from .bundle import read_manifest
-        from .layers import layer_report
-
-        update_report(bundle, {"layers": layer_report(Path(bundle), read_manifest(bundle), mnist)})
-    if args.json:
-        write_json(Path(args.json), rows)
-    failed = [row["format"] for row in rows if row["status"] != "pass"]
-    verdict = f"{len(failed)} of {len(rows)} did not pass: {', '.join(failed)}" if failed else "all passed"
-    log(f"verify: {verdict} ({result['seconds']:.1f} s); see {Path(bundle) / REPORT_MD}")
-    return 1 if failed else 0
-
-
-def _add_bench_options(parser: argparse.ArgumentParser, in_run: bool = False) -> None:
-    from .bench import PROFILES
-
+def _add_bench_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("bench")
-    if in_run:
-        group.add_argument("--no-bench", dest="bench", action="store_false", help="skip bench after verify")
-    else:
-        group.add_argument("--json", dest="bench_json", metavar="FILE", help="also write the bench rows to FILE")
     group.add_argument(
         "--profile", choices=list(PROFILES), default="host", help="; ".join(f"{k}: {v}" for k, v in PROFILES.items())
     )
     group.add_argument(
-        "--seconds", type=float, default=0.5, help="timed seconds per measurement, after warm-up (default %(default)s)"
+        "--seconds",
+        type=_number_in(0.001, 3600),
+        default=0.5,
+        help="timed seconds per measurement, after warm-up (default %(default)s)",
     )
     group.add_argument(
         "--no-browser",
@@ -190,117 +183,130 @@ def _add_bench_options(parser: argparse.ArgumentParser, in_run: bool = False) ->
     )
 
 
-def _bench(args, bundle: str, mnist) -> int:
-    """Bench a bundle, write bench.json, its chart and report section (and --json)."""
-    from .bench import bench_bundle
-    from .bundle import write_json
-    from .report import REPORT_MD, read_report, update_report
-
-    if args.seconds <= 0:
-        raise UsageError("--seconds must be positive")
-    result = bench_bundle(bundle, mnist, args.profile, args.seconds, browser=args.browser)
-    write_json(Path(bundle) / "bench.json", result["rows"])
-    if getattr(args, "bench_json", None):  # bench's own --json; in run, --json is verify's
-        write_json(Path(args.bench_json), result["rows"])
-    from .bundle import read_manifest
-    from .profile import profile_bundle
-
-    sections = read_report(bundle).get("bench", {})
-    sections[args.profile] = result
-    update_report(bundle, {"bench": sections, "profile": profile_bundle(Path(bundle), read_manifest(bundle))})
-    try:
-        from .plots import plot_bench
-
-        plot_bench(result["rows"], args.profile, Path(bundle) / f"bench_{args.profile}.png")
-    except ImportError:
-        log("(no matplotlib here: bench chart not drawn)")
-    for error in result["info"]["errors"]:
-        log(f"bench: {error['combination']} failed: {error['reason']}")
-    log(f"bench: {len(result['rows'])} rows in {result['info']['took_s']:.0f} s; see {Path(bundle) / REPORT_MD}")
-    return 1 if result["info"]["errors"] else 0
+def _add_target_option(parser: argparse.ArgumentParser, default: str = "local", help: str = TARGET_HELP) -> None:
+    parser.add_argument("--target", default=default, metavar="TARGET", help=help)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lenet-edge", description="Train LeNet-5 on MNIST, export it for phones.")
-    parser.add_argument("--version", action="version", version=f"lenet-edge {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _add_checks_after_export(parser: argparse.ArgumentParser) -> None:
+    """run and export verify and bench what they wrote, unless told not to."""
+    _add_gate_options(parser)
+    parser.add_argument("--no-verify", dest="verify", action="store_false", help="skip verify after export")
+    parser.add_argument("--no-bench", dest="bench", action="store_false", help="skip bench after verify")
+    _add_bench_options(parser)
+    _add_json(parser, "the manifest with the verify and bench rows")
 
+
+# --- one builder per subcommand ------------------------------------------------------------------------------
+
+
+def _run_command(commands) -> None:
     run = commands.add_parser(
         "run",
-        help="train, then export every format into a bundle",
-        description="Train LeNet-5 on MNIST and export every format into one bundle.",
+        help="train, then export every format into a bundle, verify and bench it",
+        description="Train LeNet-5 on MNIST and export every format into one bundle; verify and bench it.",
     )
-    _add_io_options(run)
+    _add_out_option(run)
+    _add_data_options(run)
     _add_train_options(run)
     _add_export_options(run)
-    _add_verify_options(run, in_run=True)
-    _add_bench_options(run, in_run=True)
+    _add_checks_after_export(run)
     run.set_defaults(handler=cmd_run, train_only=False)
 
-    train = commands.add_parser(
+
+def _train_command(commands) -> None:
+    train_parser = commands.add_parser(
         "train",
         help="train only: a bundle holding the Keras model and its record",
         description="Train and save lenet5.keras with its training record and curves.",
     )
-    _add_io_options(train)
-    _add_train_options(train)
-    train.set_defaults(handler=cmd_run, train_only=True, formats=None, calibration=500, verify=False, keep_float=())
+    _add_out_option(train_parser)
+    _add_data_options(train_parser)
+    _add_train_options(train_parser)
+    _add_json(train_parser, "the manifest")
+    train_parser.set_defaults(
+        handler=cmd_run, train_only=True, formats=None, calibration=500, verify=False, bench=False, keep_float=()
+    )
 
+
+def _export_command(commands) -> None:
     export = commands.add_parser(
         "export",
         help="export a trained .keras model into a bundle",
-        description="Export a trained Keras model to every format into one bundle.",
+        description="Export a trained Keras model to every format into one bundle; verify and bench it.",
     )
     export.add_argument("model", metavar="MODEL.keras", help="trained model (its training.json beside it is kept)")
     export.add_argument("--seed", type=int, help="seed of the calibration pick (default: the training seed)")
-    _add_io_options(export)
+    _add_out_option(export)
+    _add_data_options(export)
     _add_export_options(export)
-    _add_verify_options(export, in_run=True)
+    _add_checks_after_export(export)
     export.set_defaults(handler=cmd_export)
 
+
+def _verify_command(commands) -> None:
     verify = commands.add_parser(
         "verify",
-        help="judge every export of a bundle on the 10,000 test images against Keras",
+        help="judge every export of a bundle on the 10,000 test images against Keras, or on a target",
         description="Check every artifact's integrity, then run it in its own runtime on the 10,000 MNIST test "
         "images and compare it with Keras: accuracy, agreement, |Δp|, per-class accuracy, a gate per precision. "
-        "Writes report.md, report.json and verify_confusion.png into the bundle. Exit 1 if any artifact fails.",
+        "Writes report.md, report.json and verify_confusion.png into the bundle. Exit 1 if any artifact fails. "
+        "With --target, compares each export's outputs there with the same file run here (the parity gates).",
     )
     _add_bundle_argument(verify)
+    _add_data_options(verify)
     _add_target_option(verify)
     verify.add_argument(
         "--limit",
         type=_positive,
         metavar="N",
-        help="with --target: parity on the first N test images only (quick checks; default all 10,000)",
+        help="with --target: parity on the first N test images only (default all 10,000)",
     )
     verify.add_argument(
         "--layers",
         action="store_true",
         help="also measure the int8 models' quantization error layer by layer (always on in run and export)",
     )
-    _add_data_options(verify)
-    _add_verify_options(verify)
+    _add_gate_options(verify)
+    _add_json(verify, "the verify rows")
     verify.set_defaults(handler=cmd_verify)
 
+
+def _bench_command(commands) -> None:
     bench = commands.add_parser(
         "bench",
         help="measure latency, throughput, load time and memory of every export in every runtime",
         description="Time every artifact in every runtime that can run it, each combination in a fresh process: "
         "batch-1 latency (p50/p90/p99), throughput at batch 1, 32 and 256, load and first-inference time, peak RSS. "
-        "Writes bench.json, bench_<profile>.png and a table in report.md.",
+        "Writes bench.json, bench_<profile>.png and a table in report.md. With --target ssh://…, on that device.",
     )
     _add_bundle_argument(bench)
-    _add_target_option(bench)
-    bench.add_argument(
-        "--calls",
-        type=_positive,
-        default=20,
-        help="emulated targets: batch-1 inferences counted per artifact (default %(default)s)",
-    )
     _add_data_options(bench)
+    _add_target_option(bench, help="local (default) or ssh://user@host[:port][?python=PATH&key=FILE&known_hosts=FILE]")
     _add_bench_options(bench)
+    _add_json(bench, "the bench rows")
     bench.set_defaults(handler=cmd_bench)
 
+
+def _cost_command(commands) -> None:
+    cost = commands.add_parser(
+        "cost",
+        help="instructions per image of every export on an emulated ARM64 core (deterministic)",
+        description="Count the guest instructions retired per batch-1 inference of every export on an emulated "
+        "ARM64 core (QEMU user-mode and a TCG plugin): the same files and core give the same count on every run. "
+        "Emulated wall-clock time is not latency and is never shown.",
+    )
+    _add_bundle_argument(cost)
+    _add_data_options(cost)
+    core_help = (
+        "arm64-emu[:CORE] (default arm64-emu: cortex-a76); CORE: cortex-a53, cortex-a72, cortex-a76, neoverse-n1"
+    )
+    _add_target_option(cost, "arm64-emu", core_help)
+    cost.add_argument("--calls", type=_positive, default=20, help="batch-1 inferences counted per export (default 20)")
+    _add_json(cost, "the instruction-count rows")
+    cost.set_defaults(handler=cmd_cost)
+
+
+def _predict_command(commands) -> None:
     predict = commands.add_parser(
         "predict",
         help="read digits from pictures (PNG, JPEG) with an exported model",
@@ -310,23 +316,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files, any size or colour")
     predict.add_argument("--model", required=True, metavar="FILE", help="a .tflite or .onnx file of a bundle")
-    predict.add_argument("--json", action="store_true", help="print JSON instead of text")
     predict.add_argument("--save-digits", metavar="DIR", help="also write each 28×28 digit the model saw as PNG")
+    _add_json(predict, "the answers")
     predict.set_defaults(handler=cmd_predict)
 
-    serve = commands.add_parser(
+
+def _serve_command(commands) -> None:
+    serve_parser = commands.add_parser(
         "serve",
         help="a page where you draw a digit and the bundle's models answer in the browser",
         description="Serve a page (127.0.0.1 by default) where you draw a digit and the bundle's .onnx and .tflite "
         "files answer in the browser (onnxruntime-web and LiteRT.js, WebAssembly): the 28×28 digit the model sees, "
         "its 10 probabilities, the in-browser latency, and a test run on MNIST digits against the native runtime.",
     )
-    _add_bundle_argument(serve)
-    serve.add_argument("--port", type=int, default=8000, help="port (default %(default)s; 0 picks a free one)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
-    _add_data_options(serve)
-    serve.set_defaults(handler=cmd_serve)
+    _add_bundle_argument(serve_parser)
+    serve_parser.add_argument("--port", type=int, default=8000, help="port (default %(default)s; 0 picks a free one)")
+    serve_parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    _add_data_options(serve_parser)
+    serve_parser.set_defaults(handler=cmd_serve)
 
+
+def _target_command(commands) -> None:
     target = commands.add_parser(
         "target",
         help="set up or inspect a target (arm64-emu, ssh://…)",
@@ -334,37 +344,100 @@ def build_parser() -> argparse.ArgumentParser:
     )
     actions = target.add_subparsers(dest="action", required=True, metavar="ACTION")
     setup = actions.add_parser(
-        "setup",
-        help="prepare arm64-emu: Debian arm64 userland, aarch64 wheels, instruction counter (about 2.5 min)",
+        "setup", help="prepare arm64-emu: Debian arm64 userland, aarch64 wheels, instruction counter (about 2.5 min)"
     )
     setup.add_argument("name", choices=["arm64-emu"], help="the target to prepare")
     setup.add_argument("--force", action="store_true", help="rebuild even if the cached userland is current")
     setup.set_defaults(handler=cmd_target_setup)
     info = actions.add_parser("info", help="what a target runs on: uname -m, CPU, library versions")
     info.add_argument("name", metavar="TARGET", help=TARGET_HELP)
+    _add_json(info, "the target's identity")
     info.set_defaults(handler=cmd_target_info)
+
+
+COMMANDS = (_run_command, _train_command, _export_command, _verify_command, _bench_command, _cost_command,
+            _predict_command, _serve_command, _target_command)  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lenet-edge", description="Train LeNet-5 on MNIST, export it for phones.")
+    parser.add_argument("--version", action="version", version=f"lenet-edge {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(commands)
     return parser
 
 
-def _add_bundle_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("bundle", metavar="BUNDLE", help="bundle folder (with manifest.json)")
+# --- shared steps ------------------------------------------------------------------------------------------
 
 
-def _add_target_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", default="local", metavar="TARGET", help=TARGET_HELP)
+def _emit(args, result) -> None:
+    """Write the command's result where --json says (nothing without it)."""
+    target = getattr(args, "json", None)
+    if target == "-":
+        print(json.dumps(result, indent=2), flush=True)
+    elif target:
+        write_json(Path(target), result)
 
 
-def _load_data(args):
-    from .data import load_mnist
-
+def _load_data(args) -> Mnist:
     mnist = load_mnist(args.data, download=not args.offline)
     log(f"MNIST: {mnist.source} ({len(mnist.x_train)} train, {len(mnist.x_test)} test images, checksums ok)")
     return mnist
 
 
-def _train(args, mnist):
-    from .train import train
+def _gates(args) -> dict[str, Gate]:
+    """The verify gates: the precisions table's, with any gate flag given on the command line."""
+    values = {name: dict(vars(precision.verify)) for name, precision in PRECISIONS.items()}
+    for flag, precisions, field, unit, _ in GATE_FLAGS:
+        given = getattr(args, flag[2:].replace("-", "_"))
+        if given is not None:
+            for name in precisions:
+                values[name][field] = given / unit
+    return {name: Gate(**fields_) for name, fields_ in values.items()}
 
+
+def _local_only_options(args) -> list[str]:
+    """Options of a local verify given to a --target one."""
+    given = [flag for flag, *_ in GATE_FLAGS if getattr(args, flag[2:].replace("-", "_")) is not None]
+    return given + [flag for flag, value in (("--threads", args.threads), ("--layers", args.layers)) if value]
+
+
+def _verify(args, bundle: str, mnist: Mnist, layers: bool) -> tuple[int, list[dict]]:
+    """Verify a bundle, write its report, print the table; (1 if any artifact did not pass, the rows)."""
+    result = verify_bundle(bundle, mnist, _gates(args), args.threads)
+    rows = [row.to_dict() for row in result.pop("rows")]
+    update_report(bundle, {"verify": rows, "verify_info": result})
+    try:
+        plot_confusion_matrices(rows, Path(bundle) / CONFUSION_PNG)
+    except ImportError:
+        log("(no matplotlib here: confusion matrices not drawn)")
+    if layers:
+        update_report(bundle, {"layers": layer_report(Path(bundle), read_manifest(bundle), mnist)})
+    failed = [row["format"] for row in rows if row["status"] != "pass"]
+    verdict = f"{len(failed)} of {len(rows)} did not pass: {', '.join(failed)}" if failed else "all passed"
+    log(f"verify: {verdict} ({result['seconds']:.1f} s); see {Path(bundle) / REPORT_MD}")
+    return (1 if failed else 0), rows
+
+
+def _bench(args, bundle: str, mnist: Mnist) -> tuple[int, list[dict]]:
+    """Bench a bundle, write bench.json, its chart and report section; (1 if a combination failed, the rows)."""
+    result = bench_bundle(bundle, mnist, args.profile, args.seconds, browser=args.browser)
+    write_json(Path(bundle) / "bench.json", result["rows"])
+    sections = read_report(bundle).get("bench", {})
+    sections[args.profile] = result
+    update_report(bundle, {"bench": sections, "profile": profile_bundle(Path(bundle), read_manifest(bundle))})
+    try:
+        plot_bench(result["rows"], args.profile, Path(bundle) / f"bench_{args.profile}.png")
+    except ImportError:
+        log("(no matplotlib here: bench chart not drawn)")
+    for error in result["info"]["errors"]:
+        log(f"bench: {error['combination']} failed: {error['reason']}")
+    log(f"bench: {len(result['rows'])} rows in {result['info']['took_s']:.0f} s; see {Path(bundle) / REPORT_MD}")
+    return (1 if result["info"]["errors"] else 0), result["rows"]
+
+
+def _train(args, mnist: Mnist):
     names = {f.name for f in fields(TrainConfig)}
     values = vars(args) | {"learning_rate": args.lr}
     config = TrainConfig(**{k: v for k, v in values.items() if k in names})
@@ -380,8 +453,6 @@ def _train(args, mnist):
 
 
 def _model_facts(model, arch: str, activation: str | None) -> dict:
-    from .model import count_macs, count_params
-
     known = ARCHITECTURES.get(arch)
     return {
         "architecture": arch,
@@ -392,42 +463,47 @@ def _model_facts(model, arch: str, activation: str | None) -> dict:
     }
 
 
-def _written(manifest: dict, out: str) -> int:
+def _written(manifest: Manifest, out: str) -> int:
     """List what the bundle holds; 1 if any format failed."""
     log(f"\nwrote {out}/:")
-    for entry in manifest["artifacts"]:
-        log(f"  {entry['file']:<24} {entry['bytes'] / 1024:8.1f} KB  {entry['format']} ({entry['runtime']})")
-    for name in ("labels.txt", TRAINING_RECORD, "training_curves.png", "README.md", "manifest.json"):
+    for entry in manifest.artifacts:
+        log(f"  {entry.file:<24} {entry.bytes / 1024:8.1f} KB  {entry.format} ({entry.runtime})")
+    for name in (LABELS, TRAINING_RECORD, TRAINING_CURVES, README, MANIFEST):
         if (Path(out) / name).exists():
             log(f"  {name}")
-    log(f"Keras test accuracy: {manifest['keras_test_accuracy']:.2%}")
-    for failure in manifest["failed"]:
+    log(f"Keras test accuracy: {manifest.keras_test_accuracy:.2%}")
+    for failure in manifest.failed:
         log(f"FAILED {failure['format']}: {failure['reason']}")
-    return 1 if manifest["failed"] else 0
+    return 1 if manifest.failed else 0
 
 
-def _next_steps(out: str, status: int) -> int:
-    """Close a run with the commands a user runs next; pass the exit status through."""
+def _next_steps(out: str) -> None:
+    """Close a run with the commands a user runs next."""
     log("\nnext:")
     log(f"  read {out}/README.md for how an app feeds each model, and {out}/report.md for what each one is worth")
     log(f"  lenet-edge verify {out} --layers   # judge every export again, layer errors included")
     log(f"  lenet-edge bench {out} --profile mobile   # latency under one phone core's constraints")
     log(f"  lenet-edge export {out}/lenet5.keras --keep-float C1   # int8 with the named layers left in float")
     log(f"  python examples/app_client.py {out}   # every export's accuracy from a TensorFlow-free client")
+
+
+def _bundle_and_check(args, model, record: dict, mnist: Mnist, formats: list) -> int:
+    """Write the bundle and list it, verify and bench it as the command asks, close with the next commands."""
+    manifest = write_bundle(args.out, model, record, mnist, formats, args.calibration, tuple(args.keep_float))
+    status = _written(manifest, args.out)
+    result: dict = {"bundle": args.out, "manifest": manifest.to_dict(), "verify": None, "bench": None}
+    if formats and args.verify:
+        code, result["verify"] = _verify(args, args.out, mnist, layers=True)
+        status = max(status, code)
+    if formats and args.bench:
+        code, result["bench"] = _bench(args, args.out, mnist)
+        status = max(status, code)
+    _emit(args, result)
+    _next_steps(args.out)
     return status
 
 
-def _bundle_and_check(args, model, record: dict, mnist, formats: list) -> int:
-    """Write the bundle and list it, verify and bench it as the command asks, close with the next commands."""
-    from .bundle import write_bundle
-
-    bundle = write_bundle(args.out, model, record, mnist, formats, args.calibration, tuple(args.keep_float))
-    status = _written(bundle, args.out)
-    if formats and getattr(args, "verify", False):
-        status = max(status, _verify(args, args.out, mnist))
-    if formats and getattr(args, "bench", False):
-        status = max(status, _bench(args, args.out, mnist))
-    return _next_steps(args.out, status)
+# --- handlers ------------------------------------------------------------------------------------------------
 
 
 def cmd_run(args) -> int:
@@ -440,183 +516,23 @@ def cmd_run(args) -> int:
     return _bundle_and_check(args, model, record, mnist, formats)
 
 
-def cmd_verify(args) -> int:
-    from .targets import parse_target
-
-    target = parse_target(args.target)
-    if target.kind == "local":
-        if args.limit:
-            raise UsageError("--limit is for --target runs; a local verify judges all 10,000 test images")
-        return _verify(args, args.bundle, _load_data(args))
-    from .on_target import verify_on_target
-
-    _require_bundle(args.bundle)
-    result = verify_on_target(args.bundle, _load_data(args), target, args.limit)
-    _record_target(args.bundle, target.name, "verify", result)
-    if args.json:
-        from .bundle import write_json
-
-        write_json(Path(args.json), result["rows"])
-    failed = [row["format"] for row in result["rows"] if row["status"] != "pass"]
-    verdict = (
-        f"{len(failed)} of {len(result['rows'])} differ beyond the gate: {', '.join(failed)}"
-        if failed
-        else ("all answer like this machine")
-    )
-    log(f"verify on {target.name}: {verdict} ({result['seconds']:.0f} s); see {Path(args.bundle) / 'report.md'}")
-    return 1 if failed else 0
-
-
-def cmd_bench(args) -> int:
-    from .targets import parse_target
-
-    target = parse_target(args.target)
-    if target.kind == "local":
-        return _bench(args, args.bundle, _load_data(args))
-    from .on_target import bench_on_target, count_on_target
-
-    _require_bundle(args.bundle)
-    if args.seconds <= 0:
-        raise UsageError("--seconds must be positive")
-    mnist = _load_data(args)
-    if target.kind == "emulated":
-        result = count_on_target(args.bundle, mnist, target, args.calls)
-        _record_target(args.bundle, target.name, "cost", result)
-    else:
-        result = bench_on_target(args.bundle, mnist, target, args.profile, args.seconds)
-        _record_target(args.bundle, target.name, "bench", result)
-    if args.bench_json:
-        from .bundle import write_json
-
-        write_json(Path(args.bench_json), result["rows"])
-    log(f"bench on {target.name}: {len(result['rows'])} rows; see {Path(args.bundle) / 'report.md'}")
-    return 0
-
-
-def _require_bundle(bundle: str) -> None:
-    from .bundle import read_manifest
-
-    read_manifest(bundle)  # a clear error before any target work
-
-
-def _record_target(bundle: str, name: str, key: str, result: dict) -> None:
-    """Merge a target's result into report.json's ``targets`` (by target, then verify/cost/bench)."""
-    from .report import read_report, update_report
-
-    targets = read_report(bundle).get("targets", {})
-    entry = targets.setdefault(name, {})
-    entry["identity"] = result["identity"]
-    if key == "bench":
-        entry.setdefault("bench", {})[result["info"]["profile"]] = result
-    else:
-        entry[key] = result
-    update_report(bundle, {"targets": targets})
-    if key == "cost":
-        try:
-            from .plots import plot_instruction_counts
-            from .report import TARGETS_PNG, costs_by_core
-
-            plot_instruction_counts(costs_by_core(targets), Path(bundle) / TARGETS_PNG)
-        except ImportError:
-            log("(no matplotlib here: instruction-count chart not drawn)")
-
-
-def cmd_predict(args) -> int:
-    import json
-
-    import numpy as np
-
-    from .preprocess import mnist_digit
-    from .runtimes import open_runner
-
-    model = Path(args.model)
-    runtime = {".tflite": "litert", ".onnx": "onnxruntime"}.get(model.suffix)
-    if runtime is None or not model.is_file():
-        raise UsageError(f"{model}: not a .tflite or .onnx file")
-    digits = np.stack([mnist_digit(image) for image in args.images])
-    try:
-        runner = open_runner(runtime, model)
-    except Exception as exc:
-        raise UsageError(f"{model}: cannot be loaded by {runtime} ({type(exc).__name__})") from None
-    probabilities = runner.predict(digits)
-    if args.save_digits:
-        from PIL import Image
-
-        folder = Path(args.save_digits)
-        folder.mkdir(parents=True, exist_ok=True)
-        for image, digit in zip(args.images, digits, strict=True):
-            Image.fromarray(digit).save(folder / f"{Path(image).stem}_28x28.png")
-    results = [
-        {"image": image, "label": int(p.argmax()), "confidence": float(p.max()), "probabilities": p.round(6).tolist()}
-        for image, p in zip(args.images, probabilities, strict=True)
-    ]
-    if args.json:
-        print(json.dumps(results, indent=2))
-        return 0
-    for row in results:
-        bars = "  ".join(f"{d}:{p:.2f}" for d, p in enumerate(row["probabilities"]))
-        log(f"{row['image']}: {row['label']} ({row['confidence']:.1%})   {bars}")
-    return 0
-
-
-def cmd_serve(args) -> int:
-    from .errors import DataError
-    from .serve import serve
-
-    _require_bundle(args.bundle)
-    if not 0 <= args.port <= 65535:
-        raise UsageError(f"--port {args.port}: not a port number")
-    try:
-        mnist, data_error = _load_data(args), None
-    except DataError as exc:  # the page still draws; only its test-digit run needs MNIST
-        mnist, data_error = None, str(exc)
-        log(f"(no test digits for the page: {exc})")
-    serve(args.bundle, args.host, args.port, mnist, data_error)
-    return 0
-
-
-def cmd_target_setup(args) -> int:
-    from .targets.arm64_emu import setup
-
-    setup(force=args.force)
-    return 0
-
-
-def cmd_target_info(args) -> int:
-    from .targets import parse_target
-
-    target = parse_target(args.name)
-    identity = target.identity()
-    versions = ", ".join(f"{k} {v}" for k, v in identity.pop("versions").items())
-    for key, value in identity.items():
-        if value is not None:
-            log(f"{key:>17}: {value}")
-    log(f"{'versions':>17}: {versions}")
-    return 0
-
-
 def cmd_export(args) -> int:
-    import json
-
-    from .runtimes import open_runner
-
     path = Path(args.model)
     if not path.is_file() or path.suffix != ".keras":
         raise UsageError(f"{path}: not a .keras model file")
     import_tensorflow()
     check_output_folder(args.out)
     try:
-        runner = open_runner("keras", path)
+        model = KerasRunner(path).model
     except Exception as exc:
         raise UsageError(f"{path}: cannot load as a Keras model ({type(exc).__name__})") from None
-    model = runner.model
     if tuple(model.inputs[0].shape[1:]) != (28, 28, 1) or tuple(model.outputs[0].shape[1:]) != (10,):
         raise UsageError(
             f"{path}: takes {model.inputs[0].shape} and gives {model.outputs[0].shape}, "
             "not [batch, 28, 28, 1] raw pixels to 10 probabilities"
         )
     record_path = path.with_name(TRAINING_RECORD)
-    record = json.loads(record_path.read_text()) if record_path.is_file() else {"config": {"seed": 0}}
+    record: dict[str, Any] = json.loads(record_path.read_text()) if record_path.is_file() else {"config": {"seed": 0}}
     if args.seed is not None:
         record["config"]["seed"] = args.seed
     config = record["config"]
@@ -625,8 +541,138 @@ def cmd_export(args) -> int:
     return _bundle_and_check(args, model, record, mnist, get_formats(args.formats))
 
 
+def cmd_verify(args) -> int:
+    target = parse_target(args.target)
+    if target.kind == "local":
+        if args.limit:
+            raise UsageError("--limit is for --target runs; a local verify judges all 10,000 test images")
+        status, rows = _verify(args, args.bundle, _load_data(args), layers=args.layers)
+        _emit(args, rows)
+        return status
+    if local := _local_only_options(args):
+        raise UsageError(f"{', '.join(local)}: for a local verify; on a target the parity gates judge")
+    read_manifest(args.bundle)  # a clear error before any target work
+    result = verify_on_target(args.bundle, _load_data(args), target, args.limit)
+    _record_target(args.bundle, target, "verify", result)
+    _emit(args, result["rows"])
+    failed = [row["format"] for row in result["rows"] if row["status"] != "pass"]
+    verdict = (
+        f"{len(failed)} of {len(result['rows'])} differ beyond the gate: {', '.join(failed)}"
+        if failed
+        else "all answer like this machine"
+    )
+    log(f"verify on {target.name}: {verdict} ({result['seconds']:.0f} s); see {Path(args.bundle) / REPORT_MD}")
+    return 1 if failed else 0
+
+
+def cmd_bench(args) -> int:
+    target = parse_target(args.target)
+    if target.kind == "emulated":
+        raise UsageError(
+            f"{target.name}: wall-clock time under emulation is not latency; "
+            f"count instructions instead: lenet-edge cost {args.bundle} --target {target.name}"
+        )
+    if target.kind == "local":
+        status, rows = _bench(args, args.bundle, _load_data(args))
+        _emit(args, rows)
+        return status
+    read_manifest(args.bundle)
+    result = bench_on_target(args.bundle, _load_data(args), target, args.profile, args.seconds)
+    _record_target(args.bundle, target, "bench", result)
+    _emit(args, result["rows"])
+    log(f"bench on {target.name}: {len(result['rows'])} rows; see {Path(args.bundle) / REPORT_MD}")
+    return 0
+
+
+def cmd_cost(args) -> int:
+    target = parse_target(args.target)
+    if target.kind != "emulated":
+        raise UsageError(f"{target.name}: instruction counts need an emulated target (arm64-emu[:CORE])")
+    read_manifest(args.bundle)
+    result = count_on_target(args.bundle, _load_data(args), target, args.calls)
+    _record_target(args.bundle, target, "cost", result)
+    _emit(args, result["rows"])
+    log(f"cost on {target.name}: {len(result['rows'])} rows; see {Path(args.bundle) / REPORT_MD}")
+    return 0
+
+
+def _record_target(bundle: str, target: Target, key: str, result: dict) -> None:
+    """Merge a target's result into report.json's ``targets`` (by target, then verify/cost/bench)."""
+    targets = read_report(bundle).get("targets", {})
+    entry = targets.setdefault(target.name, {})
+    entry["identity"] = result["identity"]
+    if key == "bench":
+        entry.setdefault("bench", {})[result["info"]["profile"]] = result
+    else:
+        entry[key] = result
+    update_report(bundle, {"targets": targets})
+    if key == "cost":
+        try:
+            plot_instruction_counts(costs_by_core(targets), Path(bundle) / TARGETS_PNG)
+        except ImportError:
+            log("(no matplotlib here: instruction-count chart not drawn)")
+
+
+def cmd_predict(args) -> int:
+    model = Path(args.model)
+    runtime = MODEL_SUFFIXES.get(model.suffix)
+    if runtime is None or not model.is_file():
+        raise UsageError(f"{model}: not a .tflite or .onnx file")
+    digits = [mnist_digit(image) for image in args.images]
+    try:
+        runner = open_runner(runtime, model)
+    except Exception as exc:
+        raise UsageError(f"{model}: cannot be loaded by {runtime} ({type(exc).__name__})") from None
+    probabilities = runner.predict(np.stack(digits))
+    if args.save_digits:
+        folder = Path(args.save_digits)
+        folder.mkdir(parents=True, exist_ok=True)
+        for image, digit in zip(args.images, digits, strict=True):
+            save_digit(digit, folder / f"{Path(image).stem}_28x28.png")
+    results = [
+        {"image": image, "label": int(p.argmax()), "confidence": float(p.max()), "probabilities": p.round(6).tolist()}
+        for image, p in zip(args.images, probabilities, strict=True)
+    ]
+    for row in results:
+        bars = "  ".join(f"{d}:{p:.2f}" for d, p in enumerate(row["probabilities"]))
+        log(f"{row['image']}: {row['label']} ({row['confidence']:.1%})   {bars}")
+    _emit(args, results)
+    return 0
+
+
+def cmd_serve(args) -> int:
+    read_manifest(args.bundle)  # a clear error before the port is taken
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port {args.port}: not a port number")
+    try:
+        mnist, data_error = _load_data(args), None
+    except DataError as exc:  # the page still draws; only its test-digit run needs MNIST
+        mnist, data_error = None, str(exc)
+        log(f"(no test digits for the page: {exc})")
+    serve(args.bundle, args.host, args.port, mnist, data_error, native=open_runner)
+    return 0
+
+
+def cmd_target_setup(args) -> int:
+    setup_arm64_emu(force=args.force)
+    return 0
+
+
+def cmd_target_info(args) -> int:
+    identity = parse_target(args.name).identity()
+    shown = dict(identity)
+    versions = ", ".join(f"{k} {v}" for k, v in shown.pop("versions").items())
+    for key, value in shown.items():
+        if value is not None:
+            log(f"{key:>17}: {value}")
+    log(f"{'versions':>17}: {versions}")
+    _emit(args, identity)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    log_to_stderr(getattr(args, "json", None) == "-")
     try:
         return args.handler(args)
     except LenetEdgeError as exc:
@@ -638,6 +684,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lenet-edge: interrupted; the previous bundle was left as it was", file=sys.stderr)
         return 130
+    finally:
+        log_to_stderr(False)
 
 
 if __name__ == "__main__":

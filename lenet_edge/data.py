@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError, first_line
+from .errors import DataError, UsageError, first_line
+from .tensorflow_loader import import_tensorflow
 
 ENV_VAR = "LENET_EDGE_DATA"
 KERAS_NPZ_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
@@ -174,8 +175,6 @@ def _keras_download() -> Path:
     """Let Keras download ``mnist.npz`` into its cache; return the cached path."""
     if importlib.util.find_spec("keras") is None:  # runtime-only installs have no Keras
         raise DataError(NOT_FOUND_HELP + " (Keras is not installed here)")
-    from .tf_quiet import import_tensorflow
-
     import_tensorflow()
     import keras
 
@@ -210,3 +209,18 @@ def split_validation(
     order = np.random.default_rng(seed).permutation(len(images))
     val, train = order[:count], order[count:]
     return images[train], labels[train], images[val], labels[val]
+
+
+def calibration_images(mnist: Mnist, count: int, seed: int) -> np.ndarray:
+    """The seeded pick of training images that calibrates the int8 models (the manifest records count and seed)."""
+    if not 1 <= count <= len(mnist.x_train):
+        raise UsageError(f"calibration needs 1 to {len(mnist.x_train)} images, not {count}")
+    pick = np.random.default_rng(seed).choice(len(mnist.x_train), count, replace=False)
+    return mnist.x_train[np.sort(pick)]
+
+
+def calibration_batches(images: np.ndarray, batch_size: int = 1):
+    """Calibration inputs as the graphs take them: float32 raw pixels [n, 28, 28, 1], 0-255."""
+    images = images.reshape(-1, 28, 28, 1).astype(np.float32)
+    for start in range(0, len(images), batch_size):
+        yield images[start : start + batch_size]

@@ -11,64 +11,36 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .bench import usable_cores
-from .bundle import MANIFEST, log, read_manifest, write_json
+from .console import STATUS_ICON, log
 from .errors import UsageError
+from .formats import Format
+from .host import usable_cores
+from .manifest import MANIFEST, Artifact, read_manifest, write_manifest
 from .runtimes import open_runner
 from .targets import Target, TargetError
-from .verify import STATUS_ICON
 
 
-@dataclass(frozen=True)
-class ParityGate:
-    """How far a target may answer from this machine on the same artifact."""
-
-    min_agreement: float  # top-1 agreement, 0-1
-    max_abs_dp: float  # float outputs: max |Δp|
-    max_steps: int  # quantized outputs: max |Δ| in the output's quantization steps
-
-    def describe(self, quantized_output: bool) -> str:
-        limit = f"{self.max_steps} steps" if quantized_output else f"|Δp| {self.max_abs_dp:.0e}"
-        return f"agreement ≥ {self.min_agreement:.1%}, max {limit}"
-
-
-# Float kernels differ only in summation order (ARM FMA, NEON tiling); quantized kernels may round one step
-# apart (the probe saw at most 1 step on 7 of 10,000 int8 outputs), and dynamic-range quantizes activations
-# at run time with each CPU's own kernels.
-PARITY_GATES = {
-    "fp32": ParityGate(1.0, 1e-5, 0),
-    "fp16": ParityGate(1.0, 1e-5, 0),
-    "dynamic": ParityGate(0.999, 1e-2, 2),
-    "int8": ParityGate(0.999, 1e-2, 2),
-}
-
-
-def _entries(manifest: dict) -> list[dict]:
-    """The artifacts a runtime-only target runs (every export; the Keras model needs TensorFlow)."""
-    return [entry for entry in manifest["artifacts"] if entry["runtime"] != "keras"]
-
-
-def _stage(space, bundle: Path, entries: list[dict], images: np.ndarray, tmp: Path) -> list[dict]:
+def _stage(space, bundle: Path, entries: list[Artifact], images: np.ndarray, tmp: Path) -> list[dict]:
     """Copy the artifacts, a manifest listing just them, and the digits into the workspace; the job's list."""
     np.save(tmp / "images.npy", images)
-    write_json(tmp / MANIFEST, read_manifest(bundle) | {"artifacts": entries})
+    write_manifest(tmp, replace(read_manifest(bundle), artifacts=entries))
     files = {"images.npy": tmp / "images.npy", f"bundle/{MANIFEST}": tmp / MANIFEST}
-    files |= {f"bundle/{entry['file']}": bundle / entry["file"] for entry in entries}
+    files |= {f"bundle/{entry.file}": bundle / entry.file for entry in entries}
     space.put(files)
-    return [{"format": e["format"], "runtime": e["runtime"], "file": f"bundle/{e['file']}"} for e in entries]
+    return [{"format": e.format, "runtime": e.runtime, "file": f"bundle/{e.file}"} for e in entries]
 
 
-def parity_row(entry: dict, local: np.ndarray, remote: np.ndarray, output: dict, labels: np.ndarray) -> dict:
-    """The target's raw outputs against this machine's, for one artifact."""
-    precision = entry.get("precision", "fp32")
-    gate = PARITY_GATES.get(precision, PARITY_GATES["fp32"])
+def parity_row(fmt: Format, local: np.ndarray, remote: np.ndarray, output: dict, labels: np.ndarray) -> dict:
+    """The target's raw outputs against this machine's, for one format's file, judged by its parity gate."""
+    gate = fmt.gates.parity
     quantized = output.get("scale") is not None
-    row = {"format": entry["format"], "runtime": entry["runtime"], "precision": precision}
+    row: dict[str, Any] = {"format": fmt.name, "runtime": fmt.runtime, "precision": fmt.precision}
     row["gate"] = gate.describe(quantized)
     if remote.shape != local.shape:
         return row | {"status": "error", "reason": f"target answered {remote.shape}, expected {local.shape}"}
@@ -83,35 +55,34 @@ def parity_row(entry: dict, local: np.ndarray, remote: np.ndarray, output: dict,
         "outputs_differing": int(np.count_nonzero(diff)),
         "outputs": int(diff.size),
     }
-    failures = []
-    if agreement < gate.min_agreement - 1e-9:
-        failures.append(f"agreement {agreement:.2%} < {gate.min_agreement:.1%}")
-    limit = gate.max_steps if quantized else gate.max_abs_dp
-    if row["max_delta"] > limit:
-        failures.append(f"max|Δ| {row['max_delta']:.3g} {row['delta_unit']} > {limit:g}")
+    failures = gate.failures(agreement, row["max_delta"], quantized)
     return row | {"status": "fail" if failures else "pass", "reason": "; ".join(failures)}
 
 
 def verify_on_target(bundle: str | Path, mnist, target: Target, limit: int | None = None) -> dict:
     """Parity of every artifact on ``target`` against this machine; {'identity', 'rows', 'images', ...}."""
-    bundle = Path(bundle)
-    entries = _entries(read_manifest(bundle))
+    folder = Path(bundle)
+    entries = read_manifest(folder).exports
     images, labels = mnist.x_test[:limit], mnist.y_test[:limit]
     log(f"verify on {target.name}: {len(entries)} artifacts on {len(images)} test digits, against this machine")
     started = time.perf_counter()
     rows = []
-    with tempfile.TemporaryDirectory(prefix="lenet-edge-parity-") as tmp, target.workspace() as space:
-        tmp = Path(tmp)
-        job = {"task": "predict", "images": "images.npy", "artifacts": _stage(space, bundle, entries, images, tmp)}
+    with tempfile.TemporaryDirectory(prefix="lenet-edge-parity-") as tmp_dir, target.workspace() as space:
+        tmp = Path(tmp_dir)
+        job: dict[str, Any] = {
+            "task": "predict",
+            "images": "images.npy",
+            "artifacts": _stage(space, folder, entries, images, tmp),
+        }
         if target.kind == "emulated":  # every host core: emulation is slow, and threads change no result here
             job["threads"] = usable_cores()
         answer = space.run(job)
         outputs = {item["format"]: item for item in answer["artifacts"]}
         for entry in entries:
-            remote = np.load(space.get(f"out/{entry['format']}.npy", tmp / "remote.npy"))
-            local = open_runner(entry["runtime"], bundle / entry["file"]).predict(images, raw=True)
-            row = parity_row(entry, local, remote, outputs[entry["format"]]["output"], labels)
-            row["xnnpack_partitions"] = outputs[entry["format"]]["xnnpack_partitions"]
+            remote = np.load(space.get(f"out/{entry.format}.npy", tmp / "remote.npy"), allow_pickle=False)
+            local = open_runner(entry.runtime, folder / entry.file).predict(images, raw=True)
+            row = parity_row(entry.spec, local, remote, outputs[entry.format]["output"], labels)
+            row["xnnpack_partitions"] = outputs[entry.format]["xnnpack_partitions"]
             rows.append(row)
             mark = STATUS_ICON[row["status"]]
             figures = ""
@@ -132,15 +103,15 @@ def count_on_target(bundle: str | Path, mnist, target: Target, calls: int = 20) 
     """Guest instructions per batch-1 inference of every artifact on an emulated core (Python loop excluded)."""
     if target.kind != "emulated":
         raise UsageError(f"{target.name}: instruction counts need an emulated target (arm64-emu[:CORE])")
-    bundle = Path(bundle)
-    entries = _entries(read_manifest(bundle))
+    folder = Path(bundle)
+    entries = read_manifest(folder).exports
     log(f"counting instructions on {target.name}: {len(entries)} artifacts × {calls} batch-1 inferences")
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="lenet-edge-count-") as tmp, target.workspace() as space:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="lenet-edge-count-") as tmp_dir, target.workspace() as space:
+        tmp = Path(tmp_dir)
         counts_file = tmp / "counts.txt"
-        job = {"task": "count", "images": "images.npy", "calls": calls}
-        job["artifacts"] = _stage(space, bundle, entries, mnist.x_test[:1], tmp)
+        job: dict[str, Any] = {"task": "count", "images": "images.npy", "calls": calls}
+        job["artifacts"] = _stage(space, folder, entries, mnist.x_test[:1], tmp)
         answer = space.run(job, plugin_out=counts_file)
         marks = _read_marks(counts_file)
     rows = []
@@ -155,7 +126,7 @@ def count_on_target(bundle: str | Path, mnist, target: Target, calls: int = 20) 
             {"format": item["format"], "runtime": item["runtime"], "core": target.core,
              "instructions_per_image": round(per_image), "loop_instructions_per_call": round(loop / calls)}
         )  # fmt: skip
-    _ratios(rows)
+    _ratios(rows, {entry.format: entry.precision for entry in entries})
     for row in rows:
         log(f"  {row['format']:<15} {row['instructions_per_image'] / 1e6:7.3f} M instructions/image")
     return {
@@ -177,9 +148,9 @@ def _read_marks(path: Path) -> dict[int, int]:
     return marks
 
 
-def _ratios(rows: list[dict]) -> None:
+def _ratios(rows: list[dict], precisions: dict[str, str]) -> None:
     """Each row's cost against the fp32 export of the same runtime (int8/fp32 is what a user weighs)."""
-    fp32 = {r["runtime"]: r["instructions_per_image"] for r in rows if r["format"].endswith("fp32")}
+    fp32 = {r["runtime"]: r["instructions_per_image"] for r in rows if precisions[r["format"]] == "fp32"}
     for row in rows:
         base = fp32.get(row["runtime"])
         row["vs_fp32"] = round(row["instructions_per_image"] / base, 3) if base else None
@@ -189,14 +160,14 @@ def bench_on_target(bundle: str | Path, mnist, target: Target, profile: str, sec
     """The bench table measured on a real device (runtime-only: no Keras rows)."""
     if target.kind == "emulated":
         raise UsageError("wall-clock time under emulation is not latency: use the instruction counts")
-    bundle = Path(bundle)
-    entries = _entries(read_manifest(bundle))
+    folder = Path(bundle)
+    entries = read_manifest(folder).exports
     with tempfile.TemporaryDirectory(prefix="lenet-edge-bench-") as tmp, target.workspace() as space:
-        _stage(space, bundle, entries, mnist.x_test[:256], Path(tmp))
+        _stage(space, folder, entries, mnist.x_test[:256], Path(tmp))
         job = {"task": "bench", "images": "images.npy", "bundle": "bundle", "profile": profile, "seconds": seconds}
         answer = space.run(job)
     answer["info"]["target"] = target.name
     return {"identity": target.describe(answer.pop("identity")), **answer}
 
 
-__all__ = ["PARITY_GATES", "ParityGate", "bench_on_target", "count_on_target", "verify_on_target"]
+__all__ = ["bench_on_target", "count_on_target", "parity_row", "verify_on_target"]

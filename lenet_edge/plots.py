@@ -1,11 +1,14 @@
-"""PNG charts (matplotlib, headless)."""
+"""PNG charts (matplotlib, headless): each draws the data it is given. matplotlib is imported when a chart is
+drawn (an ImportError then means it is not installed)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from .files import atomic_output
+from .formats import runtime_label
 
 
 def _pyplot():
@@ -20,10 +23,9 @@ def _pyplot():
 
 def _save(fig, path: Path) -> None:
     """Write the PNG through a temp file and a rename: no half-written picture."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png")
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png")
     fig.clf()
-    os.replace(tmp, path)
 
 
 def plot_training_curves(
@@ -79,8 +81,6 @@ def plot_confusion_matrices(rows: list[dict], path: Path) -> None:
 
 def plot_layer_errors(fmt: str, data: dict, path: Path) -> None:
     """A bar per quantized tensor, in graph order, suspects in red, the suspect threshold dashed."""
-    from .layers import SUSPECT_RMSE_OVER_SCALE, SUSPECT_SNR_DB
-
     plt = _pyplot()
     rows = data["rows"]
     metric = data["metric"]
@@ -93,11 +93,11 @@ def plot_layer_errors(fmt: str, data: dict, path: Path) -> None:
     ax.set_yticklabels(labels, fontsize=8)
     ax.invert_yaxis()
     if metric == "rmse_over_scale":
-        ax.axvline(SUSPECT_RMSE_OVER_SCALE, color="grey", linestyle="--", label="suspect above")
+        ax.axvline(data["threshold"], color="grey", linestyle="--", label="suspect above")
         ax.axvline(1 / np.sqrt(12), color="green", linestyle=":", label="rounding noise alone (0.29)")
         ax.set_xlabel("RMSE / scale (quantization steps)")
     else:
-        ax.axvline(SUSPECT_SNR_DB, color="grey", linestyle="--", label="suspect below")
+        ax.axvline(data["threshold"], color="grey", linestyle="--", label="suspect below")
         ax.set_xlabel("SNR of the tensor's own Q/DQ step (dB, higher is better)")
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(axis="x", alpha=0.3)
@@ -110,15 +110,17 @@ def plot_layer_errors(fmt: str, data: dict, path: Path) -> None:
     _save(fig, path)
 
 
+def _label(row: dict) -> str:
+    return runtime_label(row["runtime"], row["delegate"])
+
+
 def plot_bench(rows: list[dict], profile: str, path: Path) -> None:
     """Batch-1 p50 by format and runtime (per thread count); throughput against batch size (host profile)."""
+    plt = _pyplot()
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
-    from .report import runtime_label
-
-    plt = _pyplot()
     single = [r for r in rows if r["batch"] == 1]
-    labels = sorted({(r["format"], runtime_label(r)) for r in single}, key=lambda k: (k[1], k[0]))
+    labels = sorted({(r["format"], _label(r)) for r in single}, key=lambda k: (k[1], k[0]))
     threads = sorted({r["threads"] for r in single})
     batches = sorted({r["batch"] for r in rows})
     panels = 2 if len(batches) > 1 else 1
@@ -126,7 +128,7 @@ def plot_bench(rows: list[dict], profile: str, path: Path) -> None:
     ax = axes[0][0]
     height = 0.8 / len(threads)
     for i, count in enumerate(threads):
-        p50 = {(r["format"], runtime_label(r)): r["p50_us"] for r in single if r["threads"] == count}
+        p50 = {(r["format"], _label(r)): r["p50_us"] for r in single if r["threads"] == count}
         ax.barh(
             [y + i * height for y in range(len(labels))],
             [p50.get(label, 0) for label in labels],
@@ -150,7 +152,7 @@ def plot_bench(rows: list[dict], profile: str, path: Path) -> None:
             points = sorted(
                 (r["batch"], r["throughput_ips"])
                 for r in rows
-                if r["threads"] == most and (r["format"], runtime_label(r)) == (fmt, runtime)
+                if r["threads"] == most and (r["format"], _label(r)) == (fmt, runtime)
             )
             if points:
                 ax.plot(*zip(*points, strict=True), "o-", markersize=3, label=f"{fmt} · {runtime}")

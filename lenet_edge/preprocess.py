@@ -13,6 +13,7 @@ from typing import BinaryIO
 import numpy as np
 
 from .errors import UsageError
+from .files import atomic_output
 
 BOX, SIZE = 20, 28  # MNIST: the digit fits 20×20, centred by mass in 28×28
 INK = 0.1  # a pixel is ink above this fraction of the brightest ink (MNIST digits come out as they went in)
@@ -116,3 +117,11 @@ def _thicken(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def mnist_digit(path: str | Path) -> np.ndarray:
     """A picture file to the uint8 28×28 digit the models take."""
     return to_mnist(load_image(path))
+
+
+def save_digit(digit: np.ndarray, path: Path) -> None:
+    """A 28×28 uint8 digit as a greyscale PNG."""
+    from PIL import Image
+
+    with atomic_output(path) as tmp:
+        Image.fromarray(np.asarray(digit, np.uint8).reshape(SIZE, SIZE)).save(tmp, format="PNG")

@@ -4,22 +4,27 @@ so verify (and later bench) can each update their section without disturbing the
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-from .bundle import read_manifest, write_json
-from .exporters import layer_of
+from .console import STATUS_ICON
+from .files import write_json, write_text
+from .formats import FORMATS, RUNTIMES, Format, float_twin, runtime_label
+from .layer_names import layer_of
+from .manifest import Manifest, read_manifest
 
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
 CONFUSION_PNG = "verify_confusion.png"
-STATUS_MARK = {"pass": "✅ pass", "fail": "❎ fail", "error": "❌ error"}
+TARGETS_PNG = "targets_cost.png"
+STATUS_MARK = {status: f"{icon} {status}" for status, icon in STATUS_ICON.items()}
 
 
 def read_report(bundle: str | Path) -> dict:
+    """report.json's sections ({} when there is none, or it is not a report)."""
     try:
-        return json.loads((Path(bundle) / REPORT_JSON).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        report = json.loads((Path(bundle) / REPORT_JSON).read_text())
+    except (FileNotFoundError, UnicodeDecodeError, json.JSONDecodeError):
         return {}
+    return report if isinstance(report, dict) else {}
 
 
 def update_report(bundle: str | Path, sections: dict) -> dict:
@@ -28,10 +33,7 @@ def update_report(bundle: str | Path, sections: dict) -> dict:
     report = read_report(bundle)
     report.update(sections)
     write_json(bundle / REPORT_JSON, report)
-    markdown = render_markdown(report, read_manifest(bundle))
-    tmp = bundle / f".{REPORT_MD}.tmp"
-    tmp.write_text(markdown)
-    os.replace(tmp, bundle / REPORT_MD)
+    write_text(bundle / REPORT_MD, render_markdown(report, read_manifest(bundle)))
     return report
 
 
@@ -39,14 +41,14 @@ def _pct(value: float | None, digits: int = 2) -> str:
     return "—" if value is None else f"{value * 100:.{digits}f}%"
 
 
-def render_markdown(report: dict, manifest: dict) -> str:
-    model = manifest.get("model", {})
+def render_markdown(report: dict, manifest: Manifest) -> str:
+    model = manifest.model
     lines = [
         "# lenet-edge report",
         "",
         f"Model: {model.get('architecture')} ({model.get('activation')}), {model.get('params', 0):,} parameters, "
-        f"{model.get('macs', 0):,} MACs per image. Keras test accuracy {_pct(manifest.get('keras_test_accuracy'))}. "
-        f"Seed {manifest.get('seed')}.",
+        f"{model.get('macs', 0):,} MACs per image. Keras test accuracy {_pct(manifest.keras_test_accuracy)}. "
+        f"Seed {manifest.seed}.",
         "",
     ]
     if "verify" in report:
@@ -99,9 +101,8 @@ def _verify_section(rows: list[dict], info: dict) -> list[str]:
 WORST_SHOWN = 5
 
 
-def _layers_section(layers: dict, verify_rows: list[dict], manifest: dict) -> list[str]:
+def _layers_section(layers: dict, verify_rows: list[dict], manifest: Manifest) -> list[str]:
     lines = ["## Quantization error by layer", ""]
-    entries = {entry["format"]: entry for entry in manifest.get("artifacts", [])}
     accuracy = {row["format"]: row["accuracy"] for row in verify_rows}
     for fmt, data in layers.items():
         lines += [f"### {fmt}", ""]
@@ -136,11 +137,11 @@ def _layers_section(layers: dict, verify_rows: list[dict], manifest: dict) -> li
             ]
         suspects = sorted({r["layer"] for r in data["rows"] if r["suspect"]})
         lines += ["", "Suspects: " + (", ".join(suspects) if suspects else "none") + "."]
-        entry = entries.get(fmt, {})
-        if entry.get("keep_float") and fmt in accuracy:
-            full = entry["without_keep_float"]
+        entry = manifest.artifact(fmt)
+        if entry is not None and entry.keep_float and entry.without_keep_float and fmt in accuracy:
+            full = entry.without_keep_float
             lines.append(
-                f"Kept in float: {', '.join(entry['keep_float'])}: {entry['bytes'] / 1024:.1f} KB, accuracy "
+                f"Kept in float: {', '.join(entry.keep_float)}: {entry.bytes / 1024:.1f} KB, accuracy "
                 f"{_pct(accuracy[fmt])}; fully quantized: {full['bytes'] / 1024:.1f} KB, {_pct(full['test_accuracy'])}."
             )
         elif suspects:
@@ -159,15 +160,6 @@ def _accelerated(row: dict) -> str:
         nodes = [{"op": n.split("/")[-1].split(":")[0].split("_")[0], "layer": layer_of(n)} for n in row["float_nodes"]]
         return f"float inside int8: {_grouped(nodes)}"
     return "—"
-
-
-def runtime_label(row: dict) -> str:
-    if row["runtime"] == "litert":
-        return "LiteRT + XNNPACK" if row["delegate"] == "xnnpack" else "LiteRT, no delegate"
-    names = {"onnxruntime": "ONNX Runtime", "keras": f"Keras {row['delegate']}",
-             "onnxruntime-web": "onnxruntime-web (WASM, Chromium)",
-             "litert.js": "LiteRT.js (WASM, Chromium)"}  # fmt: skip
-    return names.get(row["runtime"], row["runtime"])
 
 
 def _bench_section(profile: str, result: dict, title: str = "", chart: bool = True) -> list[str]:
@@ -191,8 +183,9 @@ def _bench_section(profile: str, result: dict, title: str = "", chart: bool = Tr
         ips = throughput.get((row["format"], row["delegate"], row["threads"]))
         keras_p50 = keras.get(row["threads"])
         speedup = "—" if keras_p50 is None else f"{keras_p50 / row['p50_us']:.1f}×"
+        label = runtime_label(row["runtime"], row["delegate"])
         lines.append(
-            f"| {row['format']} | {runtime_label(row)} | {row['threads']} | {row['p50_us']:.1f} | "
+            f"| {row['format']} | {label} | {row['threads']} | {row['p50_us']:.1f} | "
             f"{row['p99_us']:.1f} | {'—' if ips is None else f'{ips:,.0f}'} | {row['load_ms']:.1f} | "
             f"{row['size_bytes'] / 1024:.1f} | {speedup} |"
         )
@@ -201,6 +194,16 @@ def _bench_section(profile: str, result: dict, title: str = "", chart: bool = Tr
     if chart:
         lines += ["", f"![{profile} latency](bench_{profile}.png) · every row: `bench.json` (last profile run)"]
     return [*lines, ""]
+
+
+def int8_pairs() -> list[tuple[str, Format, Format]]:
+    """(runtime, its fp32 format, its int8 format): the comparisons a user weighs."""
+    pairs = []
+    for fmt in FORMATS:
+        twin = float_twin(fmt)
+        if fmt.precision == "int8" and twin is not None:
+            pairs.append((RUNTIMES[fmt.runtime].label, twin, fmt))
+    return pairs
 
 
 def _p50(bench: dict, fmt: str, delegate: str) -> float | None:
@@ -255,17 +258,14 @@ def _profile_section(profile: dict, bench: dict) -> list[str]:
             lines += ["", f"Float between Q/DQ pairs: {_grouped(float_ops)}."]
         lines.append("")
     verdicts = []
-    for runtime, fp32, int8, delegate in (("TFLite", "tflite-fp32", "tflite-int8", "xnnpack"),
-                                          ("ONNX Runtime", "onnx-fp32", "onnx-int8", "cpu")):  # fmt: skip
-        a, b = _p50(bench, fp32, delegate), _p50(bench, int8, delegate)
+    for runtime, fp32, int8 in int8_pairs():
+        delegate = RUNTIMES[int8.runtime].default_delegate
+        a, b = _p50(bench, fp32.name, delegate), _p50(bench, int8.name, delegate)
         if a and b:
             verdicts.append(f"{runtime} int8 {b:.1f} µs against fp32 {a:.1f} µs ({b / a:.2f}×)")
     if verdicts:
         lines += ["Batch 1, 1 thread: " + "; ".join(verdicts) + ".", ""]
     return lines
-
-
-TARGETS_PNG = "targets_cost.png"
 
 
 def costs_by_core(targets: dict) -> dict[str, list[dict]]:
@@ -341,9 +341,9 @@ def _cost_table(costs: dict[str, list[dict]], targets: dict) -> list[str]:
         cheapest = [r["format"] for r in costs[core] if r["instructions_per_image"] <= least * 1.01]  # ties: 1%
         about = next((t["identity"].get("about") for t in targets.values() if t["identity"].get("core") == core), "")
         ratios = [
-            f"{runtime} int8 {cell[core, int8]['vs_fp32']:.2f}× fp32"
-            for runtime, int8 in (("TFLite", "tflite-int8"), ("ONNX Runtime", "onnx-int8"))
-            if (core, int8) in cell and cell[core, int8]["vs_fp32"]
+            f"{runtime} int8 {cell[core, int8.name]['vs_fp32']:.2f}× fp32"
+            for runtime, _, int8 in int8_pairs()
+            if (core, int8.name) in cell and cell[core, int8.name]["vs_fp32"]
         ]
         lines.append(
             f"- **{core}** ({about}): cheapest {'is' if len(cheapest) == 1 else 'are'} "

@@ -9,19 +9,28 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import io
 import json
 import os
 import threading
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from .bundle import log, read_manifest
+from .console import log
 from .errors import LenetEdgeError, UsageError, first_line
 from .formats import BY_NAME
+from .manifest import Manifest, read_manifest
+from .preprocess import load_image, to_mnist
+
+# Opens a native runner, ``(runtime, path, threads=…)``: lenet_edge.runtimes.open_runner, handed in by the caller
+# (the runtimes sit above this server: the in-browser ones drive its page).
+NativeFactory = Callable[..., Any]
 
 WEB = Path(__file__).with_name("web")
 PAGE = {"/": "index.html", "/app.js": "app.js", "/style.css": "style.css"}
@@ -85,19 +94,18 @@ def with_batch_one(model: bytes) -> bytes:
     return bytes(data)
 
 
-def browser_models(manifest: dict) -> list[dict]:
+def browser_models(manifest: Manifest) -> list[dict]:
     """Every artifact of the bundle, with the in-browser runtime that runs it or why none can."""
     models = []
-    for entry in manifest["artifacts"]:
-        fmt = BY_NAME.get(entry["format"])
-        runtime = fmt.browser if fmt else None
-        model = {key: entry[key] for key in ("format", "file", "precision", "description", "bytes")}
-        model |= {"runtime": runtime, "native": entry["runtime"], "url": f"/models/{entry['file']}"}
-        model |= {"input": dict(entry["input"]), "output": dict(entry["output"]), "note": "", "why_not": None}
+    for entry in manifest.artifacts:
+        runtime = BY_NAME[entry.format].browser
+        model = {key: getattr(entry, key) for key in ("format", "file", "precision", "description", "bytes")}
+        model |= {"runtime": runtime, "native": entry.runtime, "url": f"/models/{entry.file}"}
+        model |= {"input": entry.input.to_dict(), "output": entry.output.to_dict(), "note": "", "why_not": None}
         if runtime is None:
             model["why_not"] = (
                 "the Keras model is the Python reference; no browser runtime reads .keras"
-                if entry["runtime"] == "keras"
+                if not entry.on_device
                 else "no in-browser runtime for this format"
             )
         elif reason := missing_runtime(runtime):
@@ -114,20 +122,20 @@ def browser_models(manifest: dict) -> list[dict]:
 class Site:
     """What the handler serves: the bundle, its test digits and the native runtimes' answers (cached)."""
 
-    def __init__(self, bundle: Path, mnist=None, data_error: str | None = None):
+    def __init__(self, bundle: Path, mnist=None, data_error: str | None = None, native: NativeFactory | None = None):
         self.bundle = bundle
         self.manifest = read_manifest(bundle)
         self.models = browser_models(self.manifest)
-        self.files = {entry["file"]: entry for entry in self.manifest["artifacts"] if entry["runtime"] != "keras"}
-        self.mnist, self.data_error = mnist, data_error
+        self.files = {entry.file: entry for entry in self.manifest.exports}
+        self.mnist, self.data_error, self.open_native = mnist, data_error, native
         self._native: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
 
     def info(self) -> dict:
         return {
             "bundle": str(self.bundle),
-            "model": self.manifest.get("model", {}),
-            "keras_test_accuracy": self.manifest.get("keras_test_accuracy"),
+            "model": self.manifest.model,
+            "keras_test_accuracy": self.manifest.keras_test_accuracy,
             "models": self.models,
             "runtimes": runtime_versions(),
             "test_digits": None if self.mnist is None else len(self.mnist.x_test),
@@ -143,20 +151,20 @@ class Site:
     def native(self, file: str, count: int) -> dict:
         """The native runtime's raw outputs for the first ``count`` test digits, one at a time (batch 1, as
         the page runs them)."""
-        from .runtimes import open_runner
-
         entry = self.files.get(file)
         if entry is None:
             raise UsageError(f"{file}: not a model of this bundle")
         if self.mnist is None:
             raise UsageError(f"no MNIST test digits here: {self.data_error}")
+        if self.open_native is None:
+            raise UsageError("this page was started without the native runtimes to compare with")
         with self._lock:
             if len(self._native.get(file, ())) < count:
-                runner = open_runner(entry["runtime"], self.bundle / file, threads=1)
+                runner = self.open_native(entry.runtime, self.bundle / file, threads=1)
                 digits = self.mnist.x_test[: max(count, 1000)]
                 self._native[file] = runner.predict(digits, batch_size=1, raw=True)
             outputs = self._native[file][:count]
-        return {"runtime": entry["runtime"], "dtype": str(outputs.dtype), "outputs": _b64(outputs)}
+        return {"runtime": entry.runtime, "dtype": str(outputs.dtype), "outputs": _b64(outputs)}
 
     def model_bytes(self, file: str, batch_one: bool) -> bytes:
         if file not in self.files:
@@ -171,10 +179,6 @@ def _b64(array: np.ndarray) -> str:
 
 def prepare_upload(body: bytes) -> np.ndarray:
     """A drawing (PNG or JPEG bytes) to the 28×28 digit, by ``lenet-edge predict``'s own preparation."""
-    import io
-
-    from .preprocess import load_image, to_mnist
-
     return to_mnist(load_image(io.BytesIO(body), name="the drawing"))
 
 
@@ -259,9 +263,9 @@ def _count(query: dict) -> int:
 
 
 def make_server(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, mnist=None,
-                data_error: str | None = None) -> ThreadingHTTPServer:  # fmt: skip
+                data_error: str | None = None, native: NativeFactory | None = None) -> ThreadingHTTPServer:  # fmt: skip
     """A server for ``bundle`` (not started); port 0 picks a free one."""
-    site = Site(Path(bundle), mnist, data_error)
+    site = Site(Path(bundle), mnist, data_error, native)
     handler = type("BundleHandler", (Handler,), {"site": site})
     try:
         server = ThreadingHTTPServer((host, port), handler)
@@ -275,13 +279,13 @@ def start_in_thread(server: ThreadingHTTPServer) -> str:
     """Serve in a daemon thread; return the page's URL."""
     threading.Thread(target=server.serve_forever, name="lenet-edge-serve", daemon=True).start()
     host, port = server.server_address[:2]
-    return f"http://{host}:{port}/"
+    return f"http://{host!s}:{port}/"
 
 
-def serve(bundle: str | Path, host: str, port: int, mnist, data_error: str | None) -> None:
-    server = make_server(bundle, host, port, mnist, data_error)
+def serve(bundle: str | Path, host: str, port: int, mnist, data_error: str | None, native: NativeFactory) -> None:
+    server = make_server(bundle, host, port, mnist, data_error, native)
     url = f"http://{host}:{server.server_address[1]}/"
-    for model in server.RequestHandlerClass.site.models:
+    for model in cast(type[Handler], server.RequestHandlerClass).site.models:
         where = model["runtime"] if model["why_not"] is None else f"not in the browser: {model['why_not']}"
         log(f"  {model['file']:<24} {where}")
     log(f"serving {bundle} at {url}  (Ctrl-C stops)")

@@ -10,9 +10,9 @@ import numpy as np
 
 from .data import Mnist, split_validation
 from .errors import UsageError
-from .model import build_model, count_macs, count_params
+from .model import build_model
 from .runtimes.keras import KerasRunner
-from .tf_quiet import import_tensorflow
+from .tensorflow_loader import import_tensorflow
 
 
 @dataclass
@@ -47,8 +47,6 @@ class TrainResult:
     val_accuracy: float
     test_accuracy: float
     seconds: float
-    params: int
-    macs: int
 
     def describe(self) -> dict:
         """The training record kept beside the model (training.json) and in the manifest."""
@@ -145,6 +143,4 @@ def train(mnist: Mnist, config: TrainConfig, verbose: int | None = None) -> Trai
         val_accuracy=float(keep_best.best[0]),
         test_accuracy=float(np.mean(test_probs.argmax(1) == mnist.y_test)),
         seconds=seconds,
-        params=count_params(model),
-        macs=count_macs(model),
     )

@@ -13,50 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import REFERENCE, log, read_manifest, sha256_file
+from .console import STATUS_ICON, log
 from .data import Mnist
 from .errors import BundleError, one_line
-from .runtimes import open_runner
+from .files import sha256_file
+from .formats import PRECISIONS, Gate
+from .manifest import REFERENCE, Artifact, FileRef, Manifest, read_manifest
+from .runtimes import Runner, open_runner
 
-_EPS = 1e-9
-STATUS_ICON = {"pass": "✅", "fail": "❎", "error": "❌"}
-
-
-@dataclass(frozen=True)
-class Gate:
-    """What an artifact must reach to pass; None means not gated."""
-
-    min_agreement: float | None = None  # top-1 agreement with Keras, 0-1
-    max_abs_dp: float | None = None  # max |Δp| against Keras's probabilities
-    max_drop_pt: float | None = None  # accuracy drop from Keras, in points
-
-    def failures(self, row: VerifyRow) -> list[str]:
-        found = []  # _EPS: a threshold typed as 99.95 (%) must admit exactly 9,995 of 10,000
-        if self.min_agreement is not None and row.agreement < self.min_agreement - _EPS:
-            found.append(f"agreement {row.agreement:.2%} < {self.min_agreement:.2%}")
-        if self.max_abs_dp is not None and row.max_abs_dp > self.max_abs_dp:
-            found.append(f"max|Δp| {row.max_abs_dp:.2e} > {self.max_abs_dp:.0e}")
-        if self.max_drop_pt is not None and -row.delta_vs_keras_pt > self.max_drop_pt + _EPS:
-            found.append(f"accuracy drop {-row.delta_vs_keras_pt:.2f} pt > {self.max_drop_pt} pt")
-        return found
-
-    def describe(self) -> str:
-        parts = []
-        if self.min_agreement is not None:
-            parts.append(f"agreement ≥ {self.min_agreement:.2%}")
-        if self.max_abs_dp is not None:
-            parts.append(f"max|Δp| ≤ {self.max_abs_dp:.0e}")
-        if self.max_drop_pt is not None:
-            parts.append(f"drop ≤ {self.max_drop_pt} pt")
-        return ", ".join(parts) or "none"
-
-
-DEFAULT_GATES = {
-    "fp32": Gate(min_agreement=1.0, max_abs_dp=1e-5),
-    "fp16": Gate(min_agreement=0.9995, max_abs_dp=5e-3),  # float16 weights: relu models reach 1.6e-3
-    "dynamic": Gate(min_agreement=0.995, max_drop_pt=0.3),
-    "int8": Gate(min_agreement=0.995, max_drop_pt=0.3),
-}
+DEFAULT_GATES = {name: precision.verify for name, precision in PRECISIONS.items()}
 
 
 @dataclass
@@ -84,22 +49,22 @@ class VerifyRow:
         return asdict(self)
 
 
-def _integrity(bundle: Path, entry: dict) -> str:
+def _integrity(bundle: Path, entry: Artifact | FileRef) -> str:
     """'' when the file is the one the manifest describes; otherwise what differs."""
-    path = bundle / entry["file"]
+    path = bundle / entry.file
     if not path.is_file():
         return "missing file"
-    if path.stat().st_size != entry["bytes"]:
-        return f"integrity: {path.stat().st_size} bytes, manifest says {entry['bytes']}"
-    if sha256_file(path) != entry["sha256"]:
+    if path.stat().st_size != entry.bytes:
+        return f"integrity: {path.stat().st_size} bytes, manifest says {entry.bytes}"
+    if sha256_file(path) != entry.sha256:
         return "integrity: sha256 differs from the manifest (file changed after export)"
     return ""
 
 
-def _contract(runner, entry: dict, images: np.ndarray, predicted: np.ndarray) -> str:
+def _contract(runner: Runner, entry: Artifact, images: np.ndarray, predicted: np.ndarray) -> str:
     """The app's path: the manifest's stated input, raw pixels cast to its dtype and nothing else, and the
     output's argmax read as it comes. '' when it answers exactly as the runner does."""
-    stated, actual = entry["input"], runner.input.to_dict()
+    stated, actual = entry.input.to_dict(), runner.input.to_dict()
     for key in ("dtype", "scale", "zero_point"):
         if stated[key] != actual[key]:
             return f"app contract: manifest says input {key} {stated[key]}, the model has {actual[key]}"
@@ -119,38 +84,40 @@ def judge(
     diff = np.abs(probs.astype(np.float64) - reference.astype(np.float64))
     confusion = np.zeros((10, 10), np.int64)
     np.add.at(confusion, (labels, predicted), 1)
+    delta_pt = round((accuracy - float(np.mean(expected == labels))) * 100, 4)
+    agreement, max_abs_dp = float(np.mean(predicted == expected)), float(diff.max())
     row = VerifyRow(
         format=fmt,
         runtime=runtime,
         status="pass",
         accuracy=accuracy,
-        delta_vs_keras_pt=round((accuracy - float(np.mean(expected == labels))) * 100, 4),
-        agreement=float(np.mean(predicted == expected)),
-        max_abs_dp=float(diff.max()),
+        delta_vs_keras_pt=delta_pt,
+        agreement=agreement,
+        max_abs_dp=max_abs_dp,
         mean_abs_dp=float(diff.mean()),
         precision=precision,
         gate=gate.describe(),
         per_class_accuracy=[round(float(confusion[d, d] / max(confusion[d].sum(), 1)), 6) for d in range(10)],
         confusion=confusion.tolist(),
     )
-    failures = gate.failures(row)
+    failures = gate.failures(agreement, max_abs_dp, delta_pt)
     if failures:
         row.status, row.reason = "fail", "; ".join(failures)
     return row
 
 
-def _reference(bundle: Path, manifest: dict, mnist: Mnist, have_tf: bool) -> tuple[np.ndarray, str]:
+def _reference(bundle: Path, manifest: Manifest, mnist: Mnist, have_tf: bool) -> tuple[np.ndarray, str]:
     """Keras's probabilities on the test set: those stored at export (the live Keras model is then judged
     against them like any artifact), or, for a bundle without them, the live Keras model's."""
-    stored = manifest.get("reference")
+    stored = manifest.reference
     if stored and not _integrity(bundle, stored):
-        reference = np.load(bundle / stored["file"])
+        reference = np.load(bundle / stored.file, allow_pickle=False)
         if reference.shape != (len(mnist.x_test), 10):
             raise BundleError(f"{bundle}: {REFERENCE} holds {reference.shape}, not {len(mnist.x_test)} test images")
         return reference, f"the Keras answers stored at export ({REFERENCE})"
-    keras_entry = next((e for e in manifest["artifacts"] if e["format"] == "keras"), None)
+    keras_entry = manifest.artifact("keras")
     if have_tf and keras_entry and not _integrity(bundle, keras_entry):
-        return open_runner("keras", bundle / keras_entry["file"]).predict(mnist.x_test), "the Keras model, run live"
+        return open_runner("keras", bundle / keras_entry.file).predict(mnist.x_test), "the Keras model, run live"
     raise BundleError(f"{bundle}: no trustworthy Keras reference ({REFERENCE} missing or altered)")
 
 
@@ -174,8 +141,8 @@ def verify_bundle(
     log(f"verifying {bundle} on {len(labels)} test images against {reference_source}")
 
     rows = []
-    for entry in manifest["artifacts"]:
-        if entry["runtime"] == "keras" and not have_tf:
+    for entry in manifest.artifacts:
+        if not entry.on_device and not have_tf:
             continue
         row = _verify_artifact(bundle, entry, mnist, reference, gates, threads)
         rows.append(row)
@@ -191,42 +158,41 @@ def verify_bundle(
     }
 
 
-def _verify_artifact(bundle, entry, mnist, reference, gates, threads) -> VerifyRow:
-    precision = entry.get("precision", "fp32")
-    gate = gates.get(precision, Gate())
+def _verify_artifact(
+    bundle: Path, entry: Artifact, mnist: Mnist, reference: np.ndarray, gates: dict[str, Gate], threads: int | None
+) -> VerifyRow:
+    precision = entry.precision
+    gate = gates[precision]
     integrity = _integrity(bundle, entry)
     if integrity == "missing file":
-        return VerifyRow(entry["format"], entry["runtime"], "error", reason="missing file", precision=precision)
+        return VerifyRow(entry.format, entry.runtime, "error", reason="missing file", precision=precision)
     start = time.perf_counter()
     try:
-        options = {"threads": threads} if entry["runtime"] != "keras" else {}
-        runner = open_runner(entry["runtime"], bundle / entry["file"], **options)
+        options = {"threads": threads} if entry.on_device else {}
+        runner = open_runner(entry.runtime, bundle / entry.file, **options)
         probs = runner.predict(mnist.x_test)
     except Exception as exc:  # a file that will not load or run is reported, not raised
         reason = one_line(exc)
         if integrity:
             reason = f"{integrity}; {reason}"
-        return VerifyRow(entry["format"], entry["runtime"], "error", reason=reason[:300], precision=precision)
-    row = judge(entry["format"], entry["runtime"], precision, probs, reference, mnist.y_test, gate)
-    row.size_bytes = (bundle / entry["file"]).stat().st_size
+        return VerifyRow(entry.format, entry.runtime, "error", reason=reason[:300], precision=precision)
+    row = judge(entry.format, entry.runtime, precision, probs, reference, mnist.y_test, gate)
+    row.size_bytes = (bundle / entry.file).stat().st_size
     problems = [p for p in (integrity, _contract(runner, entry, mnist.x_test, probs.argmax(1))) if p]
     if problems:
         row.status = "fail"
         row.reason = "; ".join(problems + ([row.reason] if row.reason else []))
     row.seconds = round(time.perf_counter() - start, 2)
-    _acceleration(row, bundle / entry["file"], entry["runtime"])
+    _acceleration(row, runner)
     return row
 
 
-def _acceleration(row: VerifyRow, path: Path, runtime: str) -> None:
-    """What the runtime accelerates: XNNPACK partitions and the ops left out, or an int8 ONNX's float nodes."""
-    from .profile import litert_partitions, ort_op_profile
-
-    if runtime == "litert":
-        found = litert_partitions(path)
+def _acceleration(row: VerifyRow, runner: Runner) -> None:
+    """What the runtime accelerates, from its per-op profile: XNNPACK partitions and the ops left out, or the
+    float nodes of a quantized ONNX model."""
+    found = runner.op_profile(runs=5) or {}
+    if "partitions" in found:
         row.partitions = found["partitions"]
         row.left_to_cpu = [f"{op['op']} ({op['layer']})" for op in found["left_to_cpu"]]
-    elif runtime == "onnxruntime":
-        found = ort_op_profile(path, runs=5)
-        if found["quantized"]:
-            row.float_nodes = found["float_nodes"]
+    if found.get("quantized"):
+        row.float_nodes = found["float_nodes"]

@@ -4,6 +4,7 @@ CI=true, where it fails: CI never passes by skipping."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -24,6 +25,11 @@ def require(condition: bool, message: str) -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
+
+
+def manifest_json(bundle: Path) -> dict:
+    """manifest.json as the file says it (what an app developer reads), to inspect or to alter in a test."""
+    return json.loads((bundle / "manifest.json").read_text())
 
 
 @pytest.fixture(scope="session")

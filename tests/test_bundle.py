@@ -12,9 +12,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from ai_edge_litert.interpreter import Interpreter
+from conftest import manifest_json
 
-from lenet_edge import exporters
-from lenet_edge.bundle import read_manifest
+from lenet_edge import bundle_writer, exporters
 from lenet_edge.cli import main
 from lenet_edge.formats import FORMATS
 
@@ -23,7 +23,7 @@ DIGITS = 50
 
 
 def _entries(bundle: Path) -> dict[str, dict]:
-    return {entry["format"]: entry for entry in read_manifest(bundle)["artifacts"]}
+    return {entry["format"]: entry for entry in manifest_json(bundle)["artifacts"]}
 
 
 def _litert_probabilities(path: Path, digits: np.ndarray) -> tuple[np.ndarray, dict, dict]:
@@ -82,7 +82,7 @@ def test_int8_tflite_takes_raw_bytes(small_bundle):
 
 
 def test_manifest_agrees_with_files_and_runtimes(small_bundle):
-    manifest = read_manifest(small_bundle)
+    manifest = manifest_json(small_bundle)
     entries = _entries(small_bundle)
     assert set(entries) == {"keras", *(f.name for f in FORMATS)} and manifest["failed"] == []
     for entry in entries.values():
@@ -127,11 +127,11 @@ def test_a_failing_format_is_reported_and_spares_the_others(small_bundle, mnist_
             raise RuntimeError("converter exploded")
         return real_export(fmt, *args)
 
-    monkeypatch.setattr(exporters, "export_format", fp16_breaks)
+    monkeypatch.setattr(bundle_writer, "export_format", fp16_breaks)
     out = tmp_path / "partial"
     args = ["export", str(small_bundle / "lenet5.keras"), "--out", str(out), "--data", str(mnist_dir)]
     assert main([*args, "--formats", "tflite-fp32,tflite-fp16,onnx-fp32"]) == 1
-    manifest = read_manifest(out)
+    manifest = manifest_json(out)
     assert [f["format"] for f in manifest["failed"]] == ["tflite-fp16"]
     assert "converter exploded" in manifest["failed"][0]["reason"]
     assert set(_entries(out)) == {"keras", "tflite-fp32", "onnx-fp32"}
@@ -149,7 +149,7 @@ def test_an_interrupted_export_leaves_the_old_bundle(small_bundle, mnist_dir, tm
             raise KeyboardInterrupt
         return real_export(fmt, *args)
 
-    monkeypatch.setattr(exporters, "export_format", interrupted)
+    monkeypatch.setattr(bundle_writer, "export_format", interrupted)
     args = ["export", str(out / "lenet5.keras"), "--out", str(out), "--data", str(mnist_dir), "--calibration", "50"]
     assert main(args) == 130
     assert _snapshot(out) == before

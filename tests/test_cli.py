@@ -21,6 +21,10 @@ def test_help_everywhere(command, capsys):
         (["run", "--epochs", "0"], "must be at least 1"),
         (["run", "--formats", "tflite-int4"], "unknown format(s) tflite-int4"),
         (["train", "--arch", "alexnet"], "invalid choice"),
+        (["run", "--lr", "nan"], "argument --lr: nan is not a number"),
+        (["verify", "export", "--quant-min-agreement", "nan"], "nan is not a number from 0 to 100"),
+        (["verify", "export", "--fp32-max-dp", "-1"], "-1 is not a number from 0 to 1"),
+        (["verify", "export", "--quant-max-drop", "inf"], "inf is not a number from 0 to 100"),
     ],
 )
 def test_bad_values_are_argparse_errors(args, message, capsys):

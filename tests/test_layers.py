@@ -9,8 +9,8 @@ import shutil
 import onnx
 import pytest
 from ai_edge_litert.interpreter import Interpreter
+from conftest import manifest_json
 
-from lenet_edge.bundle import read_manifest
 from lenet_edge.cli import main
 
 
@@ -45,7 +45,7 @@ def test_keep_float_leaves_named_layers_in_float(small_bundle, mnist_dir, tmp_pa
     out = tmp_path / "selective"
     args = ["export", str(small_bundle / "lenet5.keras"), "--out", str(out), "--data", str(mnist_dir)]
     assert main([*args, "--formats", "tflite-int8,onnx-fp32,onnx-int8", "--keep-float", "C1"]) == 0
-    entries = {entry["format"]: entry for entry in read_manifest(out)["artifacts"]}
+    entries = {entry["format"]: entry for entry in manifest_json(out)["artifacts"]}
     tflite = entries["tflite-int8"]
     assert tflite["keep_float"] == ["C1"] and tflite["without_keep_float"]["bytes"] > 0
     assert (tflite["input"]["dtype"], tflite["input"]["scale"], tflite["input"]["zero_point"]) == ("uint8", 1.0, 0)

@@ -27,7 +27,7 @@ def _pictures(mnist, folder, count=10):
 @pytest.mark.parametrize("model", ["lenet5_int8.tflite", "lenet5_fp32.onnx"])
 def test_predict_reads_pictures_like_the_mnist_digits(small_bundle, mnist, tmp_path, capsys, model):
     paths = _pictures(mnist, tmp_path)
-    assert main(["predict", *map(str, paths), "--model", str(small_bundle / model), "--json"]) == 0
+    assert main(["predict", *map(str, paths), "--model", str(small_bundle / model), "--json", "-"]) == 0
     rows = json.loads(capsys.readouterr().out)
     expected = open_runner("litert" if model.endswith("tflite") else "onnxruntime", small_bundle / model)
     on_mnist = expected.predict(mnist.x_test[: len(paths)]).argmax(1)

@@ -15,11 +15,12 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from conftest import require
+from conftest import manifest_json, require
 
-from lenet_edge.bundle import read_manifest, write_json
 from lenet_edge.cli import main
-from lenet_edge.on_target import PARITY_GATES, parity_row, verify_on_target
+from lenet_edge.files import write_json
+from lenet_edge.formats import BY_NAME, PRECISIONS
+from lenet_edge.on_target import parity_row, verify_on_target
 from lenet_edge.targets import TargetError, arm64_emu, parse_target
 
 
@@ -58,16 +59,16 @@ def test_parity_gate_counts_quantization_steps():
 
     labels = np.array([0, 1])
     local = np.array([[200, 10], [5, 250]], np.uint8)
-    entry = {"format": "tflite-int8", "runtime": "litert", "precision": "int8"}
+    entry = BY_NAME["tflite-int8"]
     one_step = parity_row(entry, local, local + np.array([[1, 0], [0, 0]], np.uint8), {"scale": 1 / 256}, labels)
     assert (one_step["status"], one_step["max_delta"], one_step["delta_unit"]) == ("pass", 1.0, "steps")
     far = parity_row(entry, local, local + np.array([[0, 3], [0, 0]], np.uint8), {"scale": 1 / 256}, labels)
     assert far["status"] == "fail" and "3 steps > 2" in far["reason"]
-    float_entry = {"format": "onnx-fp32", "runtime": "onnxruntime", "precision": "fp32"}
+    float_entry = BY_NAME["onnx-fp32"]
     probs = np.array([[0.9, 0.1], [0.2, 0.8]], np.float32)
     flipped = parity_row(float_entry, probs, probs[:, ::-1].copy(), {"scale": None}, labels)
     assert flipped["status"] == "fail" and flipped["agreement"] == 0.0
-    assert PARITY_GATES["fp32"].min_agreement == 1.0
+    assert PRECISIONS["fp32"].parity.min_agreement == 1.0
 
 
 # --- the emulated ARM64 target ----------------------------------------------------------------------------
@@ -86,7 +87,7 @@ def userland() -> Path:
 def _only(bundle: Path, formats: tuple[str, ...], tmp_path: Path) -> Path:
     copy = tmp_path / "bundle"
     shutil.copytree(bundle, copy)
-    manifest = read_manifest(copy)
+    manifest = manifest_json(copy)
     manifest["artifacts"] = [a for a in manifest["artifacts"] if a["format"] in formats]
     write_json(copy / "manifest.json", manifest)
     return copy
@@ -135,7 +136,7 @@ def test_instruction_counts_repeat_exactly(userland, small_bundle, mnist_dir, tm
     runs = []
     for core in ("cortex-a76", "cortex-a76", "cortex-a53"):
         out = tmp_path / f"{core}-{len(runs)}.json"
-        args = ["bench", str(bundle), "--data", str(mnist_dir), "--target", f"arm64-emu:{core}", "--calls", "5"]
+        args = ["cost", str(bundle), "--data", str(mnist_dir), "--target", f"arm64-emu:{core}", "--calls", "5"]
         assert main([*args, "--json", str(out)]) == 0
         runs.append({row["format"]: row for row in json.loads(out.read_text())})
     first, second, a53 = runs
@@ -216,7 +217,7 @@ def test_ssh_device_verify_and_bench(loopback_sshd, runtime_only_python, small_b
     assert len(rows) == 6 and all(r["status"] == "pass" and r["agreement"] == 1.0 for r in rows)
     assert main(["bench", str(bundle), *common, "--profile", "mobile", "--seconds", "0.05", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
-    assert {r["format"] for r in rows} == {a["format"] for a in read_manifest(bundle)["artifacts"]} - {"keras"}
+    assert {r["format"] for r in rows} == {a["format"] for a in manifest_json(bundle)["artifacts"]} - {"keras"}
     assert all(r["p50_us"] > 0 and r["profile"] == "mobile" for r in rows)
     name = f"ssh://{s['user']}@127.0.0.1:{s['port']}"
     report = json.loads((bundle / "report.json").read_text())["targets"][name]

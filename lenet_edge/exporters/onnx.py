@@ -5,18 +5,22 @@ Tensors get stable names, ``image`` in and ``probabilities`` out, with a symboli
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..console import silenced
+from ..data import calibration_batches
 from ..errors import ExportError
-from ..tf_quiet import import_tensorflow, silenced
-from . import calibration_batches, layer_of
+from ..layer_names import layer_of
+from ..tensorflow_loader import import_tensorflow
 
 OPSET = 17  # tf2onnx 1.17 refuses 19+; 17 is what onnxruntime, onnxruntime-web and most phones' ORT take
 INPUT_NAME, OUTPUT_NAME, BATCH_DIM = "image", "probabilities", "batch"
 CALIBRATION_BATCH = 50
+_GENERATED = re.compile(r"__\d+")  # tf2onnx's counter-made names ('const_fold_opt__39', 'Conv__89')
 
 
 def export(
@@ -43,6 +47,7 @@ def _convert(model, path: Path) -> None:
     with silenced((1, 2)):
         proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=OPSET)
     _name_io(proto)
+    _canonical_names(proto.graph)
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, str(path))
 
@@ -57,6 +62,30 @@ def _name_io(proto) -> None:
     for value in (graph.input[0], graph.output[0]):
         value.name = renames[value.name]
         value.type.tensor_type.shape.dim[0].dim_param = BATCH_DIM
+
+
+def _canonical_names(graph) -> None:
+    """Renumber tf2onnx's counter-made names in the order the graph first uses them, and sort the weights by
+    name: its counters and constant folding number the same tensors differently from run to run, so without
+    this two exports of the same model differ in bytes (the ONNX files were the bundle's only such files)."""
+    names: dict[str, str] = {}
+
+    def canonical(name: str) -> str:
+        if not _GENERATED.search(name):
+            return name
+        if name not in names:
+            names[name] = _GENERATED.sub(f"__{len(names)}", name)
+        return names[name]
+
+    for node in graph.node:
+        node.input[:] = [canonical(n) for n in node.input]
+        node.output[:] = [canonical(n) for n in node.output]
+        node.name = canonical(node.name)
+    for value in (*graph.initializer, *graph.value_info, *graph.input, *graph.output):
+        value.name = canonical(value.name)
+    weights = sorted(graph.initializer, key=lambda tensor: tensor.name)
+    del graph.initializer[:]
+    graph.initializer.extend(weights)
 
 
 def nodes_of_layers(model_path: Path, layers: tuple[str, ...]) -> list[str]:

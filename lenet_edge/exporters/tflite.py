@@ -9,9 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..console import silenced
+from ..data import calibration_batches
 from ..errors import ExportError
-from ..tf_quiet import import_tensorflow, silenced
-from . import calibration_batches, layer_of
+from ..layer_names import layer_of
+from ..runtimes.litert import LiteRTRunner
+from ..tensorflow_loader import import_tensorflow
 
 QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
 
@@ -79,8 +82,6 @@ def _keep_float(model, full_int8: bytes, calibration: np.ndarray, layers: tuple[
 
 def _check_raw_pixel_input(path: Path) -> None:
     """The int8 model must take raw uint8 pixels: input scale 1, zero point 0."""
-    from ..runtimes.litert import LiteRTRunner
-
     spec = LiteRTRunner(path).input
     if spec.dtype != "uint8" or spec.scale != 1.0 or spec.zero_point != 0:
         raise ExportError(

@@ -1,26 +1,27 @@
-"""One Runner per runtime, shared by export checks, verify and bench. Imports stay lazy, so a device with
-only ai-edge-litert or onnxruntime (and no TensorFlow) can load the runners it has."""
+"""One Runner per runtime of ``formats.RUNTIMES``, shared by the export checks, verify, bench, the targets and
+the page. Each runtime's own library is imported when a file is loaded, so a device with only ai-edge-litert
+or onnxruntime (and no TensorFlow) runs the runners it has."""
 
 from __future__ import annotations
 
-from importlib import import_module
 from pathlib import Path
 
-from .base import Runner, TensorSpec
+from ..formats import RUNTIMES
+from .base import InProcessRunner, Runner, time_calls
+from .keras import KerasRunner
+from .litert import LiteRTRunner
+from .onnxruntime import OnnxRuntimeRunner
+from .wasm import LiteRTJsRunner, OrtWebRunner
 
-RUNNERS = {
-    "keras": ("lenet_edge.runtimes.keras", "KerasRunner"),
-    "litert": ("lenet_edge.runtimes.litert", "LiteRTRunner"),
-    "onnxruntime": ("lenet_edge.runtimes.onnxruntime", "OnnxRuntimeRunner"),
-    "onnxruntime-web": ("lenet_edge.runtimes.wasm", "OrtWebRunner"),  # in headless Chromium, WebAssembly
-    "litert.js": ("lenet_edge.runtimes.wasm", "LiteRTJsRunner"),
+RUNNERS: dict[str, type[Runner]] = {
+    runner.runtime: runner for runner in (KerasRunner, LiteRTRunner, OnnxRuntimeRunner, OrtWebRunner, LiteRTJsRunner)
 }
+assert set(RUNNERS) == set(RUNTIMES), "every runtime of the table has exactly one Runner"
 
 
 def open_runner(runtime: str, path: str | Path, **options) -> Runner:
-    """Load ``path`` in ``runtime`` (a key of RUNNERS); options go to that Runner."""
-    module, name = RUNNERS[runtime]
-    return getattr(import_module(module), name)(path, **options)
+    """Load ``path`` in ``runtime`` (a key of RUNTIMES); options (threads, delegate, …) go to that Runner."""
+    return RUNNERS[runtime](path, **options)
 
 
-__all__ = ["RUNNERS", "Runner", "TensorSpec", "open_runner"]
+__all__ = ["RUNNERS", "InProcessRunner", "KerasRunner", "Runner", "open_runner", "time_calls"]

@@ -1,74 +1,84 @@
-"""What every runtime's Runner shares: tensor descriptions, (de)quantization with the model's own
-parameters, and batched prediction on raw uint8 digits. NumPy only."""
+"""The one Runner contract every runtime fulfils: load a file, run batches of raw uint8 digits, time calls, report
+the first call, the memory and (where the runtime has one) a per-op profile. NumPy only."""
 
 from __future__ import annotations
 
+import resource
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..formats import RUNTIMES
+from ..manifest import Tensor
+
 IMAGE_SHAPE = (28, 28, 1)
 
 
-@dataclass(frozen=True)
-class TensorSpec:
-    """One model input or output as the runtime reports it. ``-1`` marks a dynamic dimension;
-    ``scale``/``zero_point`` are None for float tensors (real = (q - zero_point) * scale otherwise)."""
-
-    name: str
-    dtype: str
-    shape: list[int]
-    scale: float | None = None
-    zero_point: int | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @property
-    def quantized(self) -> bool:
-        return self.scale is not None
-
-    def encode(self, values: np.ndarray) -> np.ndarray:
-        """Real values (raw 0-255 pixels) to this tensor's dtype, quantizing with its own parameters."""
-        if not self.quantized:
-            return values.astype(self.dtype)
-        info = np.iinfo(self.dtype)
-        q = np.round(values.astype(np.float32) / self.scale + self.zero_point)
-        return np.clip(q, info.min, info.max).astype(self.dtype)
-
-    def decode(self, values: np.ndarray) -> np.ndarray:
-        """This tensor's values as float32, dequantized with its own parameters."""
-        if not self.quantized:
-            return values.astype(np.float32)
-        return ((values.astype(np.float32) - self.zero_point) * self.scale).astype(np.float32)
+def time_calls(call: Callable[[], object], seconds: float, min_runs: int = 20, max_runs: int = 200_000) -> np.ndarray:
+    """Nanoseconds of each call after a warm-up, for about ``seconds`` (never fewer than ``min_runs``)."""
+    warm_until = time.perf_counter() + min(0.2, seconds / 5)
+    while time.perf_counter() < warm_until:
+        call()
+    times: list[int] = []
+    clock = time.perf_counter_ns
+    stop = clock() + int(seconds * 1e9)
+    while (len(times) < min_runs or clock() < stop) and len(times) < max_runs:
+        start = clock()
+        call()
+        times.append(clock() - start)
+    return np.asarray(times, dtype=np.float64)
 
 
 class Runner(ABC):
-    """A loaded model in one runtime: raw uint8 digits in, float32 probabilities [N, 10] out."""
+    """A model file loaded in one runtime with one delegate: raw uint8 digits in, float32 probabilities out.
+
+    ``load_ms`` is the time the load took (the runtime's import included, as an app's cold start pays it)."""
 
     runtime: str = ""
-    input: TensorSpec
-    output: TensorSpec
+    input: Tensor
+    output: Tensor
 
-    def __init__(self, path: str | Path, threads: int | None = None):
+    def __init__(self, path: str | Path, threads: int | None = None, delegate: str | None = None, **options):
         self.path = Path(path)
-        self.threads = threads
+        delegates = RUNTIMES[self.runtime].delegates
+        self.delegate = delegate or next(iter(delegates))
+        if self.delegate not in delegates:
+            raise ValueError(f"{self.runtime} has no delegate {self.delegate!r} (it has {', '.join(delegates)})")
+        start = time.perf_counter()
+        own = self._load(threads, **options)
+        self.load_ms = own if own is not None else (time.perf_counter() - start) * 1e3
+
+    @abstractmethod
+    def _load(self, threads: int | None, **options) -> float | None:
+        """Load ``self.path``; set ``input`` and ``output``. Return the load time in ms if the runtime measures
+        it itself (the page does), else None."""
 
     @abstractmethod
     def _run(self, batch: np.ndarray) -> np.ndarray:
         """One inference on an already encoded batch [n, 28, 28, 1]; returns the raw output tensor."""
 
     @abstractmethod
-    def _prepare(self, batch: np.ndarray) -> Callable[[], object]:
-        """Put an encoded batch in place; return the bare inference call that bench times."""
+    def time_calls(self, images: np.ndarray, seconds: float) -> np.ndarray:
+        """Nanoseconds per inference call on ``images`` (one batch, raw pixels), after a warm-up, for about
+        ``seconds``. The timed region is the runtime's own inference call and nothing else."""
 
-    def prepared_call(self, images: np.ndarray) -> Callable[[], object]:
-        """For timing: raw pixels encoded and set as the input now, outside the timed region; the returned
-        zero-argument call is the runtime's own inference call and nothing else."""
-        return self._prepare(self.input.encode(np.asarray(images).reshape((-1, *IMAGE_SHAPE))))
+    @abstractmethod
+    def first_call_ms(self, images: np.ndarray) -> float:
+        """The time of the first inference after load (on ``images`` for an in-process runtime)."""
+
+    def peak_rss_mb(self) -> float | None:
+        """Peak memory of the process running the model, in MB (None where the runtime is another process's)."""
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+    def op_profile(self, runs: int = 300) -> dict | None:
+        """Where the time goes, op by op, if the runtime can tell (None otherwise)."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 (an optional hook: most runners hold nothing to release)
+        """Release what the runner holds beyond its own memory (a browser page)."""
 
     def predict(self, images: np.ndarray, batch_size: int = 1000, raw: bool = False) -> np.ndarray:
         """Probabilities for raw pixels (uint8 [N, 28, 28] or [N, 28, 28, 1]), in batches.
@@ -92,3 +102,25 @@ class Runner(ABC):
         if not outputs:
             return np.zeros((0, 10), np.float32)
         return np.concatenate(outputs)
+
+
+class InProcessRunner(Runner):
+    """A runtime called from this Python process: timing wraps its bare inference call."""
+
+    @abstractmethod
+    def _prepare(self, batch: np.ndarray) -> Callable[[], object]:
+        """Put an encoded batch in place; return the bare inference call."""
+
+    def prepared_call(self, images: np.ndarray) -> Callable[[], object]:
+        """Raw pixels encoded and set as the input now, outside any timed region; the returned zero-argument
+        call is the runtime's own inference call and nothing else."""
+        return self._prepare(self.input.encode(np.asarray(images).reshape((-1, *IMAGE_SHAPE))))
+
+    def time_calls(self, images: np.ndarray, seconds: float) -> np.ndarray:
+        return time_calls(self.prepared_call(images), seconds)
+
+    def first_call_ms(self, images: np.ndarray) -> float:
+        call = self.prepared_call(images)
+        start = time.perf_counter()
+        call()
+        return (time.perf_counter() - start) * 1e3

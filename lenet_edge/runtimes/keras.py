@@ -3,39 +3,37 @@
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import numpy as np
 
-from .base import Runner, TensorSpec
+from ..manifest import Tensor
+from ..tensorflow_loader import import_tensorflow
+from .base import InProcessRunner
 
 
-class KerasRunner(Runner):
+class KerasRunner(InProcessRunner):
+    """A .keras file, or a model already in memory (``model=``, with no path). Delegates are how bench calls
+    it: ``tf.function`` or ``predict_on_batch``. ``threads`` holds only if TensorFlow is not yet running."""
+
     runtime = "keras"
 
-    def __init__(
-        self, path: str | Path | None = None, threads: int | None = None, model=None, mode: str = "predict_on_batch"
-    ):
-        """Load a .keras file, or wrap a model already in memory (``model=``). ``mode`` is how bench calls it:
-        ``predict_on_batch`` or ``tf.function``. ``threads`` holds only if TensorFlow is not yet running."""
-        super().__init__(path or "<in memory>", threads)
-        from ..tf_quiet import import_tensorflow
+    def __init__(self, path=None, threads: int | None = None, delegate: str | None = None, model=None):
+        super().__init__(path or "<in memory>", threads, delegate, model=model)
 
+    def _load(self, threads: int | None, model=None, **options) -> None:
         self.tf = import_tensorflow(threads)
-        self.mode = mode
         if model is None:
             import keras
 
-            model = keras.saving.load_model(path, compile=False)
+            model = keras.saving.load_model(self.path, compile=False)
         self.model = model
-        self.input = TensorSpec(
-            model.inputs[0].name, "float32", [-1 if d is None else d for d in model.inputs[0].shape]
-        )
+        self.input = Tensor(model.inputs[0].name, "float32", [-1 if d is None else d for d in model.inputs[0].shape])
         shape = [-1 if d is None else d for d in model.outputs[0].shape]
-        self.output = TensorSpec(model.output_names[0], "float32", shape)
+        self.output = Tensor(model.output_names[0], "float32", shape)
+        return None
 
     def _prepare(self, batch: np.ndarray):
-        if self.mode == "tf.function":
+        if self.delegate == "tf.function":
             function = self.tf.function(self.model)
             tensor = self.tf.constant(batch)
             function(tensor)  # trace once, outside the timed region

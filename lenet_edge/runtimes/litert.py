@@ -1,19 +1,21 @@
-"""LiteRT (ai-edge-litert) Runner for .tflite files; XNNPACK on by default. Never imports TensorFlow."""
+"""LiteRT (ai-edge-litert) Runner for .tflite files; XNNPACK on by default, as apps get it. Never imports
+TensorFlow. Its per-op profile is read from the delegated graph: which ops XNNPACK took, in how many partitions,
+and which it left to the reference CPU kernels (LiteRT's Python API has no per-op timer)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from ..tf_quiet import silenced
-from .base import Runner, TensorSpec
+from ..console import silenced
+from ..layer_names import layer_of
+from ..manifest import Tensor
+from .base import InProcessRunner
 
 
-def _spec(detail: dict) -> TensorSpec:
+def _spec(detail: dict) -> Tensor:
     scale, zero_point = detail["quantization"]
     quantized = scale != 0.0
-    return TensorSpec(
+    return Tensor(
         name=detail["name"],
         dtype=np.dtype(detail["dtype"]).name,
         shape=[int(d) for d in detail["shape_signature"]],
@@ -22,29 +24,61 @@ def _spec(detail: dict) -> TensorSpec:
     )
 
 
-class LiteRTRunner(Runner):
+def _interpreter(path, threads: int | None = None, xnnpack: bool = True):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    with silenced():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+        interpreter = Interpreter(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver)
+        interpreter.allocate_tensors()
+    return interpreter
+
+
+def xnnpack_partitions(interpreter) -> dict:
+    """Ops XNNPACK took, in how many partitions, and the ops it left to the CPU reference kernels."""
+    ops = interpreter._get_ops_details()
+    delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
+    originals = [op for op in ops if op["op_name"] != "DELEGATE"]
+    producer = {tensor: op["index"] for op in originals for tensor in op["outputs"]}
+    by_index = {op["index"]: op for op in originals}
+    taken: set[int] = set()
+    for delegate in delegates:  # walk back from each partition's outputs to its inputs
+        boundary, stack = set(delegate["inputs"]), list(delegate["outputs"])
+        while stack:
+            tensor = stack.pop()
+            index = producer.get(tensor)
+            if index is None or index in taken or tensor in boundary:
+                continue
+            taken.add(index)
+            stack.extend(by_index[index]["inputs"])
+    names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
+    left = [
+        {"op": op["op_name"], "layer": layer_of(names.get(op["outputs"][0], ""), op["op_name"])}
+        for op in originals
+        if op["index"] not in taken
+    ]
+    return {"partitions": len(delegates), "ops": len(originals), "delegated": len(taken), "left_to_cpu": left}
+
+
+class LiteRTRunner(InProcessRunner):
     runtime = "litert"
 
-    def __init__(self, path: str | Path, threads: int | None = None, xnnpack: bool = True):
-        super().__init__(path, threads)
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-        resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        self.xnnpack = xnnpack
-        with silenced():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
-            self.interpreter = Interpreter(
-                model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver
-            )
-            self.interpreter.allocate_tensors()
+    def _load(self, threads: int | None, **options) -> None:
+        self.interpreter = _interpreter(self.path, threads, xnnpack=self.delegate == "xnnpack")
         (in_detail,), (out_detail,) = self.interpreter.get_input_details(), self.interpreter.get_output_details()
         self._in_index, self._out_index = in_detail["index"], out_detail["index"]
         self.input, self.output = _spec(in_detail), _spec(out_detail)
         self._shape = tuple(in_detail["shape"])
+        return None
 
     @property
     def partitions(self) -> int:
         """Delegate partitions in the graph: 0 means XNNPACK was not applied (reference kernels only)."""
         return sum(op["op_name"] == "DELEGATE" for op in self.interpreter._get_ops_details())
+
+    def op_profile(self, runs: int = 300) -> dict:
+        """What XNNPACK takes of the file as an app loads it (a fresh interpreter, default delegates)."""
+        return {"runtime": self.runtime, **xnnpack_partitions(_interpreter(self.path))}
 
     def _prepare(self, batch: np.ndarray):
         if batch.shape != self._shape:

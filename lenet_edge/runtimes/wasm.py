@@ -12,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Runner, TensorSpec
+from ..manifest import Tensor
+from ..serve import NativeFactory, make_server, missing_runtime, start_in_thread
+from .base import IMAGE_SHAPE, Runner
 
 CHROMIUM_ENV = "LENET_EDGE_CHROMIUM"
 # No background networking: on a closed network Chromium's own connections fail, many at a time
@@ -31,8 +33,6 @@ def find_chromium() -> str | None:
 
 def browser_missing() -> str | None:
     """Why the in-browser runtimes cannot run here, or None."""
-    from ..serve import missing_runtime
-
     if importlib.util.find_spec("playwright") is None:
         return "Playwright is not installed (pip install 'lenet-edge[browser]')"
     if find_chromium() is None:
@@ -44,16 +44,15 @@ def browser_missing() -> str | None:
 
 
 class BrowserPage:
-    """``lenet-edge serve`` for one bundle on a free loopback port, with its page open in headless Chromium."""
+    """``lenet-edge serve`` for one bundle on a free loopback port, with its page open in headless Chromium.
+    ``native`` opens the native runners the page's test-digit run compares with (none: that run is refused)."""
 
-    def __init__(self, bundle: str | Path, mnist=None):
+    def __init__(self, bundle: str | Path, mnist=None, native: NativeFactory | None = None):
         from playwright.sync_api import sync_playwright
-
-        from ..serve import make_server, start_in_thread
 
         if reason := browser_missing():
             raise RuntimeError(reason)
-        self.server = make_server(bundle, port=0, mnist=mnist, data_error="not given to this page")
+        self.server = make_server(bundle, port=0, mnist=mnist, data_error="not given to this page", native=native)
         self.url = start_in_thread(self.server)
         self._playwright = sync_playwright().start()
         self.browser = self._playwright.chromium.launch(
@@ -84,18 +83,21 @@ class BrowserPage:
 
 
 class WasmRunner(Runner):
-    """A bundle file run by an in-browser runtime in the served page. ``page`` shares one open page between
-    runners (each selects its model in turn); without it the runner opens and owns one."""
+    """A bundle file run by an in-browser runtime in the served page: inference and its timing happen inside
+    the page. ``page`` shares one open page between runners (each selects its model in turn); without it the
+    runner opens and owns one. Its load and first-call times are the page's own."""
 
-    times_itself = True  # bench asks the page to time calls: see time_calls
+    def __init__(self, path: str | Path, threads: int | None = None, delegate: str | None = None,
+                 page: BrowserPage | None = None):  # fmt: skip
+        super().__init__(path, threads, delegate, page=page)
 
-    def __init__(self, path: str | Path, threads: int | None = None, page: BrowserPage | None = None):
-        super().__init__(path, threads)
+    def _load(self, threads: int | None, page: BrowserPage | None = None, **options) -> float:
         if threads not in (None, 1):
             raise ValueError("the in-browser runtimes run on 1 thread here")
         self._own_page = page is None
         self.page = page or BrowserPage(self.path.parent)
         self._select()
+        return self._page_load_ms
 
     def _select(self) -> None:
         models = {m["file"]: m for m in self.page.page.evaluate("() => window.lenetEdge.state.info.models")}
@@ -103,8 +105,8 @@ class WasmRunner(Runner):
         if model is None or model["runtime"] != self.runtime:
             raise ValueError(f"{self.path.name} is not run by {self.runtime} in this bundle's page")
         loaded = self.page.call("select", model["format"])
-        self.input, self.output = TensorSpec(**loaded["input"]), TensorSpec(**loaded["output"])
-        self.load_ms, self.first_ms = loaded["load_ms"], loaded["first_ms"]
+        self.input, self.output = Tensor(**loaded["input"]), Tensor(**loaded["output"])
+        self._page_load_ms, self._first_ms = loaded["load_ms"], loaded["first_ms"]
         self.format = model["format"]
 
     def _ensure_selected(self) -> None:
@@ -117,8 +119,19 @@ class WasmRunner(Runner):
         raw = base64.b64decode(self.page.call("infer", digits.decode(), len(batch)))
         return np.frombuffer(raw, self.output.dtype).reshape(len(batch), -1).copy()
 
-    def _prepare(self, batch: np.ndarray):
-        raise NotImplementedError("time in-browser runtimes with time_calls: a call from Python crosses processes")
+    def predict(self, images: np.ndarray, batch_size: int = 1000, raw: bool = False) -> np.ndarray:
+        """As Runner.predict, but up to ``batch_size`` digits go to the page per round trip even for a
+        fixed-batch model: the page runs them one call each (the app's way) and returns all outputs."""
+        images = np.asarray(images).reshape((-1, *IMAGE_SHAPE))
+        outputs = [self._run(images[start : start + batch_size]) for start in range(0, len(images), batch_size)]
+        out = np.concatenate(outputs) if outputs else np.zeros((0, 10), self.output.dtype)
+        return out if raw else self.output.decode(out)
+
+    def first_call_ms(self, images: np.ndarray) -> float:
+        return self._first_ms
+
+    def peak_rss_mb(self) -> None:
+        return None  # the memory is the browser's, not this process's
 
     def time_calls(self, images: np.ndarray, seconds: float) -> np.ndarray:
         """Nanoseconds per inference call, timed inside the page after a warm-up for about ``seconds``: one

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from ..bundle import log
+from ..console import log
 from ..errors import UsageError
-from . import LocalWorkspace, Target, TargetError, Workspace, cache_dir
+from .base import LocalWorkspace, Target, TargetError, Workspace, cache_dir
 
 SUITE = "bookworm"
 PYTHON = "/usr/bin/python3.11"
@@ -54,10 +54,6 @@ class Core:
     revision: int
     features: str
     about: str
-
-    @property
-    def dot_product(self) -> bool:
-        return "asimddp" in self.features.split()
 
     def cpuinfo(self, cpus: int) -> str:
         block = (
@@ -100,7 +96,9 @@ def plugin_digest() -> str:
 
 def current(record: dict | None) -> bool:
     """Whether a set-up record matches this machine's runtime versions and this counter source."""
-    return bool(record) and record.get("versions") == pinned_versions() and record.get("plugin") == plugin_digest()
+    return (
+        record is not None and record.get("versions") == pinned_versions() and record.get("plugin") == plugin_digest()
+    )
 
 
 def status() -> dict | None:
@@ -153,7 +151,7 @@ def setup(force: bool = False) -> dict:
     """Prepare (or reuse) the cached userland; return its record. Builds beside the cache, then renames."""
     versions = pinned_versions()
     record = status()
-    if current(record) and not force:
+    if record is not None and current(record) and not force:
         log(f"arm64-emu: userland ready in {home()} (set up {record['created']}); --force rebuilds it")
         return record
     _tools()
@@ -251,6 +249,8 @@ class EmulatedWorkspace(LocalWorkspace):
     as an aarch64 process under QEMU, pinned to a real core (QEMU 7.2's default ``-cpu max`` gives wrong
     int8 results), with address randomisation off and a fixed hash seed so instruction counts repeat."""
 
+    target: Arm64EmuTarget
+
     def command(self, job_file: Path, plugin_out: Path | None) -> tuple[list[str], dict]:
         target = self.target
         view = home() / "cores" / target.core
@@ -266,11 +266,12 @@ class EmulatedWorkspace(LocalWorkspace):
             "OMP_NUM_THREADS": "1",
             "OPENBLAS_NUM_THREADS": "1",
         }
-        return ["setarch", "-R", *qemu, "-m", "lenet_edge.agent", str(job_file)], env
+        return ["setarch", "-R", *qemu, "-m", "lenet_edge.target_agent", str(job_file)], env
 
 
 class Arm64EmuTarget(Target):
     kind = "emulated"
+    core: str
 
     def __init__(self, core: str | None = None):
         core = core or DEFAULT_CORE
@@ -283,7 +284,7 @@ class Arm64EmuTarget(Target):
         record = status()
         if record is None:
             raise TargetError("arm64-emu is not set up: run `lenet-edge target setup arm64-emu` once (about 2.5 min)")
-        if not current(record):
+        if not current(record):  # a record of other versions
             raise TargetError(
                 f"the arm64-emu userland has {record.get('versions')}, this machine {pinned_versions()} (or the "
                 "instruction counter changed): run `lenet-edge target setup arm64-emu` again"

@@ -18,13 +18,15 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from ..errors import UsageError
-from . import CODE, PACKAGE_DIR, Target, TargetError, Workspace, agent_answer
+from .base import CODE, PACKAGE_DIR, Target, TargetError, Workspace, agent_answer
 
 OPTIONS = ("python", "key", "known_hosts")
 
 
 class SshWorkspace(Workspace):
     """A ``mktemp -d`` folder on the device; files go over as one tar stream, each way."""
+
+    target: SshTarget
 
     def __enter__(self) -> SshWorkspace:
         self.root = self.target.ssh("mktemp -d -t lenet-edge-XXXXXX", what="making a workspace").strip()
@@ -54,7 +56,7 @@ class SshWorkspace(Workspace):
         root = shlex.quote(self.root)
         command = (
             f"cd {root} && printf %s {shlex.quote(json.dumps(job))} > job.json && "
-            f"PYTHONPATH={root}/{CODE} exec {shlex.quote(self.target.python)} -m lenet_edge.agent job.json"
+            f"PYTHONPATH={root}/{CODE} exec {shlex.quote(self.target.python)} -m lenet_edge.target_agent job.json"
         )
         done = self.target.ssh_process(command, capture_stderr=False)
         return agent_answer(done.returncode, done.stdout.decode(), self.target.name)

@@ -7,17 +7,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
 import io
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .bundle import log
-from .exporters import calibration_batches, layer_of
+from .console import log, silenced
+from .data import Mnist, calibration_batches, calibration_images
+from .exporters.tflite import float_layer_nodes, make_converter
+from .files import atomic_output
+from .formats import float_twin
+from .layer_names import layer_of
+from .manifest import Manifest
+from .model import deployment_graph
+from .plots import plot_layer_errors
+from .runtimes import open_runner
+from .tensorflow_loader import import_tensorflow
 
 SUSPECT_RMSE_OVER_SCALE = 0.7  # uniform rounding noise alone is 1/sqrt(12) = 0.29 of a quantization step
 SUSPECT_SNR_DB = 25.0  # 8-bit rounding of a well-ranged tensor stays near 40 dB
@@ -35,12 +46,10 @@ TFLITE_COLUMNS = (
 ONNX_COLUMNS = ("layer", "tensor", "snr_qdq_db", "snr_xmodel_db")
 
 
-def tflite_layer_errors(model, calibration: np.ndarray, images: np.ndarray, keep_float=()) -> tuple[list[dict], bytes]:
+def tflite_layer_errors(
+    model, calibration: np.ndarray, images: np.ndarray, keep_float: tuple[str, ...] = ()
+) -> tuple[list[dict[str, Any]], bytes]:
     """Per-op statistics of the int8 TFLite conversion of ``model``; also returns the model it measured."""
-    from .exporters.tflite import float_layer_nodes, make_converter
-    from .model import deployment_graph
-    from .tf_quiet import import_tensorflow, silenced
-
     tf = import_tensorflow()
     model = deployment_graph(model)  # the graph the shipped int8 file was converted from
     converter = make_converter(model, "int8", calibration)
@@ -62,7 +71,7 @@ def tflite_layer_errors(model, calibration: np.ndarray, images: np.ndarray, keep
         dump = io.StringIO()
         debugger.layer_statistics_dump(dump)
         measured = debugger.get_nondebug_quantized_model()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for stat in csv.DictReader(io.StringIO(dump.getvalue())):
         scale = float(stat["scale"])
         mse = float(stat["mean_squared_error"])
@@ -113,73 +122,76 @@ def onnx_layer_errors(fp32_path: Path, int8_path: Path, images: np.ndarray) -> l
 
 
 def _write_csv(path: Path, rows: list[dict], columns: tuple[str, ...]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as handle:
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=[*columns, "suspect"], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(path)
 
 
-def layer_report(bundle: Path, manifest: dict, mnist) -> dict:
-    """Measure every int8 artifact of the bundle layer by layer; write CSVs and PNGs; return report data."""
-    from .bundle import calibration_images
+def _tflite_report(bundle: Path, manifest: Manifest, fmt: str, mnist: Mnist, images: np.ndarray) -> dict:
+    if importlib.util.find_spec("tensorflow") is None:
+        return {"skipped": "needs TensorFlow: pip install 'lenet-edge[train]'"}
+    import keras
 
-    have_tf = importlib.util.find_spec("tensorflow") is not None
-    have_onnx = importlib.util.find_spec("onnx") is not None
-    entries = {entry["format"]: entry for entry in manifest["artifacts"]}
+    log(f"layer errors: {fmt} (QuantizationDebugger on {len(images)} test images)")
+    artifact, keras_model = manifest.artifact(fmt), manifest.artifact("keras")
+    if artifact is None or keras_model is None:
+        return {"skipped": "needs the bundle's Keras model"}
+    model = keras.saving.load_model(bundle / keras_model.file, compile=False)
+    calibration = calibration_images(mnist, manifest.calibration["images"], manifest.calibration["seed"])
+    rows, measured = tflite_layer_errors(model, calibration, images, tuple(artifact.keep_float))
+    with tempfile.NamedTemporaryFile(suffix=".tflite") as handle:
+        handle.write(measured)
+        handle.flush()
+        remeasured = open_runner("litert", handle.name).predict(images).argmax(1)
+    shipped = open_runner("litert", bundle / artifact.file).predict(images).argmax(1)
+    return {
+        "tool": "TFLite QuantizationDebugger",
+        "images": len(images),
+        "metric": "rmse_over_scale",
+        "threshold": SUSPECT_RMSE_OVER_SCALE,
+        "suspect_if": f"RMSE/scale > {SUSPECT_RMSE_OVER_SCALE}",
+        "keep_float": list(artifact.keep_float),
+        "agreement_with_bundle_file": float(np.mean(remeasured == shipped)),
+        "rows": rows,
+    }
+
+
+def _onnx_report(bundle: Path, manifest: Manifest, fmt: str, mnist: Mnist, images: np.ndarray) -> dict:
+    if importlib.util.find_spec("onnx") is None:
+        return {"skipped": "needs the onnx package: pip install 'lenet-edge[train]'"}
+    artifact = manifest.artifact(fmt)
+    twin = float_twin(artifact.spec) if artifact else None
+    float_model = manifest.artifact(twin.name) if twin else None
+    if artifact is None or float_model is None:
+        return {"skipped": "needs the float ONNX model of the bundle"}
+    log(f"layer errors: {fmt} (qdq_loss_debug on {len(images)} test images)")
+    return {
+        "tool": "onnxruntime qdq_loss_debug",
+        "images": len(images),
+        "metric": "snr_qdq_db",
+        "threshold": SUSPECT_SNR_DB,
+        "suspect_if": f"SNR of its own Q/DQ step < {SUSPECT_SNR_DB:.0f} dB",
+        "keep_float": list(artifact.keep_float),
+        "rows": onnx_layer_errors(bundle / float_model.file, bundle / artifact.file, images),
+    }
+
+
+# how each exporter family's quantized files are measured, and the columns of their CSV
+MEASURES = {"tflite": (_tflite_report, TFLITE_COLUMNS), "onnx": (_onnx_report, ONNX_COLUMNS)}
+
+
+def layer_report(bundle: Path, manifest: Manifest, mnist: Mnist) -> dict:
+    """Measure every quantized artifact of the bundle layer by layer; write CSVs and PNGs; return report data."""
     images = mnist.x_test[:DEBUG_IMAGES]
     report: dict[str, dict] = {}
-    if "tflite-int8" in entries:
-        if not have_tf:
-            report["tflite-int8"] = {"skipped": "needs TensorFlow: pip install 'lenet-edge[train]'"}
-        else:
-            import keras
-
-            from .runtimes import open_runner
-
-            log(f"layer errors: tflite-int8 (QuantizationDebugger on {len(images)} test images)")
-            model = keras.saving.load_model(bundle / entries["keras"]["file"], compile=False)
-            calibration = calibration_images(mnist, manifest["calibration"]["images"], manifest["calibration"]["seed"])
-            keep = tuple(entries["tflite-int8"].get("keep_float", ()))
-            rows, measured = tflite_layer_errors(model, calibration, images, keep)
-            with tempfile.NamedTemporaryFile(suffix=".tflite") as handle:
-                handle.write(measured)
-                handle.flush()
-                remeasured = open_runner("litert", handle.name).predict(images).argmax(1)
-            shipped = open_runner("litert", bundle / entries["tflite-int8"]["file"]).predict(images).argmax(1)
-            report["tflite-int8"] = {
-                "tool": "TFLite QuantizationDebugger",
-                "images": len(images),
-                "metric": "rmse_over_scale",
-                "suspect_if": f"RMSE/scale > {SUSPECT_RMSE_OVER_SCALE}",
-                "keep_float": list(keep),
-                "agreement_with_bundle_file": float(np.mean(remeasured == shipped)),
-                "rows": rows,
-            }
-    if "onnx-int8" in entries and "onnx-fp32" in entries:
-        if not have_onnx:
-            report["onnx-int8"] = {"skipped": "needs the onnx package: pip install 'lenet-edge[train]'"}
-        else:
-            log(f"layer errors: onnx-int8 (qdq_loss_debug on {len(images)} test images)")
-            report["onnx-int8"] = {
-                "tool": "onnxruntime qdq_loss_debug",
-                "images": len(images),
-                "metric": "snr_qdq_db",
-                "suspect_if": f"SNR of its own Q/DQ step < {SUSPECT_SNR_DB:.0f} dB",
-                "keep_float": list(entries["onnx-int8"].get("keep_float", ())),
-                "rows": onnx_layer_errors(
-                    bundle / entries["onnx-fp32"]["file"], bundle / entries["onnx-int8"]["file"], images
-                ),
-            }
-    for fmt, data in report.items():
+    for artifact in manifest.artifacts:
+        if not artifact.spec.gates.quantized:
+            continue
+        measure, columns = MEASURES[artifact.spec.family]
+        data = report[artifact.format] = measure(bundle, manifest, artifact.format, mnist, images)
         if "rows" in data:
-            columns = TFLITE_COLUMNS if fmt.startswith("tflite") else ONNX_COLUMNS
-            _write_csv(bundle / f"layers_{fmt}.csv", data["rows"], columns)
-            try:
-                from .plots import plot_layer_errors
-
-                plot_layer_errors(fmt, data, bundle / f"layers_{fmt}.png")
-            except ImportError:
-                pass
+            _write_csv(bundle / f"layers_{artifact.format}.csv", data["rows"], columns)
+            with contextlib.suppress(ImportError):  # no matplotlib: the CSV stays, the chart is not drawn
+                plot_layer_errors(artifact.format, data, bundle / f"layers_{artifact.format}.png")
     return report

@@ -1,6 +1,7 @@
-"""The agent: what a target runs, in its own workspace, with NumPy and the runtimes only (never TensorFlow).
+"""The target agent: what a target runs, in its own workspace, with NumPy and the runtimes only (never
+TensorFlow).
 
-``python -m lenet_edge.agent JOB.json`` does one task and prints its answer as one JSON line:
+``python -m lenet_edge.target_agent JOB.json`` does one task and prints its answer as one JSON line:
 - ``identity``: the machine (``uname -m``, CPU model and features, library versions).
 - ``predict``: every listed artifact on the given digits, raw output tensors saved as ``out/FORMAT.npy``.
 - ``count``: each artifact's batch-1 inference in a loop, bracketed by marks an instruction counter sees,
@@ -19,9 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .bench import bench_bundle, machine_info
+from .bench import bench_bundle
 from .errors import one_line
-from .runtimes import open_runner
+from .host import machine_info
+from .runtimes import InProcessRunner, open_runner
+from .runtimes.litert import LiteRTRunner
 
 MARK_MAGIC = 0x4C454E4554000000  # "LENET": the instruction counter's mark, see targets/insn_count.c
 XNNPACK_MISSING = (
@@ -41,11 +44,12 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def open_artifact(entry: dict, threads: int | None):
-    """A Runner for one manifest entry; a LiteRT one must have XNNPACK applied, as apps get it."""
+def open_artifact(entry: dict, threads: int | None) -> InProcessRunner:
+    """A Runner for one job entry; a LiteRT one must have XNNPACK applied, as apps get it."""
     runner = open_runner(entry["runtime"], entry["file"], threads=threads)
-    if entry["runtime"] == "litert" and runner.partitions == 0:
+    if isinstance(runner, LiteRTRunner) and runner.partitions == 0:
         raise RuntimeError(XNNPACK_MISSING)
+    assert isinstance(runner, InProcessRunner)
     return runner
 
 
@@ -55,7 +59,7 @@ def identity(job: dict) -> dict:
 
 def predict(job: dict) -> dict:
     """Raw outputs of every artifact on the digits: the app's path (pixels cast to the input dtype)."""
-    images = np.load(job["images"])
+    images = np.load(job["images"], allow_pickle=False)
     Path("out").mkdir(exist_ok=True)
     done = []
     for entry in job["artifacts"]:
@@ -63,7 +67,7 @@ def predict(job: dict) -> dict:
         runner = open_artifact(entry, job.get("threads"))
         raw = runner.predict(images, raw=True)
         np.save(Path("out") / f"{entry['format']}.npy", raw)
-        partitions = runner.partitions if entry["runtime"] == "litert" else None
+        partitions = runner.partitions if isinstance(runner, LiteRTRunner) else None
         done.append({"format": entry["format"], "xnnpack_partitions": partitions, "output": runner.output.to_dict()})
         progress(f"  {entry['format']:<15} {len(images)} digits on the target in {time.perf_counter() - start:.1f} s")
     return {"artifacts": done}
@@ -71,7 +75,7 @@ def predict(job: dict) -> dict:
 
 def count(job: dict) -> dict:
     """For each artifact: marks 4i+1..4i+2 around ``calls`` inferences, 4i+3..4i+4 around an empty loop."""
-    digit = np.load(job["images"])[:1]
+    digit = np.load(job["images"], allow_pickle=False)[:1]
     calls, plan = job["calls"], []
     for index, entry in enumerate(job["artifacts"]):
         runner = open_artifact(entry, 1)
@@ -97,7 +101,7 @@ def count(job: dict) -> dict:
 
 def bench(job: dict) -> dict:
     class Digits:
-        x_test = np.load(job["images"])
+        x_test = np.load(job["images"], allow_pickle=False)
 
     return bench_bundle(job["bundle"], Digits, job["profile"], job["seconds"])
 

@@ -1,35 +1,14 @@
-"""Import TensorFlow without its start-up chatter (absl lines printed before logging is set up)."""
+"""Import TensorFlow without its start-up chatter (absl lines printed before logging is set up), or say in one
+line that this install has none."""
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import sys
 
+from .console import silenced
 from .errors import UsageError
-
-
-@contextlib.contextmanager
-def silenced(fds: tuple[int, ...] = (2,)):
-    """Point file descriptors (2: stderr, 1: stdout) at /dev/null, C++ logging included, and the matching
-    Python streams too (whatever they are: a test harness replaces them)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(fd) for fd in fds]
-    try:
-        with open(os.devnull, "w") as devnull, contextlib.ExitStack() as python_streams:
-            for fd in fds:
-                os.dup2(devnull.fileno(), fd)
-                redirect = contextlib.redirect_stdout if fd == 1 else contextlib.redirect_stderr
-                python_streams.enter_context(redirect(devnull))
-            yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        for fd, copy in zip(fds, saved, strict=True):
-            os.dup2(copy, fd)
-            os.close(copy)
 
 
 def import_tensorflow(threads: int | None = None):

@@ -1,0 +1,54 @@
+"""What the commands print for a person (log lines, a progress bar, status marks) and the silencing of what
+native libraries print. Standard library only."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+STATUS_ICON = {"pass": "✅", "fail": "❎", "error": "❌"}
+_to_stderr = False
+
+
+def log_to_stderr(on: bool = True) -> None:
+    """Send log lines to stderr (when stdout carries a command's JSON result)."""
+    global _to_stderr
+    _to_stderr = on
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr if _to_stderr else sys.stdout, flush=True)
+
+
+def progress(done: int, total: int, text: str) -> None:
+    """A progress bar on stderr: redrawn in place on a terminal, one line per step elsewhere."""
+    width = 24
+    filled = width * done // max(total, 1)
+    line = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {text}"
+    if sys.stderr.isatty():
+        print(f"\r\033[K{line}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+    else:
+        print(line, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def silenced(fds: tuple[int, ...] = (2,)):
+    """Point file descriptors (2: stderr, 1: stdout) at /dev/null, C++ logging included, and the matching
+    Python streams too (whatever they are: a test harness replaces them)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(fd) for fd in fds]
+    try:
+        with open(os.devnull, "w") as devnull, contextlib.ExitStack() as python_streams:
+            for fd in fds:
+                os.dup2(devnull.fileno(), fd)
+                redirect = contextlib.redirect_stdout if fd == 1 else contextlib.redirect_stderr
+                python_streams.enter_context(redirect(devnull))
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, copy in zip(fds, saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)

@@ -1,0 +1,325 @@
+"""The bundle contract: ``manifest.json`` as typed records (Manifest, Artifact, Tensor), one loader that
+validates every field it reads (a BundleError names the bad one) and one atomic writer. Every reader of a
+manifest goes through ``read_manifest``. NumPy and the standard library only: it runs on devices too."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import BundleError
+from .files import write_json
+from .formats import BY_NAME, KERAS, RUNTIMES, Format
+
+MANIFEST = "manifest.json"
+GENERATOR = "lenet-edge"
+# the other files of a bundle
+LABELS = "labels.txt"
+TRAINING_RECORD = "training.json"
+TRAINING_CURVES = "training_curves.png"
+README = "README.md"
+REFERENCE = "keras_test_probabilities.npy"  # Keras's answers on the 10,000 test images: verify's reference
+MAX_MANIFEST_BYTES = 16 << 20  # a manifest is a few KB; anything near this is not ours
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One model input or output as its runtime reports it. ``-1`` marks a dynamic dimension;
+    ``scale``/``zero_point`` are None for float tensors (real = (q - zero_point) * scale otherwise)."""
+
+    name: str
+    dtype: str
+    shape: list[int]
+    scale: float | None = None
+    zero_point: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale is not None
+
+    def encode(self, values: np.ndarray) -> np.ndarray:
+        """Real values (raw 0-255 pixels) to this tensor's dtype, quantizing with its own parameters."""
+        if self.scale is None or self.zero_point is None:
+            return values.astype(self.dtype)
+        info = np.iinfo(self.dtype)
+        q = np.round(values.astype(np.float32) / self.scale + self.zero_point)
+        return np.clip(q, info.min, info.max).astype(self.dtype)
+
+    def decode(self, values: np.ndarray) -> np.ndarray:
+        """This tensor's values as float32, dequantized with its own parameters."""
+        if self.scale is None or self.zero_point is None:
+            return values.astype(np.float32)
+        return ((values.astype(np.float32) - self.zero_point) * self.scale).astype(np.float32)
+
+
+@dataclass
+class FileRef:
+    """A file of the bundle that is not a model (the Keras reference answers)."""
+
+    file: str
+    bytes: int
+    sha256: str
+    what: str = ""
+
+
+@dataclass
+class Artifact:
+    """One model file of the bundle, as exported: what it is, its checksum and its tensors."""
+
+    format: str
+    file: str
+    bytes: int
+    sha256: str
+    runtime: str
+    precision: str
+    description: str
+    input: Tensor
+    output: Tensor
+    export_seconds: float | None = None
+    keep_float: list[str] = field(default_factory=list)  # Keras layers an int8 model leaves in float
+    without_keep_float: dict | None = None  # the fully quantized twin's size and accuracy
+
+    @property
+    def spec(self) -> Format:
+        """The formats-table row this artifact claims to be."""
+        return BY_NAME[self.format]
+
+    @property
+    def on_device(self) -> bool:
+        """Runs with the runtime-only install (every export; the Keras model needs TensorFlow)."""
+        return RUNTIMES[self.runtime].on_device
+
+    def to_dict(self) -> dict:
+        data = {
+            k: v for k, v in asdict(self).items() if k not in ("export_seconds", "keep_float", "without_keep_float")
+        }
+        if self.export_seconds is not None:
+            data["export_seconds"] = self.export_seconds
+        if self.keep_float:
+            data["keep_float"] = list(self.keep_float)
+            data["without_keep_float"] = self.without_keep_float
+        return data
+
+
+@dataclass
+class Manifest:
+    generator: str
+    version: str
+    created: str
+    app_contract: str
+    model: dict
+    labels: str
+    seed: int
+    deterministic: bool
+    determinism: str
+    keras_test_accuracy: float | None
+    reference: FileRef | None
+    training: dict
+    dataset: dict
+    calibration: dict
+    tools: dict
+    artifacts: list[Artifact]
+    failed: list[dict] = field(default_factory=list)
+
+    def artifact(self, fmt: str) -> Artifact | None:
+        return next((a for a in self.artifacts if a.format == fmt), None)
+
+    @property
+    def exports(self) -> list[Artifact]:
+        """The artifacts a runtime-only install runs (all but the Keras model)."""
+        return [a for a in self.artifacts if a.on_device]
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["reference"] = None if self.reference is None else asdict(self.reference)
+        data["artifacts"] = [a.to_dict() for a in self.artifacts]
+        return data
+
+
+def write_manifest(folder: Path, manifest: Manifest) -> None:
+    write_json(Path(folder) / MANIFEST, manifest.to_dict())
+
+
+def read_manifest(bundle: str | Path) -> Manifest:
+    """The bundle's manifest, validated; BundleError (exit 2) naming the first bad field."""
+    path = Path(bundle) / MANIFEST
+    if not path.is_file():
+        raise BundleError(f"{bundle}: not a lenet-edge bundle (no {MANIFEST})")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{path}: {path.stat().st_size:,} bytes, too large for a manifest")
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BundleError(f"{path}: unreadable manifest (not UTF-8)") from None
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{path}: unreadable manifest ({exc})") from None
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot read ({exc.strerror})") from None
+    return parse_manifest(data, str(path))
+
+
+def is_bundle(folder: Path) -> bool:
+    """True for a folder whose manifest this tool wrote and can read."""
+    try:
+        read_manifest(folder)
+    except BundleError:
+        return False
+    return True
+
+
+class _Reader:
+    """Typed field access on one JSON object; errors name the field's path in the manifest."""
+
+    def __init__(self, data: Any, where: str, source: str):
+        if not isinstance(data, dict):
+            raise BundleError(f"{source}: {where or 'the manifest'} is {_kind(data)}, not an object")
+        self.data, self.where, self.source = data, where, source
+
+    def _fail(self, key: str, expected: str, value: Any) -> BundleError:
+        return BundleError(f"{self.source}: {self.where}{key} is {_kind(value)}, expected {expected}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], expected: str, default: Any = ..., none: bool = False):
+        if key not in self.data:
+            if default is ...:
+                raise BundleError(f"{self.source}: {self.where}{key} is missing")
+            return default
+        value = self.data[key]
+        if value is None and none:
+            return None
+        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            raise self._fail(key, expected, value)
+        if not isinstance(value, kind):
+            raise self._fail(key, expected, value)
+        return value
+
+    def text(self, key: str, default: Any = ...) -> str:
+        return self.get(key, str, "text", default)
+
+    def number(self, key: str, default: Any = ..., none: bool = False) -> float | None:
+        value = self.get(key, (int, float), "a number", default, none)
+        return None if value is None else float(value)
+
+    def whole(self, key: str, default: Any = ...) -> int:
+        return self.get(key, int, "a whole number", default)
+
+    def obj(self, key: str, default: Any = ...) -> dict:
+        return self.get(key, dict, "an object", default)
+
+    def items(self, key: str, default: Any = ...) -> list:
+        return self.get(key, list, "a list", default)
+
+    def file_name(self, key: str) -> str:
+        name = self.text(key)
+        if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+            raise BundleError(f"{self.source}: {self.where}{key} {name!r} is not a plain file name in the bundle")
+        return name
+
+
+_KINDS = {str: "text", bool: "true/false", int: "a number", float: "a number", list: "a list", dict: "an object"}
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else _KINDS.get(type(value), type(value).__name__)
+
+
+def _tensor(data: Any, where: str, source: str) -> Tensor:
+    r = _Reader(data, where, source)
+    shape = r.items("shape")
+    if not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+        raise BundleError(f"{source}: {where}shape holds something other than whole numbers")
+    scale = r.number("scale", None, none=True)
+    zero_point = r.get("zero_point", int, "a whole number", None, none=True)
+    return Tensor(r.text("name"), r.text("dtype"), list(shape), scale, zero_point)
+
+
+def _artifact(data: Any, index: int, source: str) -> Artifact:
+    where = f"artifacts[{index}]."
+    r = _Reader(data, where, source)
+    fmt = r.text("format")
+    spec = BY_NAME.get(fmt)
+    if spec is None:
+        known = ", ".join(BY_NAME)
+        raise BundleError(f"{source}: {where}format {fmt!r} is not a format this lenet-edge knows ({known})")
+    artifact = Artifact(
+        format=fmt,
+        file=r.file_name("file"),
+        bytes=r.whole("bytes"),
+        sha256=r.text("sha256"),
+        runtime=r.text("runtime"),
+        precision=r.text("precision"),
+        description=r.text("description", ""),
+        input=_tensor(r.obj("input"), f"{where}input.", source),
+        output=_tensor(r.obj("output"), f"{where}output.", source),
+        export_seconds=r.number("export_seconds", None),
+        keep_float=[str(layer) for layer in r.items("keep_float", [])],
+        without_keep_float=r.obj("without_keep_float", None) if r.data.get("without_keep_float") is not None else None,
+    )
+    claims = (("precision", artifact.precision, spec.precision), ("runtime", artifact.runtime, spec.runtime))
+    for key, claimed, table in claims:
+        if claimed != table:
+            raise BundleError(f"{source}: {where}{key} {claimed!r} is not {fmt}'s ({table!r})")
+    return artifact
+
+
+def parse_manifest(data: Any, source: str = MANIFEST) -> Manifest:
+    """A Manifest from parsed JSON, every field checked."""
+    r = _Reader(data, "", source)
+    generator = r.text("generator")
+    if generator != GENERATOR:
+        raise BundleError(f"{source}: written by {generator!r}, not by {GENERATOR}")
+    reference = None
+    if r.data.get("reference") is not None:
+        ref = _Reader(r.obj("reference"), "reference.", source)
+        reference = FileRef(ref.file_name("file"), ref.whole("bytes"), ref.text("sha256"), ref.text("what", ""))
+    artifacts = [_artifact(item, i, source) for i, item in enumerate(r.items("artifacts"))]
+    formats = [a.format for a in artifacts]
+    if len(set(formats)) != len(formats):
+        raise BundleError(f"{source}: artifacts lists a format twice")
+    if not all(isinstance(item, dict) for item in r.items("failed", [])):
+        raise BundleError(f"{source}: failed holds something other than objects")
+    return Manifest(
+        generator=generator,
+        version=r.text("version", ""),
+        created=r.text("created", ""),
+        app_contract=r.text("app_contract", ""),
+        model=r.obj("model", {}),
+        labels=r.text("labels", "labels.txt"),
+        seed=r.whole("seed", 0),
+        deterministic=r.get("deterministic", bool, "true or false", False),
+        determinism=r.text("determinism", ""),
+        keras_test_accuracy=r.number("keras_test_accuracy", None, none=True),
+        reference=reference,
+        training=r.obj("training", {}),
+        dataset=r.obj("dataset", {}),
+        calibration=r.obj("calibration", {}),
+        tools=r.obj("tools", {}),
+        artifacts=artifacts,
+        failed=r.items("failed", []),
+    )
+
+
+__all__ = [
+    "GENERATOR",
+    "KERAS",
+    "LABELS",
+    "MANIFEST",
+    "README",
+    "REFERENCE",
+    "TRAINING_CURVES",
+    "TRAINING_RECORD",
+    "Artifact",
+    "FileRef",
+    "Manifest",
+    "Tensor",
+    "is_bundle",
+    "parse_manifest",
+    "read_manifest",
+    "write_manifest",
+]
