@@ -121,7 +121,7 @@ def export_artifact(
     """Export one format, prove it loads in its own runtime and answers real digits; return its manifest entry.
     Raises on any failure (the caller records it and goes on with the other formats)."""
     path = folder / fmt.file
-    keep_float = keep_float if fmt.precision == "int8" else ()
+    keep_float = keep_float if fmt.gates.quantized else ()
     start = time.perf_counter()
     export_format(fmt, model, path, calibration, keep_float)
     seconds = time.perf_counter() - start
@@ -166,7 +166,7 @@ def write_bundle(
 
     with staged_folder(Path(out)) as staging:
         model.save(staging / KERAS.file)
-        keras_runner = open_runner("keras", staging / KERAS.file)
+        keras_runner = open_runner(KERAS.runtime, staging / KERAS.file)
         artifacts = [artifact_entry(KERAS, staging / KERAS.file, keras_runner, None)]
         reference = keras_runner.predict(mnist.x_test)
         np.save(staging / REFERENCE, reference)

@@ -22,7 +22,7 @@ from .console import log, log_to_stderr
 from .data import Mnist, load_mnist
 from .errors import DataError, LenetEdgeError, UsageError
 from .files import write_json
-from .formats import FORMAT_NAMES, GATE_FLAGS, PRECISIONS, Gate, get_formats
+from .formats import FORMAT_NAMES, FORMATS, GATE_FLAGS, PRECISIONS, Gate, get_formats
 from .manifest import LABELS, MANIFEST, README, TRAINING_CURVES, TRAINING_RECORD, Manifest, read_manifest
 from .model import ACTIVATIONS, ARCHITECTURES, count_macs, count_params
 from .on_target import bench_on_target, count_on_target, verify_on_target
@@ -40,7 +40,7 @@ from .verify import verify_bundle
 
 DEFAULT_OUT = "export"
 DEFAULTS = TrainConfig()
-MODEL_SUFFIXES = {".tflite": "litert", ".onnx": "onnxruntime"}
+MODEL_SUFFIXES = {Path(f.file).suffix: f.runtime for f in FORMATS}  # what predict opens a model file with
 
 
 # --- argument types ---------------------------------------------------------------------------------------

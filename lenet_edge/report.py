@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .console import STATUS_ICON
 from .files import write_json, write_text
-from .formats import FORMATS, RUNTIMES, Format, float_twin, runtime_label
+from .formats import FORMATS, KERAS, RUNTIMES, Format, float_twin, runtime_label
 from .layer_names import layer_of
 from .manifest import Manifest, read_manifest
 
@@ -167,7 +167,8 @@ def _bench_section(profile: str, result: dict, title: str = "", chart: bool = Tr
     machine = info["machine"]
     single = [row for row in rows if row["batch"] == 1]
     throughput = {(r["format"], r["delegate"], r["threads"]): r["throughput_ips"] for r in rows if r["batch"] == 256}
-    keras = {r["threads"]: r["p50_us"] for r in single if r["runtime"] == "keras" and r["delegate"] == "tf.function"}
+    keras = (KERAS.runtime, RUNTIMES[KERAS.runtime].default_delegate)  # Keras through a tf.function
+    keras_by_threads = {r["threads"]: r["p50_us"] for r in single if (r["runtime"], r["delegate"]) == keras}
     lines = [
         title or f"## Speed: {profile} profile",
         "",
@@ -181,7 +182,7 @@ def _bench_section(profile: str, result: dict, title: str = "", chart: bool = Tr
     ]
     for row in sorted(single, key=lambda r: (r["threads"], r["p50_us"])):
         ips = throughput.get((row["format"], row["delegate"], row["threads"]))
-        keras_p50 = keras.get(row["threads"])
+        keras_p50 = keras_by_threads.get(row["threads"])
         speedup = "—" if keras_p50 is None else f"{keras_p50 / row['p50_us']:.1f}×"
         label = runtime_label(row["runtime"], row["delegate"])
         lines.append(
@@ -201,7 +202,7 @@ def int8_pairs() -> list[tuple[str, Format, Format]]:
     pairs = []
     for fmt in FORMATS:
         twin = float_twin(fmt)
-        if fmt.precision == "int8" and twin is not None:
+        if fmt.gates.quantized and twin is not None:
             pairs.append((RUNTIMES[fmt.runtime].label, twin, fmt))
     return pairs
 
