@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .console import log
+from .console import interrupt_note, log
 from .data import Mnist, calibration_images
 from .errors import BundleError, one_line
 from .exporters import export_format
-from .files import sha256_file, write_json
+from .files import UMASK, sha256_file, write_json
 from .formats import KERAS, Format
 from .host import tool_versions
 from .manifest import (
@@ -36,6 +36,8 @@ from .manifest import (
     FileRef,
     Manifest,
     is_bundle,
+    is_bundle_file,
+    read_manifest,
     write_manifest,
 )
 from .model import deployment_graph
@@ -47,21 +49,41 @@ _KEPT_ELSEWHERE = ("history", "model", "deterministic", "determinism")  # traini
 # states once, at its top level (the history stays in training.json)
 
 
-def _check_replaceable(out: Path) -> None:
-    """Only an empty folder, one holding just a README, or a lenet-edge bundle may be replaced."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise BundleError(f"{out}: exists and is not a folder; choose another --out")
-    foreign = [p.name for p in out.iterdir() if p.name not in (README, ".gitignore")]
-    if foreign and not is_bundle(out):
-        raise BundleError(f"{out}: exists and is not a lenet-edge bundle ({foreign[0]} …); choose another --out")
+def foreign_files(out: Path) -> list[str]:
+    """The entries of ``out`` that this tool did not write: all of them unless ``out`` is a bundle of ours,
+    then those that are neither its manifest's files nor the reports' (a README.md identical to the one a
+    bundle gets counts as ours: the checkout's export/ folder holds just that)."""
+    readme = resources.files("lenet_edge").joinpath("bundle_README.md").read_bytes()
+    try:
+        manifest = read_manifest(out)
+    except BundleError:
+        manifest = None
+    foreign = []
+    for path in sorted(out.iterdir()):
+        if path.name == README and path.is_file() and path.read_bytes() == readme:
+            continue
+        if manifest is not None and path.is_file() and not path.is_symlink() and is_bundle_file(path.name, manifest):
+            continue
+        foreign.append(path.name)
+    return foreign
 
 
 def check_output_folder(out: str | Path) -> Path:
-    """Fail before any work if ``out`` cannot become a bundle: not replaceable, or its parent not writable."""
+    """Fail before any work if ``out`` cannot become a bundle: it holds anything this tool did not write, it
+    cannot be replaced, or its parent is not writable."""
     out = Path(out).absolute()
-    _check_replaceable(out)
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise BundleError(f"{out}: exists and is not a folder; choose another --out")
+    if out.exists():
+        foreign = foreign_files(out)
+        if foreign:
+            what = "is not a lenet-edge bundle" if not is_bundle(out) else "holds files lenet-edge did not write"
+            raise BundleError(
+                f"{out}: {what} ({', '.join(foreign[:3])}{' …' if len(foreign) > 3 else ''}); nothing was touched: "
+                "move them out or choose another --out"
+            )
+        if not os.access(out, os.W_OK):
+            raise BundleError(f"{out}: not writable; choose another --out")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -71,22 +93,80 @@ def check_output_folder(out: str | Path) -> Path:
     return out
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_leftovers(out: Path) -> list[str]:
+    """Remove what a killed run left beside ``out`` (its staging folder, or the previous bundle it was
+    swapping out, which goes back to ``out`` if ``out`` is missing); return what it did."""
+    done = []
+    for path in sorted(out.parent.glob(f".{out.name}.*-*")):
+        kind, _, rest = path.name.removeprefix(f".{out.name}.").partition("-")
+        pid = rest.split("-", 1)[0]
+        if kind not in ("staging", "old") or not pid.isdigit() or _alive(int(pid)) or not path.is_dir():
+            continue
+        previous = path / out.name
+        if kind == "old" and previous.is_dir() and not out.exists():
+            os.replace(previous, out)
+            done.append(f"restored the previous bundle {out} from an interrupted swap")
+        shutil.rmtree(path, ignore_errors=True)
+        done.append(f"removed {path.name}, left by an interrupted run")
+    return done
+
+
+def _folder_beside(out: Path, kind: str) -> Path:
+    """A new folder beside ``out``, named for this process (so a later run can tell it was left behind),
+    with the usual permissions."""
+    folder = Path(tempfile.mkdtemp(prefix=f".{out.name}.{kind}-{os.getpid()}-", dir=out.parent))
+    os.chmod(folder, 0o777 & ~UMASK)
+    return folder
+
+
 @contextlib.contextmanager
 def staged_folder(out: Path):
-    """Yield an empty staging folder; when the block completes, it replaces ``out`` in one swap."""
+    """Yield an empty staging folder beside ``out``; ``publish`` moves it into place. Whatever stops the block
+    (an error, Ctrl-C, SIGTERM) removes the staging folder and leaves ``out`` as it was."""
     out = check_output_folder(out)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    for line in clean_leftovers(out):
+        log(line)
+    staging = _folder_beside(out, "staging")
+    existed = out.exists()
+    interrupt_note(f"{out} was left as it was" if existed else f"nothing was written to {out}")
     try:
         yield staging
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(staging, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def publish(staging: Path, out: Path, failed: bool) -> Path:
+    """Put a finished staging folder in place: it replaces ``out`` in one swap, unless formats failed and a
+    previous bundle is there, which then stays as it was, the attempt going to ``out``.failed beside it.
+    Returns where the attempt went."""
+    out = out.absolute()
+    if failed and out.exists():
+        attempt = out.with_name(f"{out.name}.failed")
+        if attempt.exists() and (attempt.is_symlink() or not attempt.is_dir() or foreign_files(attempt)):
+            attempt = _folder_beside(out, "failed")  # never replace what we did not write
+        elif attempt.exists():
+            shutil.rmtree(attempt)
+        os.replace(staging, attempt)
+        return attempt
+    if out.exists():
+        old = _folder_beside(out, "old")
+        os.replace(out, old / out.name)
+        os.replace(staging, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, out)
+    interrupt_note(f"{out} is complete; what came after writing it did not finish")
+    return out
 
 
 def check_answers(runner: Runner, digits: np.ndarray, labels: np.ndarray) -> float:
@@ -153,8 +233,10 @@ def write_bundle(
     formats: list[Format],
     calibration_count: int = 500,
     keep_float: tuple[str, ...] = (),
-) -> Manifest:
-    """Export ``model`` to every format into a fresh bundle at ``out``; return the manifest.
+) -> tuple[Manifest, Path]:
+    """Export ``model`` to every format into a fresh bundle at ``out``; return the manifest and where the bundle
+    went: ``out``, or, when a format failed and a previous bundle is at ``out``, ``out``.failed (the previous
+    bundle stays as it was).
 
     ``training`` is the training record (TrainResult.describe() plus architecture facts)."""
     seed = training["config"]["seed"]
@@ -218,4 +300,5 @@ def write_bundle(
             failed=failed,
         )
         write_manifest(staging, manifest)
-    return manifest
+        where = publish(staging, Path(out), failed=bool(failed))
+    return manifest, where

@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
+import threading
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -18,18 +20,30 @@ import numpy as np
 from . import __version__
 from .bench import PROFILES, bench_bundle, profile_bundle
 from .bundle_writer import check_output_folder, write_bundle
-from .console import log, log_to_stderr
+from .console import interrupt_note, interrupted_message, log, log_to_stderr
 from .data import Mnist, load_mnist
 from .errors import DataError, LenetEdgeError, UsageError
 from .files import write_json
 from .formats import FORMAT_NAMES, FORMATS, GATE_FLAGS, PRECISIONS, Gate, get_formats
-from .manifest import LABELS, MANIFEST, README, TRAINING_CURVES, TRAINING_RECORD, Manifest, read_manifest
+from .manifest import (
+    BENCH_JSON,
+    CONFUSION_PNG,
+    LABELS,
+    MANIFEST,
+    README,
+    REPORT_MD,
+    TARGETS_PNG,
+    TRAINING_CURVES,
+    TRAINING_RECORD,
+    Manifest,
+    read_manifest,
+)
 from .model import ACTIVATIONS, ARCHITECTURES, count_macs, count_params
 from .on_target import bench_on_target, count_on_target, verify_on_target
 from .plots import plot_bench, plot_confusion_matrices, plot_instruction_counts
 from .preprocess import mnist_digit, save_digit
 from .quantization_error import layer_report
-from .report import CONFUSION_PNG, REPORT_MD, TARGETS_PNG, costs_by_core, read_report, update_report
+from .report import costs_by_core, read_report, update_report
 from .runtimes import KerasRunner, open_runner
 from .serve import serve
 from .targets import TARGET_HELP, Target, parse_target
@@ -403,19 +417,29 @@ def _local_only_options(args) -> list[str]:
     return given + [flag for flag, value in (("--threads", args.threads), ("--layers", args.layers)) if value]
 
 
+# verify's exit codes beyond 0 (all passed) and 1 (an artifact did not pass); 2 is bad input, as everywhere
+VERIFY_NO_REPORT = {False: 3, True: 4}  # the verdict was printed, but the report could not be written
+
+
 def _verify(args, bundle: str, mnist: Mnist, layers: bool) -> tuple[int, list[dict]]:
-    """Verify a bundle, write its report, print the table; (1 if any artifact did not pass, the rows)."""
+    """Verify a bundle, print the verdict, write its report; (0 all passed, 1 an artifact did not pass, 3 or 4
+    the same but the report could not be written; the rows)."""
     result = verify_bundle(bundle, mnist, _gates(args), args.threads)
     rows = [row.to_dict() for row in result.pop("rows")]
-    update_report(bundle, {"verify": rows, "verify_info": result})
-    try:
-        plot_confusion_matrices(rows, Path(bundle) / CONFUSION_PNG)
-    except ImportError:
-        log("(no matplotlib here: confusion matrices not drawn)")
-    if layers:
-        update_report(bundle, {"layers": layer_report(Path(bundle), read_manifest(bundle), mnist)})
     failed = [row["format"] for row in rows if row["status"] != "pass"]
     verdict = f"{len(failed)} of {len(rows)} did not pass: {', '.join(failed)}" if failed else "all passed"
+    try:
+        update_report(bundle, {"verify": rows, "verify_info": result})
+        try:
+            plot_confusion_matrices(rows, Path(bundle) / CONFUSION_PNG)
+        except ImportError:
+            log("(no matplotlib here: confusion matrices not drawn)")
+        if layers:
+            update_report(bundle, {"layers": layer_report(Path(bundle), read_manifest(bundle), mnist)})
+    except OSError as exc:
+        log(f"verify: {verdict} ({result['seconds']:.1f} s)")
+        log(f"verify: the report was NOT written ({exc.filename or bundle}: {exc.strerror or exc})")
+        return VERIFY_NO_REPORT[bool(failed)], rows
     log(f"verify: {verdict} ({result['seconds']:.1f} s); see {Path(bundle) / REPORT_MD}")
     return (1 if failed else 0), rows
 
@@ -423,7 +447,7 @@ def _verify(args, bundle: str, mnist: Mnist, layers: bool) -> tuple[int, list[di
 def _bench(args, bundle: str, mnist: Mnist) -> tuple[int, list[dict]]:
     """Bench a bundle, write bench.json, its chart and report section; (1 if a combination failed, the rows)."""
     result = bench_bundle(bundle, mnist, args.profile, args.seconds, browser=args.browser)
-    write_json(Path(bundle) / "bench.json", result["rows"])
+    write_json(Path(bundle) / BENCH_JSON, result["rows"])
     sections = read_report(bundle).get("bench", {})
     sections[args.profile] = result
     update_report(bundle, {"bench": sections, "profile": profile_bundle(Path(bundle), read_manifest(bundle))})
@@ -489,7 +513,14 @@ def _next_steps(out: str) -> None:
 
 def _bundle_and_check(args, model, record: dict, mnist: Mnist, formats: list) -> int:
     """Write the bundle and list it, verify and bench it as the command asks, close with the next commands."""
-    manifest = write_bundle(args.out, model, record, mnist, formats, args.calibration, tuple(args.keep_float))
+    manifest, where = write_bundle(args.out, model, record, mnist, formats, args.calibration, tuple(args.keep_float))
+    if where.resolve() != Path(args.out).resolve():
+        for failure in manifest.failed:
+            log(f"FAILED {failure['format']}: {failure['reason']}")
+        log(f"export failed: the previous bundle in {args.out} is unchanged; this attempt is in {where} (its "
+            "manifest.json lists what failed and why)")  # fmt: skip
+        _emit(args, {"bundle": str(where), "manifest": manifest.to_dict(), "verify": None, "bench": None})
+        return 1
     status = _written(manifest, args.out)
     result: dict = {"bundle": args.out, "manifest": manifest.to_dict(), "verify": None, "bench": None}
     if formats and args.verify:
@@ -649,6 +680,7 @@ def cmd_serve(args) -> int:
     except DataError as exc:  # the page still draws; only its test-digit run needs MNIST
         mnist, data_error = None, str(exc)
         log(f"(no test digits for the page: {exc})")
+    interrupt_note("the server stopped")
     serve(args.bundle, args.host, args.port, mnist, data_error, native=open_runner)
     return 0
 
@@ -670,9 +702,20 @@ def cmd_target_info(args) -> int:
     return 0
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an interruption so that the same clean-up runs as for Ctrl-C."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     log_to_stderr(getattr(args, "json", None) == "-")
+    interrupt_note("")
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         return args.handler(args)
     except LenetEdgeError as exc:
@@ -681,11 +724,13 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # permissions, a full disk: the user's to fix, so one line, no traceback
         print(f"lenet-edge: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("lenet-edge: interrupted; the previous bundle was left as it was", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"lenet-edge: {interrupted_message()}", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     finally:
         log_to_stderr(False)
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

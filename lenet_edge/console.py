@@ -9,12 +9,23 @@ import sys
 
 STATUS_ICON = {"pass": "✅", "fail": "❎", "error": "❌"}
 _to_stderr = False
+_interrupt_note = ""
 
 
 def log_to_stderr(on: bool = True) -> None:
     """Send log lines to stderr (when stdout carries a command's JSON result)."""
     global _to_stderr
     _to_stderr = on
+
+
+def interrupt_note(note: str) -> None:
+    """What an interruption (Ctrl-C, SIGTERM) at this point leaves behind, said when one comes ('' for nothing)."""
+    global _interrupt_note
+    _interrupt_note = note
+
+
+def interrupted_message() -> str:
+    return f"interrupted; {_interrupt_note}" if _interrupt_note else "interrupted"
 
 
 def log(message: str) -> None:

@@ -12,8 +12,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+TEMP_MARK = "lenet-edge-"  # in every temp file's name: one a killed run left is recognisably ours
+UMASK = os.umask(0)  # read once: files and folders get the usual 0666/0777 less it
+os.umask(UMASK)
 
 
 def sha256_file(path: Path) -> str:
@@ -29,15 +30,21 @@ def atomic_output(path: Path) -> Iterator[Path]:
     """Yield a fresh temp path beside ``path`` to write to; renamed onto ``path`` when the block completes,
     removed when it fails. The file gets the usual permissions (0666 less the umask)."""
     path = Path(path)
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.{TEMP_MARK}", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # named after the file the caller asked for, not the temp file
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     os.close(handle)
     tmp = Path(name)
     try:
         yield tmp
         with open(tmp, "rb+") as written:
             os.fsync(written.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
+        os.chmod(tmp, 0o666 & ~UMASK)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
     finally:
         tmp.unlink(missing_ok=True)
 

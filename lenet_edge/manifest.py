@@ -4,6 +4,7 @@ manifest goes through ``read_manifest``. NumPy and the standard library only: it
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .errors import BundleError
-from .files import write_json
+from .files import TEMP_MARK, write_json
 from .formats import BY_NAME, KERAS, RUNTIMES, Format
 
 MANIFEST = "manifest.json"
@@ -23,6 +24,10 @@ TRAINING_RECORD = "training.json"
 TRAINING_CURVES = "training_curves.png"
 README = "README.md"
 REFERENCE = "keras_test_probabilities.npy"  # Keras's answers on the 10,000 test images: verify's reference
+REPORT_JSON, REPORT_MD = "report.json", "report.md"
+CONFUSION_PNG, TARGETS_PNG, BENCH_JSON = "verify_confusion.png", "targets_cost.png", "bench.json"
+WRITTEN_LATER = (REPORT_JSON, REPORT_MD, CONFUSION_PNG, TARGETS_PNG, BENCH_JSON, "bench_*.png", "layers_*.csv",
+                 "layers_*.png", f".*.{TEMP_MARK}*.tmp")  # fmt: skip  # what verify, bench and cost add to a bundle
 MAX_MANIFEST_BYTES = 16 << 20  # a manifest is a few KB; anything near this is not ours
 
 
@@ -163,6 +168,15 @@ def read_manifest(bundle: str | Path) -> Manifest:
     except OSError as exc:
         raise BundleError(f"{path}: cannot read ({exc.strerror})") from None
     return parse_manifest(data, str(path))
+
+
+def is_bundle_file(name: str, manifest: Manifest) -> bool:
+    """Whether a bundle holds ``name`` because this tool wrote it there: a file of the manifest, the bundle's
+    own files, or what verify, bench and cost add."""
+    own = {a.file for a in manifest.artifacts} | {MANIFEST, LABELS, TRAINING_RECORD, TRAINING_CURVES, README}
+    if manifest.reference is not None:
+        own.add(manifest.reference.file)
+    return name in own or any(fnmatch.fnmatchcase(name, pattern) for pattern in WRITTEN_LATER)
 
 
 def is_bundle(folder: Path) -> bool:

@@ -10,11 +10,8 @@ from .console import STATUS_ICON
 from .files import write_json, write_text
 from .formats import FORMATS, KERAS, RUNTIMES, Format, float_twin, runtime_label
 from .layer_names import layer_of
-from .manifest import Manifest, read_manifest
+from .manifest import CONFUSION_PNG, REPORT_JSON, REPORT_MD, TARGETS_PNG, Manifest, read_manifest
 
-REPORT_JSON, REPORT_MD = "report.json", "report.md"
-CONFUSION_PNG = "verify_confusion.png"
-TARGETS_PNG = "targets_cost.png"
 STATUS_MARK = {status: f"{icon} {status}" for status, icon in STATUS_ICON.items()}
 
 

@@ -61,6 +61,14 @@ def _integrity(bundle: Path, entry: Artifact | FileRef) -> str:
     return ""
 
 
+def _claim(runner: Runner, entry: Artifact) -> str:
+    """'' when the file computes in the precision its row claims (read from the file itself)."""
+    found = runner.precision()
+    if found is None or found == entry.precision:
+        return ""
+    return f"the file is {found}, not the {entry.precision} its row ({entry.format}) claims"
+
+
 def _contract(runner: Runner, entry: Artifact, images: np.ndarray, predicted: np.ndarray) -> str:
     """The app's path: the manifest's stated input, raw pixels cast to its dtype and nothing else, and the
     output's argmax read as it comes. '' when it answers exactly as the runner does."""
@@ -78,10 +86,13 @@ def _contract(runner: Runner, entry: Artifact, images: np.ndarray, predicted: np
 def judge(
     fmt: str, runtime: str, precision: str, probs: np.ndarray, reference: np.ndarray, labels: np.ndarray, gate: Gate
 ) -> VerifyRow:
-    """Metrics of one artifact's probabilities against the reference and the labels, and its gate verdict."""
+    """Metrics of one artifact's probabilities against the reference and the labels, and its gate verdict.
+    Any NaN or Inf in the outputs fails the row: no |Δp| is computed from them (a comparison with NaN is
+    always false, so no gate could catch it)."""
     predicted, expected = probs.argmax(1), reference.argmax(1)
     accuracy = float(np.mean(predicted == labels))
-    diff = np.abs(probs.astype(np.float64) - reference.astype(np.float64))
+    finite = np.isfinite(probs)
+    diff = np.abs(np.where(finite, probs, 0).astype(np.float64) - reference.astype(np.float64))
     confusion = np.zeros((10, 10), np.int64)
     np.add.at(confusion, (labels, predicted), 1)
     delta_pt = round((accuracy - float(np.mean(expected == labels))) * 100, 4)
@@ -101,6 +112,10 @@ def judge(
         confusion=confusion.tolist(),
     )
     failures = gate.failures(agreement, max_abs_dp, delta_pt)
+    if not finite.all():
+        images = int(np.sum(~finite.all(1)))
+        failures.insert(0, f"non-finite outputs (NaN or Inf) on {images:,} of {len(probs):,} images")
+        row.max_abs_dp = row.mean_abs_dp = None
     if failures:
         row.status, row.reason = "fail", "; ".join(failures)
     return row
@@ -178,7 +193,9 @@ def _verify_artifact(
         return VerifyRow(entry.format, entry.runtime, "error", reason=reason[:300], precision=precision)
     row = judge(entry.format, entry.runtime, precision, probs, reference, mnist.y_test, gate)
     row.size_bytes = (bundle / entry.file).stat().st_size
-    problems = [p for p in (integrity, _contract(runner, entry, mnist.x_test, probs.argmax(1))) if p]
+    problems = [
+        p for p in (integrity, _claim(runner, entry), _contract(runner, entry, mnist.x_test, probs.argmax(1))) if p
+    ]
     if problems:
         row.status = "fail"
         row.reason = "; ".join(problems + ([row.reason] if row.reason else []))

@@ -73,6 +73,11 @@ class Runner(ABC):
         """Peak memory of the process running the model, in MB (None where the runtime is another process's)."""
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
+    @abstractmethod
+    def precision(self) -> str | None:
+        """What the file computes in, read from the file itself (not from any manifest): fp32, fp16, dynamic
+        or int8, as in formats.PRECISIONS; None where the runtime cannot tell."""
+
     def op_profile(self, runs: int = 300) -> dict | None:
         """Where the time goes, op by op, if the runtime can tell (None otherwise)."""
         return None

@@ -32,6 +32,10 @@ class KerasRunner(InProcessRunner):
         self.output = Tensor(model.output_names[0], "float32", shape)
         return None
 
+    def precision(self) -> str:
+        dtypes = {weight.dtype for weight in self.model.weights}
+        return "fp32" if dtypes <= {"float32"} else ",".join(sorted(map(str, dtypes)))
+
     def _prepare(self, batch: np.ndarray):
         if self.delegate == "tf.function":
             function = self.tf.function(self.model)

@@ -76,6 +76,19 @@ class LiteRTRunner(InProcessRunner):
         """Delegate partitions in the graph: 0 means XNNPACK was not applied (reference kernels only)."""
         return sum(op["op_name"] == "DELEGATE" for op in self.interpreter._get_ops_details())
 
+    def precision(self) -> str:
+        """int8 when ops compute on int8/uint8 tensors (full-integer); dynamic when only weights are int8;
+        fp16 when weights are stored as float16; else fp32."""
+        interpreter = _interpreter(self.path, xnnpack=False)  # the file's own graph, no delegate rewriting it
+        dtype = {t["index"]: np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
+        computed = {dtype[i] for op in interpreter._get_ops_details() for i in op["outputs"] if i in dtype}
+        stored = set(dtype.values())
+        if computed & {"int8", "uint8"}:
+            return "int8"
+        if "int8" in stored:
+            return "dynamic"
+        return "fp16" if "float16" in stored else "fp32"
+
     def op_profile(self, runs: int = 300) -> dict:
         """What XNNPACK takes of the file as an app loads it (a fresh interpreter, default delegates)."""
         return {"runtime": self.runtime, **xnnpack_partitions(_interpreter(self.path))}

@@ -63,6 +63,17 @@ class OnnxRuntimeRunner(InProcessRunner):
         self.input, self.output = _spec(in_arg), _spec(out_arg)
         return None
 
+    def precision(self) -> str:
+        """int8 when the graph quantizes activations (Q/DQ pairs or QLinear kernels), dynamic when it has only
+        integer kernels fed by DynamicQuantizeLinear, fp16 when it computes in float16, else fp32: from the ops
+        ONNX Runtime runs (the runtime-only install has no onnx package to read initializers with)."""
+        ops = {row["op"] for row in self.op_profile(runs=2)["ops"]}
+        if ops & {"QuantizeLinear", "QLinearConv", "QLinearMatMul", "QGemm"}:
+            return "int8"
+        if "DynamicQuantizeLinear" in ops or any(op.endswith("Integer") for op in ops):
+            return "dynamic"
+        return "fp16" if self.input.dtype == "float16" else "fp32"
+
     def op_profile(self, runs: int = 300) -> dict:
         """Mean time per op type over ``runs`` batch-1 inferences on 1 thread, from ONNX Runtime's profiler."""
         with tempfile.TemporaryDirectory(prefix="lenet-edge-ortprof-") as tmp:
