@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .console import log, progress
+from .errors import one_line
 from .formats import BY_NAME, RUNTIMES
 from .host import machine_info, usable_cores
 from .manifest import Manifest, read_manifest
@@ -210,7 +211,11 @@ def profile_bundle(bundle: Path, manifest: Manifest) -> dict:
     """Per-op evidence of where the time goes, for every artifact whose runtime can tell."""
     result = {}
     for entry in manifest.exports:
-        found = open_runner(entry.runtime, bundle / entry.file).op_profile()
+        try:
+            found = open_runner(entry.runtime, bundle / entry.file).op_profile()
+        except Exception as exc:  # a missing or broken file: bench's own rows say it failed
+            log(f"per-op profile: {entry.format} not profiled ({one_line(exc)[:200]})")
+            continue
         if found is not None:
             result[entry.format] = found
     return result

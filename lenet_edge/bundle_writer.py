@@ -20,7 +20,7 @@ import numpy as np
 from . import __version__
 from .console import interrupt_note, log
 from .data import Mnist, calibration_images
-from .errors import BundleError, one_line
+from .errors import BundleError, UsageError, one_line
 from .exporters import export_format
 from .files import UMASK, sha256_file, write_json
 from .formats import KERAS, Format
@@ -225,6 +225,14 @@ def export_artifact(
     return entry
 
 
+def check_keep_float(model, keep_float: tuple[str, ...]) -> None:
+    """Every layer named for --keep-float must be a layer of ``model`` with weights."""
+    unknown = sorted(set(keep_float) - {layer.name for layer in model.layers if layer.weights})
+    if unknown:
+        layers = ", ".join(layer.name for layer in model.layers if layer.weights)
+        raise UsageError(f"--keep-float {', '.join(unknown)}: not a layer with weights; the model has {layers}")
+
+
 def write_bundle(
     out: str | Path,
     model,
@@ -241,10 +249,7 @@ def write_bundle(
     ``training`` is the training record (TrainResult.describe() plus architecture facts)."""
     seed = training["config"]["seed"]
     calibration = calibration_images(mnist, calibration_count, seed)
-    unknown = sorted(set(keep_float) - {layer.name for layer in model.layers if layer.weights})
-    if unknown:
-        layers = ", ".join(layer.name for layer in model.layers if layer.weights)
-        raise BundleError(f"--keep-float {', '.join(unknown)}: not a layer with weights; the model has {layers}")
+    check_keep_float(model, keep_float)
 
     with staged_folder(Path(out)) as staging:
         model.save(staging / KERAS.file)

@@ -19,10 +19,10 @@ import numpy as np
 
 from . import __version__
 from .bench import PROFILES, bench_bundle, profile_bundle
-from .bundle_writer import check_output_folder, write_bundle
+from .bundle_writer import check_keep_float, check_output_folder, write_bundle
 from .console import interrupt_note, interrupted_message, log, log_to_stderr
-from .data import Mnist, load_mnist
-from .errors import DataError, LenetEdgeError, UsageError
+from .data import Mnist, calibration_images, load_mnist
+from .errors import DataError, LenetEdgeError, UsageError, one_line
 from .files import write_json
 from .formats import FORMAT_NAMES, FORMATS, GATE_FLAGS, PRECISIONS, Gate, get_formats
 from .manifest import (
@@ -38,7 +38,7 @@ from .manifest import (
     Manifest,
     read_manifest,
 )
-from .model import ACTIVATIONS, ARCHITECTURES, count_macs, count_params
+from .model import ACTIVATIONS, ARCHITECTURES, build_model, count_macs, count_params
 from .on_target import bench_on_target, count_on_target, verify_on_target
 from .plots import plot_bench, plot_confusion_matrices, plot_instruction_counts
 from .preprocess import mnist_digit, save_digit
@@ -67,6 +67,16 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"{value} is not a seed from 0 to 2**32 - 1")
     return value
 
 
@@ -144,7 +154,9 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         help="validation images carved from the training set (default %(default)s)",
     )
     group.add_argument("--limit", type=_positive, help="use only the first N training images (quick runs)")
-    group.add_argument("--seed", type=int, default=DEFAULTS.seed, help="makes the run repeatable (default %(default)s)")
+    group.add_argument(
+        "--seed", type=_seed, default=DEFAULTS.seed, help="makes the run repeatable (default %(default)s)"
+    )
 
 
 def _add_export_options(parser: argparse.ArgumentParser) -> None:
@@ -249,7 +261,7 @@ def _export_command(commands) -> None:
         description="Export a trained Keras model to every format into one bundle; verify and bench it.",
     )
     export.add_argument("model", metavar="MODEL.keras", help="trained model (its training.json beside it is kept)")
-    export.add_argument("--seed", type=int, help="seed of the calibration pick (default: the training seed)")
+    export.add_argument("--seed", type=_seed, help="seed of the calibration pick (default: the training seed)")
     _add_out_option(export)
     _add_data_options(export)
     _add_export_options(export)
@@ -542,7 +554,9 @@ def cmd_run(args) -> int:
     formats = [] if args.train_only else get_formats(args.formats)
     import_tensorflow()  # fail fast on a runtime-only install
     check_output_folder(args.out)
+    check_keep_float(build_model(args.arch, args.activation), tuple(args.keep_float))  # the layers are named alike
     mnist = _load_data(args)
+    calibration_images(mnist, args.calibration, args.seed)  # a count that cannot fit fails now, not after training
     model, record = _train(args, mnist)
     return _bundle_and_check(args, model, record, mnist, formats)
 
@@ -654,7 +668,14 @@ def cmd_predict(args) -> int:
         runner = open_runner(runtime, model)
     except Exception as exc:
         raise UsageError(f"{model}: cannot be loaded by {runtime} ({type(exc).__name__})") from None
-    probabilities = runner.predict(np.stack(digits))
+    try:
+        probabilities = runner.predict(np.stack(digits))
+    except Exception as exc:  # a foreign model: another input shape or type
+        raise UsageError(
+            f"{model}: does not answer 28×28 raw-pixel digits with 10 probabilities ({one_line(exc)[:160]})"
+        ) from None
+    if probabilities.shape != (len(digits), 10):
+        raise UsageError(f"{model}: answers {probabilities.shape[1:]}, not 10 probabilities")
     if args.save_digits:
         folder = Path(args.save_digits)
         folder.mkdir(parents=True, exist_ok=True)

@@ -9,8 +9,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import importlib.util
+import io
 import os
 import re
+import stat
+import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +34,9 @@ IDX_CONTENT_SHA256 = {
     "t10k-images": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
     "t10k-labels": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
+# every IDX file's exact size once decompressed: no read ever decompresses more than that
+IDX_SIZES = {"train-images": 47_040_016, "train-labels": 60_008, "t10k-images": 7_840_016, "t10k-labels": 10_008}
+MAX_FILE_BYTES = 64 << 20  # no MNIST file, packed or not, is larger (the npz is 11 MB, the raw images 45 MB)
 NPZ_KEYS = {"train-images": "x_train", "train-labels": "y_train", "t10k-images": "x_test", "t10k-labels": "y_test"}
 _IDX_NAME = re.compile(r"^(train|t10k)-(images|labels)[.-]idx[13]-ubyte(\.gz)?$")
 _IDX_UBYTE = 0x08
@@ -88,11 +94,34 @@ def parse_idx(raw: bytes, name: str) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def _read_idx_file(path: Path) -> tuple[np.ndarray, str]:
-    """Read one IDX file, gzip-compressed or not (told by its magic bytes); return the array and file sha256."""
+def _regular_file(path: Path) -> int:
+    """The size of ``path``, checked before anything is read: a regular file of at most MAX_FILE_BYTES (a FIFO
+    would hang the read, a device or a huge file would exhaust memory)."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(f"{path}: not a regular file (a pipe, device or folder); MNIST comes in plain files")
+    if info.st_size > MAX_FILE_BYTES:
+        raise DataError(f"{path}: {info.st_size:,} bytes, larger than any MNIST file ({MAX_FILE_BYTES:,} at most)")
+    return info.st_size
+
+
+def _read_idx_file(path: Path, key: str) -> tuple[np.ndarray, str]:
+    """Read one IDX file, gzip-compressed or not (told by its magic bytes); return the array and file sha256.
+    A compressed file is decompressed no further than the size that IDX file has in MNIST."""
+    _regular_file(path)
+    limit = IDX_SIZES[key]
     try:
         blob = path.read_bytes()
-        raw = gzip.decompress(blob) if blob[:2] == b"\x1f\x8b" else blob
+        if blob[:2] == b"\x1f\x8b":
+            with gzip.GzipFile(fileobj=io.BytesIO(blob)) as stream:
+                raw = stream.read(limit + 1)
+            if len(raw) > limit:
+                raise DataError(f"{path}: decompresses to more than the {limit:,} bytes of MNIST's {key} file")
+        else:
+            raw = blob
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise DataError(f"{path}: truncated or corrupt gzip file ({exc})") from None
     except OSError as exc:
@@ -117,18 +146,27 @@ def load_idx_folder(folder: Path, check: bool = True) -> Mnist:
         raise DataError(f"{folder}: missing MNIST IDX files: {', '.join(k + '-idx?-ubyte[.gz]' for k in missing)}")
     arrays, files = {}, {}
     for key, path in found.items():
-        arrays[key], files[path.name] = _read_idx_file(path)
+        arrays[key], files[path.name] = _read_idx_file(path, key)
         if check:
             _check_content(key, arrays[key], str(path))
     return _assemble(arrays, f"IDX files in {folder}", files)
 
 
 def load_npz(path: Path, check: bool = True) -> Mnist:
-    """Load a Keras-format ``mnist.npz`` (keys x_train, y_train, x_test, y_test)."""
+    """Load a Keras-format ``mnist.npz`` (keys x_train, y_train, x_test, y_test). Its members' unpacked sizes
+    are checked before any is unpacked."""
+    _regular_file(path)
     try:
         blob = path.read_bytes()
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+            unpacked = sum(member.file_size for member in archive.infolist())
+    except zipfile.BadZipFile as exc:
+        raise DataError(f"{path}: truncated or corrupt npz file ({exc})") from None
+    if unpacked > MAX_FILE_BYTES:
+        raise DataError(f"{path}: unpacks to {unpacked:,} bytes, more than MNIST holds ({MAX_FILE_BYTES:,} at most)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: np.asarray(npz[npz_key], dtype=np.uint8) for key, npz_key in NPZ_KEYS.items()}

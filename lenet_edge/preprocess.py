@@ -7,6 +7,7 @@ as wide, once scaled, as the strokes the model learnt from. NumPy only; Pillow d
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 from typing import BinaryIO
 
@@ -19,6 +20,9 @@ BOX, SIZE = 20, 28  # MNIST: the digit fits 20×20, centred by mass in 28×28
 INK = 0.1  # a pixel is ink above this fraction of the brightest ink (MNIST digits come out as they went in)
 THIN = 0.6  # a stroke is thin below this fraction of PEN
 PEN = 2.5  # the stroke width, in pixels at the 20×20 scale, thin strokes are grown to (2.0-2.5 measured best)
+MAX_FILE_BYTES = 64 << 20  # a photo or a drawing, not more
+MAX_PIXELS = 50_000_000  # checked from the header, before decoding: a 50 MP phone photo at most
+WORK_SIDE = 1024  # larger pictures are scaled down to this before any float copy: a digit needs no more
 
 
 def load_image(path: str | Path | BinaryIO, name: str | None = None) -> np.ndarray:
@@ -27,9 +31,16 @@ def load_image(path: str | Path | BinaryIO, name: str | None = None) -> np.ndarr
     from PIL import Image, UnidentifiedImageError
 
     name = name or str(path)
+    if isinstance(path, str | Path):
+        _check_file(Path(path), name)
     try:
         with Image.open(path) as image:
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise UsageError(f"{name}: {width}×{height} pixels, more than {MAX_PIXELS:,} (not decoded)")
+            image.draft(None, (WORK_SIDE, WORK_SIDE))  # JPEG: decode at a reduced scale already
             image.load()
+            image.thumbnail((WORK_SIDE, WORK_SIDE))
             if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
                 rgba = np.asarray(image.convert("RGBA"), np.float32)
                 grey = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
@@ -40,6 +51,20 @@ def load_image(path: str | Path | BinaryIO, name: str | None = None) -> np.ndarr
         raise UsageError(f"{name}: no such file") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise UsageError(f"{name}: not a readable image ({type(exc).__name__})") from None
+
+
+def _check_file(path: Path, name: str) -> None:
+    """A regular file of a picture's size, checked before it is opened (a pipe would hang the read)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise UsageError(f"{name}: no such file") from None
+    except OSError as exc:
+        raise UsageError(f"{name}: cannot read ({exc.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise UsageError(f"{name}: not a regular file (a pipe, device or folder)")
+    if info.st_size > MAX_FILE_BYTES:
+        raise UsageError(f"{name}: {info.st_size:,} bytes, more than a picture of a digit needs ({MAX_FILE_BYTES:,})")
 
 
 def _white_on_black(grey: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:

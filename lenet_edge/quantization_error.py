@@ -20,6 +20,7 @@ import numpy as np
 
 from .console import log, silenced
 from .data import Mnist, calibration_batches, calibration_images
+from .errors import one_line
 from .exporters.tflite import float_layer_nodes, make_converter
 from .files import atomic_output
 from .formats import float_twin
@@ -189,7 +190,11 @@ def layer_report(bundle: Path, manifest: Manifest, mnist: Mnist) -> dict:
         if not artifact.spec.gates.quantized:
             continue
         measure, columns = MEASURES[artifact.spec.family]
-        data = report[artifact.format] = measure(bundle, manifest, artifact.format, mnist, images)
+        try:
+            data = measure(bundle, manifest, artifact.format, mnist, images)
+        except Exception as exc:  # a missing or broken file: verify's own row says what is wrong with it
+            data = {"skipped": f"could not be measured ({one_line(exc)[:200]})"}
+        report[artifact.format] = data
         if "rows" in data:
             _write_csv(bundle / f"layers_{artifact.format}.csv", data["rows"], columns)
             with contextlib.suppress(ImportError):  # no matplotlib: the CSV stays, the chart is not drawn

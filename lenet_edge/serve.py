@@ -12,7 +12,9 @@ import contextlib
 import io
 import json
 import os
+import sys
 import threading
+import time
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 
 from .console import log
-from .errors import LenetEdgeError, UsageError, first_line
+from .errors import LenetEdgeError, UsageError, first_line, one_line
 from .formats import BY_NAME
 from .manifest import Manifest, read_manifest
 from .preprocess import load_image, to_mnist
@@ -49,6 +51,10 @@ RUNTIME_FILES = {"onnxruntime-web": "onnxruntime-web", "litert.js": "@litertjs/c
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".mjs": "text/javascript",
                  ".css": "text/css", ".wasm": "application/wasm", ".json": "application/json"}  # fmt: skip
 MAX_UPLOAD = 8 << 20  # a drawing or a photo, not more
+UPLOAD_SECONDS = 20  # a whole upload must arrive within this
+SOCKET_SECONDS = 10  # a connection silent for this long is closed
+HEAVY_AT_ONCE = 2  # drawings prepared and native runs at the same time; more get 503 (each is bounded in memory)
+CONNECTIONS = 32  # open connections at the same time; more are answered 503 and closed
 MAX_TEST_DIGITS = 10_000
 LITERT_JS_BATCH = (
     "LiteRT.js takes no dynamic batch: the page gets a copy of this file with its batch signature fixed to 1 "
@@ -167,9 +173,13 @@ class Site:
         return {"runtime": entry.runtime, "dtype": str(outputs.dtype), "outputs": _b64(outputs)}
 
     def model_bytes(self, file: str, batch_one: bool) -> bytes:
+        """A model file the manifest lists, if it is a regular file inside the bundle (no symlink out of it)."""
         if file not in self.files:
             raise FileNotFoundError(file)
-        data = (self.bundle / file).read_bytes()
+        path = self.bundle / file
+        if path.is_symlink() or not path.is_file() or path.resolve().parent != self.bundle.resolve():
+            raise FileNotFoundError(file)
+        data = path.read_bytes()
         return with_batch_one(data) if batch_one and file.endswith(".tflite") else data
 
 
@@ -184,7 +194,9 @@ def prepare_upload(body: bytes) -> np.ndarray:
 
 class Handler(BaseHTTPRequestHandler):
     site: Site
+    heavy: threading.BoundedSemaphore
     server_version = "lenet-edge"
+    timeout = SOCKET_SECONDS  # per socket operation: a silent client is dropped
 
     def log_message(self, format: str, *args) -> None:  # quiet: the CLI prints what matters
         pass
@@ -226,7 +238,13 @@ class Handler(BaseHTTPRequestHandler):
             elif url.path == "/api/test-digits":
                 self._json(self.site.test_digits(_count(query)))
             elif url.path == "/api/native":
-                self._json(self.site.native(query.get("file", ""), _count(query)))
+                if not self.heavy.acquire(blocking=False):
+                    self._error(HTTPStatus.SERVICE_UNAVAILABLE, "busy: try again in a moment")
+                    return
+                try:
+                    self._json(self.site.native(query.get("file", ""), _count(query)))
+                finally:
+                    self.heavy.release()
             else:
                 self._error(HTTPStatus.NOT_FOUND, f"{url.path}: not served")
         except FileNotFoundError:
@@ -240,16 +258,46 @@ class Handler(BaseHTTPRequestHandler):
         if urlsplit(self.path).path != "/api/prepare":
             self._error(HTTPStatus.NOT_FOUND, f"{self.path}: not served")
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        if not 0 < length <= MAX_UPLOAD:
+        text = self.headers.get("Content-Length", "")
+        if not text.isdigit() or int(text) == 0:
+            self._error(HTTPStatus.BAD_REQUEST, "send a PNG or JPEG with a Content-Length")
+            return
+        if int(text) > MAX_UPLOAD:
             self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"send a PNG or JPEG of at most {MAX_UPLOAD >> 20} MB")
             return
+        body = self._read_body(int(text))
+        if body is None:
+            self._error(HTTPStatus.REQUEST_TIMEOUT, f"the upload did not arrive within {UPLOAD_SECONDS} s")
+            self.close_connection = True
+            return
+        if not self.heavy.acquire(blocking=False):
+            self._error(HTTPStatus.SERVICE_UNAVAILABLE, "busy: try again in a moment")
+            return
         try:
-            digit = prepare_upload(self.rfile.read(length))
+            digit = prepare_upload(body)
         except LenetEdgeError as exc:
             self._error(HTTPStatus.UNPROCESSABLE_ENTITY, first_line(exc))
             return
+        finally:
+            self.heavy.release()
         self._json({"digit": digit.ravel().tolist()})
+
+    def _read_body(self, length: int) -> bytes | None:
+        """The request body, or None when it does not arrive whole within UPLOAD_SECONDS."""
+        deadline = time.monotonic() + UPLOAD_SECONDS
+        chunks, left = [], length
+        try:
+            while left:
+                if time.monotonic() > deadline:
+                    return None
+                chunk = self.rfile.read1(min(left, 1 << 16))
+                if not chunk:
+                    return None
+                chunks.append(chunk)
+                left -= len(chunk)
+        except TimeoutError:
+            return None
+        return b"".join(chunks)
 
 
 def _count(query: dict) -> int:
@@ -262,13 +310,41 @@ def _count(query: dict) -> int:
     return count
 
 
+class BoundedServer(ThreadingHTTPServer):
+    """A thread per connection, CONNECTIONS at most: the next one is answered 503 and closed at once."""
+
+    def __init__(self, *args, **kwargs):
+        self.slots = threading.BoundedSemaphore(CONNECTIONS)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address) -> None:
+        if not self.slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that went away is no error of the server's; anything else is one line, not a traceback."""
+        error = sys.exc_info()[1]
+        if not isinstance(error, ConnectionError | TimeoutError):
+            log(f"serve: a request from {client_address[0]} failed: {one_line(error) if error else 'unknown'}")
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
 def make_server(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, mnist=None,
                 data_error: str | None = None, native: NativeFactory | None = None) -> ThreadingHTTPServer:  # fmt: skip
     """A server for ``bundle`` (not started); port 0 picks a free one."""
     site = Site(Path(bundle), mnist, data_error, native)
-    handler = type("BundleHandler", (Handler,), {"site": site})
+    handler = type("BundleHandler", (Handler,), {"site": site, "heavy": threading.BoundedSemaphore(HEAVY_AT_ONCE)})
     try:
-        server = ThreadingHTTPServer((host, port), handler)
+        server = BoundedServer((host, port), handler)
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     server.daemon_threads = True

@@ -126,7 +126,10 @@ def _reference(bundle: Path, manifest: Manifest, mnist: Mnist, have_tf: bool) ->
     against them like any artifact), or, for a bundle without them, the live Keras model's."""
     stored = manifest.reference
     if stored and not _integrity(bundle, stored):
-        reference = np.load(bundle / stored.file, allow_pickle=False)
+        try:
+            reference = np.load(bundle / stored.file, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:  # a pickled or broken file is never unpickled
+            raise BundleError(f"{bundle / stored.file}: not a plain array file ({one_line(exc)[:120]})") from None
         if reference.shape != (len(mnist.x_test), 10):
             raise BundleError(f"{bundle}: {REFERENCE} holds {reference.shape}, not {len(mnist.x_test)} test images")
         return reference, f"the Keras answers stored at export ({REFERENCE})"
