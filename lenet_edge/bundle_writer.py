@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import shutil
 import tempfile
 import time
+import zipfile
 from importlib import resources
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from .console import interrupt_note, log
 from .data import Mnist, calibration_images
 from .errors import BundleError, UsageError, one_line
 from .exporters import export_format
-from .files import UMASK, sha256_file, write_json
+from .files import UMASK, atomic_output, sha256_file, write_json
 from .formats import KERAS, Format
 from .host import tool_versions
 from .manifest import (
@@ -30,6 +32,7 @@ from .manifest import (
     LABELS,
     README,
     REFERENCE,
+    TIMINGS,
     TRAINING_CURVES,
     TRAINING_RECORD,
     Artifact,
@@ -180,7 +183,7 @@ def check_answers(runner: Runner, digits: np.ndarray, labels: np.ndarray) -> flo
     return float(np.mean(probs.argmax(1) == labels))
 
 
-def artifact_entry(fmt: Format, path: Path, runner: Runner, seconds: float | None) -> Artifact:
+def artifact_entry(fmt: Format, path: Path, runner: Runner) -> Artifact:
     return Artifact(
         format=fmt.name,
         file=path.name,
@@ -191,15 +194,14 @@ def artifact_entry(fmt: Format, path: Path, runner: Runner, seconds: float | Non
         description=fmt.description,
         input=runner.input,
         output=runner.output,
-        export_seconds=None if seconds is None else round(seconds, 2),
     )
 
 
 def export_artifact(
     fmt: Format, model, folder: Path, calibration: np.ndarray, mnist: Mnist, keep_float: tuple[str, ...] = ()
-) -> Artifact:
-    """Export one format, prove it loads in its own runtime and answers real digits; return its manifest entry.
-    Raises on any failure (the caller records it and goes on with the other formats)."""
+) -> tuple[Artifact, float]:
+    """Export one format, prove it loads in its own runtime and answers real digits; return its manifest entry
+    and the seconds the export took. Raises on any failure (the caller records it and goes on)."""
     path = folder / fmt.file
     keep_float = keep_float if fmt.gates.quantized else ()
     start = time.perf_counter()
@@ -207,7 +209,7 @@ def export_artifact(
     seconds = time.perf_counter() - start
     runner = open_runner(fmt.runtime, path)
     accuracy = check_answers(runner, mnist.x_test[:CHECK_DIGITS], mnist.y_test[:CHECK_DIGITS])
-    entry = artifact_entry(fmt, path, runner, seconds)
+    entry = artifact_entry(fmt, path, runner)
     if keep_float:  # what keeping layers in float did: the fully quantized twin, measured the same way
         entry.keep_float = list(keep_float)
         full = folder / f".full-{fmt.file}"
@@ -222,7 +224,56 @@ def export_artifact(
         f"  {fmt.name:<15} {fmt.file:<22} {entry.bytes / 1024:8.1f} KB  {seconds:5.1f} s  "
         f"ok: loads in {fmt.runtime}, {CHECK_DIGITS} test digits {accuracy:.0%}"
     )
-    return entry
+    return entry, seconds
+
+
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can hold: every member of the .keras gets it
+
+
+def source_date() -> dt.datetime | None:
+    """$SOURCE_DATE_EPOCH as a UTC time: the one timestamp a reproducible bundle may carry (None when unset)."""
+    value = os.environ.get("SOURCE_DATE_EPOCH", "")
+    if not value.isdigit():
+        return None
+    return dt.datetime.fromtimestamp(int(value), dt.timezone.utc)
+
+
+def save_keras(model, path: Path) -> None:
+    """``model.save`` made reproducible: Keras stamps the save time into metadata.json, numbers shared objects
+    by their memory addresses in config.json and dates its zip members. Here the members keep their order
+    and bytes but for those: no save time (or $SOURCE_DATE_EPOCH's), shared objects numbered in order of
+    appearance, every member dated 1980-01-01. Loads exactly as Keras wrote it."""
+    model.save(path)
+    with zipfile.ZipFile(path) as archive:
+        members = [(info.filename, archive.read(info)) for info in archive.infolist()]
+    renumbered: dict[int, int] = {}
+
+    def renumber(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("shared_object_id"), int):
+                node["shared_object_id"] = renumbered.setdefault(node["shared_object_id"], len(renumbered) + 1)
+            for value in node.values():
+                renumber(value)
+        elif isinstance(node, list):
+            for value in node:
+                renumber(value)
+
+    stamped = source_date()
+    with atomic_output(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in members:
+            if name == "metadata.json":
+                metadata = json.loads(data)
+                metadata.pop("date_saved", None)
+                if stamped is not None:
+                    metadata["date_saved"] = stamped.strftime("%Y-%m-%d@%H:%M:%S")
+                data = json.dumps(metadata).encode()
+            elif name == "config.json":
+                config = json.loads(data)
+                renumber(config)
+                data = json.dumps(config).encode()
+            info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, data)
 
 
 def check_keep_float(model, keep_float: tuple[str, ...]) -> None:
@@ -241,6 +292,7 @@ def write_bundle(
     formats: list[Format],
     calibration_count: int = 500,
     keep_float: tuple[str, ...] = (),
+    training_seconds: float | None = None,
 ) -> tuple[Manifest, Path]:
     """Export ``model`` to every format into a fresh bundle at ``out``; return the manifest and where the bundle
     went: ``out``, or, when a format failed and a previous bundle is at ``out``, ``out``.failed (the previous
@@ -250,11 +302,13 @@ def write_bundle(
     seed = training["config"]["seed"]
     calibration = calibration_images(mnist, calibration_count, seed)
     check_keep_float(model, keep_float)
+    stamped = source_date()
 
     with staged_folder(Path(out)) as staging:
-        model.save(staging / KERAS.file)
+        save_keras(model, staging / KERAS.file)
         keras_runner = open_runner(KERAS.runtime, staging / KERAS.file)
-        artifacts = [artifact_entry(KERAS, staging / KERAS.file, keras_runner, None)]
+        artifacts = [artifact_entry(KERAS, staging / KERAS.file, keras_runner)]
+        export_seconds: dict[str, float] = {}
         reference = keras_runner.predict(mnist.x_test)
         np.save(staging / REFERENCE, reference)
         keras_accuracy = float(np.mean(reference.argmax(1) == mnist.y_test))
@@ -271,7 +325,10 @@ def write_bundle(
         deployed = deployment_graph(model) if formats else None
         for fmt in formats:
             try:
-                artifacts.append(export_artifact(fmt, deployed, staging, calibration, mnist, keep_float))
+                entry, export_seconds[fmt.name] = export_artifact(
+                    fmt, deployed, staging, calibration, mnist, keep_float
+                )
+                artifacts.append(entry)
             except Exception as exc:  # one format failing must not cost the others
                 reason = one_line(exc)
                 failed.append({"format": fmt.name, "file": fmt.file, "reason": reason[:500]})
@@ -281,7 +338,7 @@ def write_bundle(
         manifest = Manifest(
             generator=GENERATOR,
             version=__version__,
-            created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            created=None if stamped is None else stamped.isoformat(timespec="seconds"),
             app_contract="every model takes raw pixels 0-255 [batch, 28, 28, 1] (float32; uint8 for "
             "tflite-int8, scale 1, zero point 0) and outputs 10 probabilities; preprocessing is inside the graph",
             model=training["model"],
@@ -305,5 +362,13 @@ def write_bundle(
             failed=failed,
         )
         write_manifest(staging, manifest)
+        timings = {
+            "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "training_seconds": None if training_seconds is None else round(training_seconds, 1),
+            "export_seconds": {name: round(seconds, 2) for name, seconds in export_seconds.items()},
+            "what": "wall-clock facts of the run that wrote this bundle: the one file of it that differs between "
+            "two runs of the same seed",
+        }
+        write_json(staging / TIMINGS, timings)
         where = publish(staging, Path(out), failed=bool(failed))
     return manifest, where

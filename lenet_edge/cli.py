@@ -485,7 +485,7 @@ def _train(args, mnist: Mnist):
     )
     record = result.describe()
     record["model"] = _model_facts(result.model, config.arch, config.activation)
-    return result.model, record
+    return result.model, record, result.seconds
 
 
 def _model_facts(model, arch: str, activation: str | None) -> dict:
@@ -523,9 +523,10 @@ def _next_steps(out: str) -> None:
     log(f"  python examples/app_client.py {out}   # every export's accuracy from a TensorFlow-free client")
 
 
-def _bundle_and_check(args, model, record: dict, mnist: Mnist, formats: list) -> int:
+def _bundle_and_check(args, model, record: dict, mnist: Mnist, formats: list, seconds: float | None = None) -> int:
     """Write the bundle and list it, verify and bench it as the command asks, close with the next commands."""
-    manifest, where = write_bundle(args.out, model, record, mnist, formats, args.calibration, tuple(args.keep_float))
+    keep_float = tuple(args.keep_float)
+    manifest, where = write_bundle(args.out, model, record, mnist, formats, args.calibration, keep_float, seconds)
     if where.resolve() != Path(args.out).resolve():
         for failure in manifest.failed:
             log(f"FAILED {failure['format']}: {failure['reason']}")
@@ -557,8 +558,8 @@ def cmd_run(args) -> int:
     check_keep_float(build_model(args.arch, args.activation), tuple(args.keep_float))  # the layers are named alike
     mnist = _load_data(args)
     calibration_images(mnist, args.calibration, args.seed)  # a count that cannot fit fails now, not after training
-    model, record = _train(args, mnist)
-    return _bundle_and_check(args, model, record, mnist, formats)
+    model, record, seconds = _train(args, mnist)
+    return _bundle_and_check(args, model, record, mnist, formats, seconds)
 
 
 def cmd_export(args) -> int:

@@ -24,6 +24,7 @@ TRAINING_RECORD = "training.json"
 TRAINING_CURVES = "training_curves.png"
 README = "README.md"
 REFERENCE = "keras_test_probabilities.npy"  # Keras's answers on the 10,000 test images: verify's reference
+TIMINGS = "timings.json"  # the run's wall-clock facts: the one file two runs of the same seed write differently
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
 CONFUSION_PNG, TARGETS_PNG, BENCH_JSON = "verify_confusion.png", "targets_cost.png", "bench.json"
 WRITTEN_LATER = (REPORT_JSON, REPORT_MD, CONFUSION_PNG, TARGETS_PNG, BENCH_JSON, "bench_*.png", "layers_*.csv",
@@ -87,7 +88,6 @@ class Artifact:
     description: str
     input: Tensor
     output: Tensor
-    export_seconds: float | None = None
     keep_float: list[str] = field(default_factory=list)  # Keras layers an int8 model leaves in float
     without_keep_float: dict | None = None  # the fully quantized twin's size and accuracy
 
@@ -102,11 +102,7 @@ class Artifact:
         return RUNTIMES[self.runtime].on_device
 
     def to_dict(self) -> dict:
-        data = {
-            k: v for k, v in asdict(self).items() if k not in ("export_seconds", "keep_float", "without_keep_float")
-        }
-        if self.export_seconds is not None:
-            data["export_seconds"] = self.export_seconds
+        data = {k: v for k, v in asdict(self).items() if k not in ("keep_float", "without_keep_float")}
         if self.keep_float:
             data["keep_float"] = list(self.keep_float)
             data["without_keep_float"] = self.without_keep_float
@@ -117,7 +113,7 @@ class Artifact:
 class Manifest:
     generator: str
     version: str
-    created: str
+    created: str | None  # $SOURCE_DATE_EPOCH when set; no clock time otherwise (timings.json has it)
     app_contract: str
     model: dict
     labels: str
@@ -143,6 +139,8 @@ class Manifest:
 
     def to_dict(self) -> dict:
         data = asdict(self)
+        if self.created is None:
+            del data["created"]
         data["reference"] = None if self.reference is None else asdict(self.reference)
         data["artifacts"] = [a.to_dict() for a in self.artifacts]
         return data
@@ -173,7 +171,7 @@ def read_manifest(bundle: str | Path) -> Manifest:
 def is_bundle_file(name: str, manifest: Manifest) -> bool:
     """Whether a bundle holds ``name`` because this tool wrote it there: a file of the manifest, the bundle's
     own files, or what verify, bench and cost add."""
-    own = {a.file for a in manifest.artifacts} | {MANIFEST, LABELS, TRAINING_RECORD, TRAINING_CURVES, README}
+    own = {a.file for a in manifest.artifacts} | {MANIFEST, LABELS, TRAINING_RECORD, TRAINING_CURVES, README, TIMINGS}
     if manifest.reference is not None:
         own.add(manifest.reference.file)
     return name in own or any(fnmatch.fnmatchcase(name, pattern) for pattern in WRITTEN_LATER)
@@ -271,7 +269,6 @@ def _artifact(data: Any, index: int, source: str) -> Artifact:
         description=r.text("description", ""),
         input=_tensor(r.obj("input"), f"{where}input.", source),
         output=_tensor(r.obj("output"), f"{where}output.", source),
-        export_seconds=r.number("export_seconds", None),
         keep_float=[str(layer) for layer in r.items("keep_float", [])],
         without_keep_float=r.obj("without_keep_float", None) if r.data.get("without_keep_float") is not None else None,
     )
@@ -301,7 +298,7 @@ def parse_manifest(data: Any, source: str = MANIFEST) -> Manifest:
     return Manifest(
         generator=generator,
         version=r.text("version", ""),
-        created=r.text("created", ""),
+        created=r.get("created", str, "text", None, none=True),
         app_contract=r.text("app_contract", ""),
         model=r.obj("model", {}),
         labels=r.text("labels", "labels.txt"),
@@ -326,6 +323,7 @@ __all__ = [
     "MANIFEST",
     "README",
     "REFERENCE",
+    "TIMINGS",
     "TRAINING_CURVES",
     "TRAINING_RECORD",
     "Artifact",

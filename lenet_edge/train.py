@@ -53,13 +53,14 @@ class TrainResult:
         return {
             "config": asdict(self.config),
             "deterministic": True,
-            "determinism": "the same seed, data and library versions on the same machine give the same weights: "
-            "TF op determinism is on; initialisation, shuffling, augmentation, the validation split and the "
+            "determinism": "the same seed, data and library versions on the same machine give the same weights and "
+            "a bit-identical bundle (every file but timings.json): TF op determinism is on; the .keras and ONNX "
+            "files are written without time stamps or generated names; initialisation, shuffling, augmentation, "
+            "the validation split and the "
             "calibration pick are seeded",
             "best_epoch": self.best_epoch,
             "val_accuracy": round(self.val_accuracy, 6),
             "test_accuracy": round(self.test_accuracy, 6),
-            "seconds": round(self.seconds, 1),
             "history": self.history,
         }
 
