@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -397,6 +398,18 @@ def build_parser() -> argparse.ArgumentParser:
 # --- shared steps ------------------------------------------------------------------------------------------
 
 
+def _check_json_path(target: str | None) -> None:
+    """--json PATH must name a file that can be written, checked before any work."""
+    if target in (None, "-"):
+        return
+    path = Path(target)
+    if path.is_dir() or path.is_symlink():
+        raise UsageError(f"--json {target}: is a folder or a link; name a file")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise UsageError(f"--json {target}: its folder does not exist or is not writable")
+
+
 def _emit(args, result) -> None:
     """Write the command's result where --json says (nothing without it)."""
     target = getattr(args, "json", None)
@@ -739,6 +752,7 @@ def main(argv: list[str] | None = None) -> int:
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
+        _check_json_path(getattr(args, "json", None))
         return args.handler(args)
     except LenetEdgeError as exc:
         print(f"lenet-edge: error: {exc}", file=sys.stderr)
