@@ -13,7 +13,7 @@ ifneq ($(SHARED_MNIST),)
 export LENET_EDGE_DATA ?= $(abspath $(SHARED_MNIST))
 endif
 
-.PHONY: setup run test lint clean arm64-emu serve
+.PHONY: setup run test test-fast lint clean arm64-emu serve
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -50,6 +50,11 @@ lint: setup
 
 test: lint
 	$(BIN)/pytest
+
+# The unit tier, under a minute: no training (a closed-form model's real bundle), no Chromium, qemu or sshd.
+# `make test` runs it too, with the slow tier (tests/conftest.py says what makes a test slow).
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not slow"
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache *.egg-info .test-output

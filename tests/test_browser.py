@@ -8,11 +8,11 @@ import json
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
+from importlib import resources
 
 import numpy as np
 import pytest
-from conftest import REPO, require
+from conftest import REPO, require, slow_fixture
 from strokes import hand_strokes, strokes
 
 from lenet_edge.formats import FORMATS
@@ -26,7 +26,7 @@ MOVE = 6  # pad pixels between mouse moves: each move is a round trip to the bro
 PENS = {"thin": "4", "marker": "18", "thick": "32"}
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def page(small_bundle, mnist):
     reason = browser_missing()
     require(reason is None, f"browser tests: {reason}")
@@ -119,15 +119,15 @@ def test_the_page_says_why_a_file_cannot_run(page):
     assert "batch signature fixed to 1" in page.page.text_content("#model-note")
 
 
-def test_litert_js_copy_has_batch_one_and_the_same_answers(small_bundle, mnist):
+def test_litert_js_copy_has_batch_one_and_the_same_answers(tiny_bundle, mnist):
     from ai_edge_litert.interpreter import Interpreter
 
-    data = (small_bundle / "lenet5_int8.tflite").read_bytes()
+    data = (tiny_bundle / "lenet5_int8.tflite").read_bytes()
     fixed = Interpreter(model_content=with_batch_one(data))
     fixed.allocate_tensors()
     detail = fixed.get_input_details()[0]
     assert detail["shape_signature"].tolist() == [1, 28, 28, 1]
-    native = open_runner("litert", small_bundle / "lenet5_int8.tflite")
+    native = open_runner("litert", tiny_bundle / "lenet5_int8.tflite")
     for digit, expected in zip(mnist.x_test[:20], native.predict(mnist.x_test[:20], raw=True), strict=True):
         fixed.set_tensor(detail["index"], digit.reshape(1, 28, 28, 1))
         fixed.invoke()
@@ -142,8 +142,8 @@ def _fetch(url: str, body: bytes | None = None) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
-def test_server_serves_only_the_page_the_models_and_the_runtime_files(small_bundle, mnist, tmp_path):
-    server = make_server(small_bundle, port=0, mnist=mnist)
+def test_server_serves_only_the_page_the_models_and_the_runtime_files(tiny_bundle, mnist, tmp_path):
+    server = make_server(tiny_bundle, port=0, mnist=mnist)
     url = start_in_thread(server)
     try:
         status, body = _fetch(url)
@@ -152,7 +152,7 @@ def test_server_serves_only_the_page_the_models_and_the_runtime_files(small_bund
                      "vendor/../pyproject.toml", "node_modules/onnxruntime-web/package.json",
                      "app.js/../../README.md"):  # fmt: skip
             assert _fetch(url + path)[0] == 404, path
-        assert _fetch(url + "models/lenet5_int8.onnx")[1] == (small_bundle / "lenet5_int8.onnx").read_bytes()
+        assert _fetch(url + "models/lenet5_int8.onnx")[1] == (tiny_bundle / "lenet5_int8.onnx").read_bytes()
         status, body = _fetch(url + "api/test-digits?n=0")
         assert status == 400 and "n must be between" in json.loads(body)["error"]
         blank = tmp_path / "blank.png"
@@ -169,19 +169,43 @@ def test_server_serves_only_the_page_the_models_and_the_runtime_files(small_bund
         server.server_close()
 
 
-def test_serve_refuses_a_busy_port_in_one_line(small_bundle, capsys):
+def test_serve_refuses_a_busy_port_in_one_line(tiny_bundle, capsys):
     from lenet_edge.cli import main
 
-    server = make_server(small_bundle, port=0)
+    server = make_server(tiny_bundle, port=0)
     try:
         port = server.server_address[1]
-        assert main(["serve", str(small_bundle), "--port", str(port), "--offline", "--data", "/nonexistent"]) == 2
+        assert main(["serve", str(tiny_bundle), "--port", str(port), "--offline", "--data", "/nonexistent"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert err[-1].startswith("lenet-edge: error: cannot listen on 127.0.0.1:") and "Traceback" not in "".join(err)
     finally:
         server.server_close()
 
 
-def test_page_files_are_packaged():
-    web = Path(__import__("lenet_edge").__file__).with_name("web")
-    assert {p.name for p in web.iterdir()} >= {"index.html", "app.js", "style.css"}
+PAGE_FILES = {"": ("index.html", "text/html; charset=utf-8"), "app.js": ("app.js", "text/javascript"),
+              "style.css": ("style.css", "text/css")}  # fmt: skip
+
+
+def test_the_server_serves_the_installed_packages_page(tiny_bundle):
+    """GET /, /app.js and /style.css answer the files of the installed package's web/ folder (package data,
+    what a wheel ships, not the checkout's), each with its content type; HEAD the same headers, no body."""
+    web = resources.files("lenet_edge").joinpath("web")
+    server = make_server(tiny_bundle, port=0)
+    url = start_in_thread(server)
+    try:
+        for path, (name, content_type) in PAGE_FILES.items():
+            with urllib.request.urlopen(url + path, timeout=30) as response:
+                assert response.status == 200, path
+                assert response.headers["Content-Type"] == content_type, path
+                body = response.read()
+            assert body == web.joinpath(name).read_bytes() and len(body) > 100, path
+            assert int(response.headers["Content-Length"]) == len(body)
+            head = urllib.request.Request(url + path, method="HEAD")
+            with urllib.request.urlopen(head, timeout=30) as response:
+                assert response.headers["Content-Type"] == content_type and response.read() == b""
+        page = _fetch(url)[1]
+        assert b'"/app.js"' in page and b'"/style.css"' in page  # the page loads the two from where they are served
+        assert _fetch(url + "index.html")[0] == 404  # the page is served at / only: one URL per file
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,5 +1,6 @@
-"""The bundle from a real (short) run: every export loads in its own runtime and answers real digits fed raw,
-the manifest tells the truth about every file and tensor, and a failed or interrupted export costs nothing."""
+"""The bundle: every export loads in its own runtime and answers real digits fed raw, the manifest tells the
+truth about every file and tensor, and a failed or interrupted export costs nothing. On tiny_bundle (the real
+bundle writer on a model that was never trained), except what a real training run records (small_bundle)."""
 
 from __future__ import annotations
 
@@ -40,19 +41,19 @@ def _litert_probabilities(path: Path, digits: np.ndarray) -> tuple[np.ndarray, d
     return scores, inp, out
 
 
-def test_bundle_holds_everything(small_bundle):
-    names = {p.name for p in small_bundle.iterdir()}
+def test_bundle_holds_everything(tiny_bundle):
+    names = {p.name for p in tiny_bundle.iterdir()}
     assert {f.file for f in FORMATS} <= names
     assert {"lenet5.keras", "labels.txt", "manifest.json", "README.md", "training.json", "training_curves.png"} <= names
-    assert (small_bundle / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (small_bundle / "labels.txt").read_text().split() == [str(d) for d in range(10)]
-    assert (small_bundle / "README.md").read_text() == (REPO / "export" / "README.md").read_text()
-    assert not [p for p in small_bundle.parent.iterdir() if p.name.startswith(".export.")]  # no staging left
+    assert (tiny_bundle / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tiny_bundle / "labels.txt").read_text().split() == [str(d) for d in range(10)]
+    assert (tiny_bundle / "README.md").read_text() == (REPO / "export" / "README.md").read_text()
+    assert not [p for p in tiny_bundle.parent.iterdir() if p.name.startswith(".export.")]  # no staging left
 
 
 @pytest.mark.parametrize("fmt", [f for f in FORMATS if f.runtime == "litert"], ids=lambda f: f.name)
-def test_tflite_answers_raw_digits(small_bundle, mnist, fmt):
-    probs, inp, _ = _litert_probabilities(small_bundle / fmt.file, mnist.x_test[:DIGITS])
+def test_tflite_answers_raw_digits(tiny_bundle, mnist, fmt):
+    probs, inp, _ = _litert_probabilities(tiny_bundle / fmt.file, mnist.x_test[:DIGITS])
     assert probs.shape == (DIGITS, 10) and np.isfinite(probs).all()
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=0.03)
     assert np.mean(probs.argmax(1) == mnist.y_test[:DIGITS]) > 0.8
@@ -61,8 +62,8 @@ def test_tflite_answers_raw_digits(small_bundle, mnist, fmt):
 
 
 @pytest.mark.parametrize("fmt", [f for f in FORMATS if f.runtime == "onnxruntime"], ids=lambda f: f.name)
-def test_onnx_answers_raw_digits_with_stable_names(small_bundle, mnist, fmt):
-    session = ort.InferenceSession(str(small_bundle / fmt.file), providers=["CPUExecutionProvider"])
+def test_onnx_answers_raw_digits_with_stable_names(tiny_bundle, mnist, fmt):
+    session = ort.InferenceSession(str(tiny_bundle / fmt.file), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["image"]
     assert [o.name for o in session.get_outputs()] == ["probabilities"]
     assert session.get_inputs()[0].shape == ["batch", 28, 28, 1]
@@ -73,26 +74,26 @@ def test_onnx_answers_raw_digits_with_stable_names(small_bundle, mnist, fmt):
     assert np.mean(probs.argmax(1) == mnist.y_test[:DIGITS]) > 0.8
 
 
-def test_int8_tflite_takes_raw_bytes(small_bundle):
-    entry = _entries(small_bundle)["tflite-int8"]
+def test_int8_tflite_takes_raw_bytes(tiny_bundle):
+    entry = _entries(tiny_bundle)["tflite-int8"]
     assert entry["input"] | {"name": None} == {
         "name": None, "dtype": "uint8", "shape": [-1, 28, 28, 1], "scale": 1.0, "zero_point": 0
     }  # fmt: skip
     assert entry["output"]["dtype"] == "uint8" and entry["output"]["scale"] > 0
 
 
-def test_manifest_agrees_with_files_and_runtimes(small_bundle):
-    manifest = manifest_json(small_bundle)
-    entries = _entries(small_bundle)
+def test_manifest_agrees_with_files_and_runtimes(tiny_bundle):
+    manifest = manifest_json(tiny_bundle)
+    entries = _entries(tiny_bundle)
     assert set(entries) == {"keras", *(f.name for f in FORMATS)} and manifest["failed"] == []
     for entry in entries.values():
-        blob = (small_bundle / entry["file"]).read_bytes()
+        blob = (tiny_bundle / entry["file"]).read_bytes()
         assert entry["bytes"] == len(blob)
         assert entry["sha256"] == hashlib.sha256(blob).hexdigest()
     for fmt in FORMATS:
         entry = entries[fmt.name]
         if fmt.runtime == "litert":
-            interpreter = Interpreter(model_path=str(small_bundle / fmt.file))
+            interpreter = Interpreter(model_path=str(tiny_bundle / fmt.file))
             for spec, detail in ((entry["input"], interpreter.get_input_details()[0]),
                                  (entry["output"], interpreter.get_output_details()[0])):  # fmt: skip
                 assert spec["name"] == detail["name"]
@@ -101,10 +102,22 @@ def test_manifest_agrees_with_files_and_runtimes(small_bundle):
                 scale, zero_point = detail["quantization"]
                 assert (spec["scale"], spec["zero_point"]) == ((scale, zero_point) if scale else (None, None))
         else:
-            session = ort.InferenceSession(str(small_bundle / fmt.file), providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(str(tiny_bundle / fmt.file), providers=["CPUExecutionProvider"])
             assert entry["input"]["name"] == session.get_inputs()[0].name
             assert entry["output"]["name"] == session.get_outputs()[0].name
             assert entry["input"]["dtype"] == "float32" and entry["input"]["shape"] == [-1, 28, 28, 1]
+    record = json.loads((tiny_bundle / "training.json").read_text())
+    assert manifest["model"] == record["model"]  # the facts the writer was given, stated once at the top
+    assert manifest["seed"] == record["config"]["seed"] == manifest["calibration"]["seed"]
+    assert manifest["deterministic"] is True and "history" not in manifest["training"]
+    assert manifest["keras_test_accuracy"] == pytest.approx(record["test_accuracy"], abs=1e-6)
+    assert len(manifest["dataset"]["file_sha256"]) == 4
+    assert {"tensorflow", "onnxruntime", "ai-edge-litert", "tf2onnx"} <= set(manifest["tools"])
+
+
+def test_run_manifest_records_the_training(small_bundle):
+    """What `lenet-edge run` tells about the model it trained: LeNet-5's published size, the seed, the epochs."""
+    manifest = manifest_json(small_bundle)
     assert manifest["model"]["params"] == 61_706 and manifest["model"]["macs"] == 416_520
     assert manifest["seed"] == 7 and manifest["deterministic"] is True
     assert manifest["training"]["config"]["epochs"] == 3
@@ -119,7 +132,7 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in folder.iterdir()}
 
 
-def test_a_failing_format_is_reported_and_spares_the_others(small_bundle, mnist_dir, tmp_path, monkeypatch):
+def test_a_failing_format_is_reported_and_spares_the_others(tiny_bundle, mnist_dir, tmp_path, monkeypatch):
     real_export = exporters.export_format
 
     def fp16_breaks(fmt, *args):
@@ -129,7 +142,7 @@ def test_a_failing_format_is_reported_and_spares_the_others(small_bundle, mnist_
 
     monkeypatch.setattr(bundle_writer, "export_format", fp16_breaks)
     out = tmp_path / "partial"
-    args = ["export", str(small_bundle / "lenet5.keras"), "--out", str(out), "--data", str(mnist_dir)]
+    args = ["export", str(tiny_bundle / "lenet5.keras"), "--out", str(out), "--data", str(mnist_dir), "--no-bench"]
     assert main([*args, "--formats", "tflite-fp32,tflite-fp16,onnx-fp32"]) == 1
     manifest = manifest_json(out)
     assert [f["format"] for f in manifest["failed"]] == ["tflite-fp16"]
@@ -138,9 +151,9 @@ def test_a_failing_format_is_reported_and_spares_the_others(small_bundle, mnist_
     assert not (out / "lenet5_fp16.tflite").exists()
 
 
-def test_an_interrupted_export_leaves_the_old_bundle(small_bundle, mnist_dir, tmp_path, monkeypatch):
+def test_an_interrupted_export_leaves_the_old_bundle(tiny_bundle, mnist_dir, tmp_path, monkeypatch):
     out = tmp_path / "export"
-    shutil.copytree(small_bundle, out)
+    shutil.copytree(tiny_bundle, out)
     before = _snapshot(out)
     real_export = exporters.export_format
 
@@ -156,11 +169,11 @@ def test_an_interrupted_export_leaves_the_old_bundle(small_bundle, mnist_dir, tm
     assert [p.name for p in tmp_path.iterdir()] == ["export"]  # no staging folder left behind
 
 
-def test_refuses_to_replace_a_folder_that_is_not_a_bundle(small_bundle, mnist_dir, tmp_path, capsys):
+def test_refuses_to_replace_a_folder_that_is_not_a_bundle(tiny_bundle, mnist_dir, tmp_path, capsys):
     precious = tmp_path / "photos"
     precious.mkdir()
     (precious / "holiday.jpg").write_bytes(b"not a model")
-    args = ["export", str(small_bundle / "lenet5.keras"), "--out", str(precious), "--data", str(mnist_dir)]
+    args = ["export", str(tiny_bundle / "lenet5.keras"), "--out", str(precious), "--data", str(mnist_dir)]
     assert main(args) == 2
     assert "is not a lenet-edge bundle" in capsys.readouterr().err
     assert (precious / "holiday.jpg").read_bytes() == b"not a model"

@@ -41,10 +41,18 @@ def test_raw_idx_folder_gives_the_same_arrays(mnist, mnist_dir, tmp_path):
     np.testing.assert_array_equal(raw.y_test, mnist.y_test)
 
 
-def test_npz_file_and_folder(mnist, tmp_path):
-    path = tmp_path / "mnist.npz"
+@pytest.fixture(scope="module")
+def mnist_npz(mnist, tmp_path_factory):
+    """A folder holding only mnist.npz, compressed as the Keras download is (2 s to write: written once)."""
+    folder = tmp_path_factory.mktemp("npz")
+    path = folder / "mnist.npz"
     np.savez_compressed(path, x_train=mnist.x_train, y_train=mnist.y_train, x_test=mnist.x_test, y_test=mnist.y_test)
-    for source in (path, tmp_path):
+    return path
+
+
+def test_npz_file_and_folder(mnist, mnist_npz):
+    path = mnist_npz
+    for source in (path, path.parent):
         loaded = load_path(source)
         np.testing.assert_array_equal(loaded.x_train, mnist.x_train)
         np.testing.assert_array_equal(loaded.y_test, mnist.y_test)
@@ -101,10 +109,9 @@ def test_truncated_and_altered_raw_idx(mnist_dir, tmp_path):
     assert hashlib.sha256(original).hexdigest() == IDX_CONTENT_SHA256["t10k-labels"]
 
 
-def test_truncated_npz(mnist, tmp_path):
+def test_truncated_npz(mnist_npz, tmp_path):
     path = tmp_path / "mnist.npz"
-    np.savez_compressed(path, x_train=mnist.x_train, y_train=mnist.y_train, x_test=mnist.x_test, y_test=mnist.y_test)
-    path.write_bytes(path.read_bytes()[:100_000])
+    path.write_bytes(mnist_npz.read_bytes()[:100_000])
     with pytest.raises(DataError, match="truncated or corrupt npz"):
         load_path(path)
 

@@ -61,8 +61,9 @@ def test_keep_float_leaves_named_layers_in_float(small_bundle, mnist_dir, tmp_pa
 
 
 @pytest.mark.parametrize("layer", ["C9", "S2"])
-def test_keep_float_of_an_unknown_layer_is_a_usage_error(small_bundle, mnist_dir, tmp_path, capsys, layer):
-    args = ["export", str(small_bundle / "lenet5.keras"), "--out", str(tmp_path / "o"), "--data", str(mnist_dir)]
+def test_keep_float_of_an_unknown_layer_is_a_usage_error(untrained_lenet, mnist_dir, tmp_path, capsys, layer):
+    """Refused before any export, naming LeNet-5's layers with weights (training has nothing to do with it)."""
+    args = ["export", str(untrained_lenet), "--out", str(tmp_path / "o"), "--data", str(mnist_dir)]
     assert main([*args, "--keep-float", layer]) == 2
     err = capsys.readouterr().err
     assert err.startswith("lenet-edge: error: --keep-float") and "the model has C1, C3, C5, F6" in err

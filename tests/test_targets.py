@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from conftest import manifest_json, require
+from conftest import manifest_json, require, slow_fixture
 
 from lenet_edge.cli import main
 from lenet_edge.files import write_json
@@ -48,8 +48,8 @@ def test_target_names_parse_or_fail_clearly():
         ("ssh://pi@host?key=/no/such/key", "key file /no/such/key not found"),
     ],
 )
-def test_bad_targets_get_one_line_errors(small_bundle, mnist_dir, capsys, target, message):
-    assert main(["verify", str(small_bundle), "--data", str(mnist_dir), "--target", target]) == 2
+def test_bad_targets_get_one_line_errors(tiny_bundle, mnist_dir, capsys, target, message):
+    assert main(["verify", str(tiny_bundle), "--data", str(mnist_dir), "--target", target]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
@@ -74,7 +74,7 @@ def test_parity_gate_counts_quantization_steps():
 # --- the emulated ARM64 target ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def userland() -> Path:
     for tool in ("qemu-aarch64", "setarch"):
         require(shutil.which(tool) is not None, f"{tool} missing: apt-get install qemu-user util-linux")
@@ -165,7 +165,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
+@slow_fixture()
 def loopback_sshd(tmp_path):
     """sshd on 127.0.0.1 only, with a generated host key and client key; yields the target URL's parts."""
     sshd = shutil.which("sshd") or "/usr/sbin/sshd"

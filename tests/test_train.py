@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from lenet_edge.train import TrainConfig, train
+
+pytestmark = pytest.mark.slow  # real training runs
 
 QUICK = {"limit": 4000, "validation": 500, "epochs": 2, "seed": 11}
 

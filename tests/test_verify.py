@@ -1,4 +1,6 @@
-"""verify: a good bundle passes, and every kind of wrong artifact is caught with exit code 1."""
+"""verify: a good bundle passes, and every kind of wrong artifact is caught with exit code 1. Most of it on
+tiny_bundle (a real bundle of a model that was never trained); what is about LeNet-5's trained layers on
+small_bundle."""
 
 from __future__ import annotations
 
@@ -23,9 +25,9 @@ ROW_KEYS = {
 
 
 @pytest.fixture
-def bundle_copy(small_bundle, tmp_path) -> Path:
+def bundle_copy(tiny_bundle, tmp_path) -> Path:
     out = tmp_path / "bundle"
-    shutil.copytree(small_bundle, out)
+    shutil.copytree(tiny_bundle, out)
     return out
 
 
@@ -39,14 +41,15 @@ def _resign(bundle: Path, fmt: str) -> None:
     write_json(bundle / "manifest.json", manifest)
 
 
-def _verify(bundle: Path, mnist_dir: Path, *extra: str) -> tuple[int, dict[str, dict]]:
-    code = main(["verify", str(bundle), "--data", str(mnist_dir), *extra])
+def _verify(bundle: Path, data: Path, *extra: str) -> tuple[int, dict[str, dict]]:
+    """`lenet-edge verify` of ``bundle`` on the MNIST at ``data``: (its exit code, its rows by format)."""
+    code = main(["verify", str(bundle), "--data", str(data), *extra])
     report = json.loads((bundle / "report.json").read_text())
     return code, {row["format"]: row for row in report["verify"]}
 
 
-def test_good_bundle_passes_with_the_promised_report(bundle_copy, mnist_dir, tmp_path):
-    code, rows = _verify(bundle_copy, mnist_dir, "--json", str(tmp_path / "rows.json"))
+def test_good_bundle_passes_with_the_promised_report(bundle_copy, raw_mnist_dir, tmp_path):
+    code, rows = _verify(bundle_copy, raw_mnist_dir, "--json", str(tmp_path / "rows.json"))
     assert code == 0
     assert set(rows) == {
         "keras",
@@ -68,7 +71,7 @@ def test_good_bundle_passes_with_the_promised_report(bundle_copy, mnist_dir, tmp
     assert (bundle_copy / "verify_confusion.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_int8_calibrated_on_blank_images_fails_the_gate(bundle_copy, mnist_dir):
+def test_int8_calibrated_on_blank_images_fails_the_gate(bundle_copy, raw_mnist_dir):
     import keras
 
     model = keras.saving.load_model(bundle_copy / "lenet5.keras")
@@ -76,86 +79,107 @@ def test_int8_calibrated_on_blank_images_fails_the_gate(bundle_copy, mnist_dir):
     blank[:, 0, 0] = 255  # one lit pixel keeps the input range 0-255, so only the activations are miscalibrated
     tflite.export(model, bundle_copy / "lenet5_int8.tflite", blank, quantization="int8")
     _resign(bundle_copy, "tflite-int8")
-    code, rows = _verify(bundle_copy, mnist_dir)
+    code, rows = _verify(bundle_copy, raw_mnist_dir)
     assert code == 1
     assert rows["tflite-int8"]["status"] == "fail" and "agreement" in rows["tflite-int8"]["reason"]
     assert rows["tflite-fp32"]["status"] == "pass"
 
 
-def test_float_model_with_perturbed_weights_fails_the_gate(bundle_copy, mnist_dir):
+def test_float_model_with_perturbed_weights_fails_the_gate(bundle_copy, raw_mnist_dir):
     import keras
 
     model = keras.saving.load_model(bundle_copy / "lenet5.keras")
-    kernel = model.get_layer("C1").kernel
+    kernel = next(layer for layer in model.layers if layer.weights).kernel  # the first layer with weights
     kernel.assign(kernel.numpy() * 1.001)  # a 0.1% nudge: invisible in accuracy, not in |Δp|
     tflite.export(model, bundle_copy / "lenet5_fp32.tflite", np.zeros((1, 28, 28), np.uint8))
     _resign(bundle_copy, "tflite-fp32")
-    code, rows = _verify(bundle_copy, mnist_dir)
+    code, rows = _verify(bundle_copy, raw_mnist_dir)
     assert code == 1
     assert rows["tflite-fp32"]["status"] == "fail" and "max|Δp|" in rows["tflite-fp32"]["reason"]
 
 
-def test_tampered_file_is_caught_by_its_checksum(bundle_copy, mnist_dir):
+def test_tampered_file_is_caught_by_its_checksum(bundle_copy, raw_mnist_dir):
     path = bundle_copy / "lenet5_fp32.onnx"
     blob = bytearray(path.read_bytes())
     blob[-200] ^= 0x01  # one bit of one weight
     path.write_bytes(bytes(blob))
-    code, rows = _verify(bundle_copy, mnist_dir)
+    code, rows = _verify(bundle_copy, raw_mnist_dir)
     assert code == 1
     assert rows["onnx-fp32"]["status"] == "fail" and "sha256" in rows["onnx-fp32"]["reason"]
 
 
-def test_manifest_that_misstates_the_input_breaks_the_app_contract(bundle_copy, mnist_dir):
+def test_manifest_that_misstates_the_input_breaks_the_app_contract(bundle_copy, raw_mnist_dir):
     manifest = manifest_json(bundle_copy)
     entry = next(e for e in manifest["artifacts"] if e["format"] == "tflite-int8")
     entry["input"]["dtype"] = "float32"
     write_json(bundle_copy / "manifest.json", manifest)
-    code, rows = _verify(bundle_copy, mnist_dir)
+    code, rows = _verify(bundle_copy, raw_mnist_dir)
     assert code == 1 and "app contract" in rows["tflite-int8"]["reason"]
 
 
-def test_unloadable_artifact_is_an_error_row(bundle_copy, mnist_dir):
+def test_unloadable_artifact_is_an_error_row(bundle_copy, raw_mnist_dir):
     (bundle_copy / "lenet5_fp16.tflite").write_bytes(b"not a flatbuffer at all")
     _resign(bundle_copy, "tflite-fp16")
-    code, rows = _verify(bundle_copy, mnist_dir)
+    code, rows = _verify(bundle_copy, raw_mnist_dir)
     assert code == 1 and rows["tflite-fp16"]["status"] == "error" and rows["tflite-fp16"]["reason"]
 
 
-def test_runners_agree_with_each_other_on_real_digits(small_bundle, mnist):
+@pytest.mark.parametrize(
+    ("fmt", "other", "found"),
+    [("tflite-fp16", "lenet5_fp32.tflite", "fp32"), ("tflite-dynamic", "lenet5_fp16.tflite", "fp16"),
+     ("onnx-int8", "lenet5_fp32.onnx", "fp32"), ("onnx-fp32", "lenet5_int8.onnx", "int8")],
+)  # fmt: skip
+def test_verify_judges_the_file_not_its_label(bundle_copy, mnist, fmt, other, found):
+    """A row pointing at another precision's file, its checksum made to match (a mislabelled re-export), fails:
+    the precision is read from the file itself."""
+    manifest = manifest_json(bundle_copy)
+    entry = next(e for e in manifest["artifacts"] if e["format"] == fmt)
+    entry["file"] = other
+    write_json(bundle_copy / "manifest.json", manifest)
+    _resign(bundle_copy, fmt)
+    rows = {row.format: row for row in verify_bundle(bundle_copy, mnist)["rows"]}
+    precision = next(e["precision"] for e in manifest["artifacts"] if e["format"] == fmt)
+    assert rows[fmt].status == "fail"
+    assert f"the file is {found}, not the {precision} its row ({fmt}) claims" in rows[fmt].reason
+    assert all(row.status == "pass" for name, row in rows.items() if name != fmt)
+
+
+def test_runners_agree_with_each_other_on_real_digits(tiny_bundle, mnist):
     digits = mnist.x_test[:500]
-    keras_probs = open_runner("keras", small_bundle / "lenet5.keras").predict(digits)
+    keras_probs = open_runner("keras", tiny_bundle / "lenet5.keras").predict(digits)
     for runtime, file in (("litert", "lenet5_fp32.tflite"), ("onnxruntime", "lenet5_fp32.onnx")):
         for threads in (1, 2):
-            probs = open_runner(runtime, small_bundle / file, threads=threads).predict(digits, batch_size=128)
+            probs = open_runner(runtime, tiny_bundle / file, threads=threads).predict(digits, batch_size=128)
             np.testing.assert_allclose(probs, keras_probs, atol=1e-5)
-    int8 = open_runner("litert", small_bundle / "lenet5_int8.tflite")
+    int8 = open_runner("litert", tiny_bundle / "lenet5_int8.tflite")
     assert int8.input.dtype == "uint8" and np.mean(int8.predict(digits).argmax(1) == keras_probs.argmax(1)) > 0.98
 
 
-def test_stored_reference_serves_a_device_without_keras(small_bundle, mnist):
-    result = verify_bundle(small_bundle, mnist, use_keras=False)
+def test_stored_reference_serves_a_device_without_keras(tiny_bundle, mnist):
+    result = verify_bundle(tiny_bundle, mnist, use_keras=False)
     formats = [row.format for row in result["rows"]]
     assert "keras" not in formats and len(formats) == 6
     assert all(row.status == "pass" for row in result["rows"])
     assert "stored" in result["reference"]
 
 
-def test_gate_flags_reach_the_gates(bundle_copy, mnist_dir):
-    code, rows = _verify(bundle_copy, mnist_dir, "--quant-min-agreement", "100", "--fp16-max-dp", "1e-9")
+def test_gate_flags_reach_the_gates(bundle_copy, raw_mnist_dir):
+    code, rows = _verify(bundle_copy, raw_mnist_dir, "--quant-min-agreement", "100", "--fp16-max-dp", "1e-9")
     assert code == 1  # demanding int8 agree with Keras on every image and exact fp16 cannot pass
     for fmt in ("tflite-int8", "onnx-int8"):
         assert rows[fmt]["status"] == "fail" and "agreement" in rows[fmt]["reason"]
     assert rows["tflite-fp16"]["status"] == "fail" and rows["tflite-fp32"]["status"] == "pass"
 
 
-def test_deployment_graph_is_the_same_lenet5(small_bundle, mnist):
+def test_deployment_graph_is_the_same_lenet5(untrained_lenet, mnist):
     """Pools as fixed depthwise convolutions, a constant reshape, the input scale folded into C1: the same
-    arithmetic on the same raw pixels, and the same parameters."""
+    arithmetic on the same raw pixels, and the same parameters (the rewrite owes nothing to training: LeNet-5 as
+    built, seeded)."""
     import keras
 
     from lenet_edge.model import count_params, deployment_graph
 
-    model = keras.saving.load_model(small_bundle / "lenet5.keras", compile=False)
+    model = keras.saving.load_model(untrained_lenet, compile=False)
     deployed = deployment_graph(model)
     kinds = {type(layer).__name__ for layer in deployed.layers}
     assert {"AveragePooling2D", "Flatten", "Rescaling"}.isdisjoint(kinds) and "DepthwiseConv2D" in kinds
