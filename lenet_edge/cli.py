@@ -566,11 +566,11 @@ def _bundle_and_check(args, model, record: dict, mnist: Mnist, formats: list, se
 def cmd_run(args) -> int:
     """run: train, then export, verify and bench; train: the same with no format exported."""
     formats = [] if args.train_only else get_formats(args.formats)
-    import_tensorflow()  # fail fast on a runtime-only install
     check_output_folder(args.out)
-    check_keep_float(build_model(args.arch, args.activation), tuple(args.keep_float))  # the layers are named alike
     mnist = _load_data(args)
     calibration_images(mnist, args.calibration, args.seed)  # a count that cannot fit fails now, not after training
+    import_tensorflow()  # a runtime-only install says so here
+    check_keep_float(build_model(args.arch, args.activation), tuple(args.keep_float))  # the layers are named alike
     model, record, seconds = _train(args, mnist)
     return _bundle_and_check(args, model, record, mnist, formats, seconds)
 
@@ -590,6 +590,7 @@ def cmd_export(args) -> int:
             f"{path}: takes {model.inputs[0].shape} and gives {model.outputs[0].shape}, "
             "not [batch, 28, 28, 1] raw pixels to 10 probabilities"
         )
+    check_keep_float(model, tuple(args.keep_float))
     record_path = path.with_name(TRAINING_RECORD)
     record: dict[str, Any] = json.loads(record_path.read_text()) if record_path.is_file() else {"config": {"seed": 0}}
     if args.seed is not None:
@@ -602,6 +603,7 @@ def cmd_export(args) -> int:
 
 def cmd_verify(args) -> int:
     target = parse_target(args.target)
+    read_manifest(args.bundle)  # a clear error before the data is loaded or any target work
     if target.kind == "local":
         if args.limit:
             raise UsageError("--limit is for --target runs; a local verify judges all 10,000 test images")
@@ -610,7 +612,6 @@ def cmd_verify(args) -> int:
         return status
     if local := _local_only_options(args):
         raise UsageError(f"{', '.join(local)}: for a local verify; on a target the parity gates judge")
-    read_manifest(args.bundle)  # a clear error before any target work
     result = verify_on_target(args.bundle, _load_data(args), target, args.limit)
     _record_target(args.bundle, target, "verify", result)
     _emit(args, result["rows"])
@@ -631,11 +632,11 @@ def cmd_bench(args) -> int:
             f"{target.name}: wall-clock time under emulation is not latency; "
             f"count instructions instead: lenet-edge cost {args.bundle} --target {target.name}"
         )
+    read_manifest(args.bundle)  # a clear error before the data is loaded
     if target.kind == "local":
         status, rows = _bench(args, args.bundle, _load_data(args))
         _emit(args, rows)
         return status
-    read_manifest(args.bundle)
     result = bench_on_target(args.bundle, _load_data(args), target, args.profile, args.seconds)
     _record_target(args.bundle, target, "bench", result)
     _emit(args, result["rows"])

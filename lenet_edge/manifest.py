@@ -30,6 +30,7 @@ CONFUSION_PNG, TARGETS_PNG, BENCH_JSON = "verify_confusion.png", "targets_cost.p
 WRITTEN_LATER = (REPORT_JSON, REPORT_MD, CONFUSION_PNG, TARGETS_PNG, BENCH_JSON, "bench_*.png", "layers_*.csv",
                  "layers_*.png", f".*.{TEMP_MARK}*.tmp")  # fmt: skip  # what verify, bench and cost add to a bundle
 MAX_MANIFEST_BYTES = 16 << 20  # a manifest is a few KB; anything near this is not ours
+TENSOR_DTYPES = ("float32", "float16", "uint8", "int8")  # what a model's input or output may be
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,7 @@ class _Reader:
 
     def __init__(self, data: Any, where: str, source: str):
         if not isinstance(data, dict):
-            raise BundleError(f"{source}: {where or 'the manifest'} is {_kind(data)}, not an object")
+            raise BundleError(f"{source}: {where.rstrip('.') or 'the manifest'} is {_kind(data)}, not an object")
         self.data, self.where, self.source = data, where, source
 
     def _fail(self, key: str, expected: str, value: Any) -> BundleError:
@@ -241,14 +242,33 @@ def _kind(value: Any) -> str:
     return "null" if value is None else _KINDS.get(type(value), type(value).__name__)
 
 
-def _tensor(data: Any, where: str, source: str) -> Tensor:
+def _tensor(data: Any, where: str, source: str, rank: int) -> Tensor:
     r = _Reader(data, where, source)
     shape = r.items("shape")
-    if not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
-        raise BundleError(f"{source}: {where}shape holds something other than whole numbers")
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= -1 for d in shape) or len(shape) != rank:
+        raise BundleError(f"{source}: {where}shape {shape} is not {rank} whole numbers (-1 for a dynamic dimension)")
+    dtype = r.text("dtype")
+    if dtype not in TENSOR_DTYPES:
+        raise BundleError(f"{source}: {where}dtype {dtype!r} is none of {', '.join(TENSOR_DTYPES)}")
     scale = r.number("scale", None, none=True)
     zero_point = r.get("zero_point", int, "a whole number", None, none=True)
-    return Tensor(r.text("name"), r.text("dtype"), list(shape), scale, zero_point)
+    if (scale is None) != (zero_point is None) or (scale is not None and not 0 < scale < float("inf")):
+        raise BundleError(f"{source}: {where}scale {scale} and zero_point {zero_point} are not a quantization")
+    return Tensor(r.text("name"), dtype, list(shape), scale, zero_point)
+
+
+def _size(r: _Reader) -> int:
+    size = r.whole("bytes")
+    if size < 0:
+        raise BundleError(f"{r.source}: {r.where}bytes is {size}, not a file size")
+    return size
+
+
+def _digest(r: _Reader) -> str:
+    digest = r.text("sha256")
+    if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
+        raise BundleError(f"{r.source}: {r.where}sha256 {digest[:80]!r} is not 64 lowercase hex digits")
+    return digest
 
 
 def _artifact(data: Any, index: int, source: str) -> Artifact:
@@ -262,13 +282,13 @@ def _artifact(data: Any, index: int, source: str) -> Artifact:
     artifact = Artifact(
         format=fmt,
         file=r.file_name("file"),
-        bytes=r.whole("bytes"),
-        sha256=r.text("sha256"),
+        bytes=_size(r),
+        sha256=_digest(r),
         runtime=r.text("runtime"),
         precision=r.text("precision"),
         description=r.text("description", ""),
-        input=_tensor(r.obj("input"), f"{where}input.", source),
-        output=_tensor(r.obj("output"), f"{where}output.", source),
+        input=_tensor(r.obj("input"), f"{where}input.", source, rank=4),
+        output=_tensor(r.obj("output"), f"{where}output.", source, rank=2),
         keep_float=[str(layer) for layer in r.items("keep_float", [])],
         without_keep_float=r.obj("without_keep_float", None) if r.data.get("without_keep_float") is not None else None,
     )
@@ -288,7 +308,7 @@ def parse_manifest(data: Any, source: str = MANIFEST) -> Manifest:
     reference = None
     if r.data.get("reference") is not None:
         ref = _Reader(r.obj("reference"), "reference.", source)
-        reference = FileRef(ref.file_name("file"), ref.whole("bytes"), ref.text("sha256"), ref.text("what", ""))
+        reference = FileRef(ref.file_name("file"), _size(ref), _digest(ref), ref.text("what", ""))
     artifacts = [_artifact(item, i, source) for i, item in enumerate(r.items("artifacts"))]
     formats = [a.format for a in artifacts]
     if len(set(formats)) != len(formats):
