@@ -22,6 +22,7 @@ import numpy as np
 
 from .console import log, progress
 from .errors import one_line
+from .files import is_regular_file
 from .formats import BY_NAME, RUNTIMES
 from .host import machine_info, usable_cores
 from .manifest import Manifest, read_manifest
@@ -140,6 +141,9 @@ def bench_bundle(bundle: str | Path, mnist, profile: str = "host", seconds: floa
         np.save(digits, mnist.x_test[:256].reshape(-1, 28, 28, 1))
         for index, combo in enumerate(combos):
             progress(index, len(combos), combo.label)
+            if not is_regular_file(bundle / combo.file):
+                errors.append({"combination": combo.label, "reason": f"{combo.file}: missing or not a regular file"})
+                continue
             spec = {
                 "path": str(bundle / combo.file), "runtime": combo.runtime, "delegate": combo.delegate,
                 "threads": combo.threads, "batches": batches, "seconds": seconds, "digits": str(digits),
@@ -211,6 +215,8 @@ def profile_bundle(bundle: Path, manifest: Manifest) -> dict:
     """Per-op evidence of where the time goes, for every artifact whose runtime can tell."""
     result = {}
     for entry in manifest.exports:
+        if not is_regular_file(bundle / entry.file):
+            continue  # bench's own rows say it is missing
         try:
             found = open_runner(entry.runtime, bundle / entry.file).op_profile()
         except Exception as exc:  # a missing or broken file: bench's own rows say it failed

@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import importlib.util
 import io
+import math
 import os
 import re
 import stat
@@ -88,7 +89,7 @@ def parse_idx(raw: bytes, name: str) -> np.ndarray:
     if len(raw) < header:
         raise DataError(f"{name}: truncated IDX header")
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape))
+    expected = header + math.prod(shape)  # Python integers: a forged header cannot overflow the check
     if len(raw) != expected:
         raise DataError(f"{name}: truncated or padded IDX file ({len(raw)} bytes, header says {expected})")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
@@ -172,6 +173,10 @@ def load_npz(path: Path, check: bool = True) -> Mnist:
             arrays = {key: np.asarray(npz[npz_key], dtype=np.uint8) for key, npz_key in NPZ_KEYS.items()}
     except KeyError as exc:
         raise DataError(f"{path}: not a Keras mnist.npz (missing {exc})") from None
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise DataError(f"{path}: holds pickled objects, which lenet-edge never loads") from None
+        raise DataError(f"{path}: truncated or corrupt npz file ({exc})") from None
     except Exception as exc:  # zipfile.BadZipFile, zlib.error, ValueError, EOFError: all mean a broken file
         raise DataError(f"{path}: truncated or corrupt npz file ({type(exc).__name__}: {exc})") from None
     file_sha = _sha256(blob)
@@ -200,6 +205,8 @@ def load_path(path: str | os.PathLike, check: bool = True) -> Mnist:
         if not any(_IDX_NAME.match(p.name) for p in path.iterdir()) and (path / "mnist.npz").is_file():
             return load_npz(path / "mnist.npz", check)
         return load_idx_folder(path, check)
+    if path.exists():
+        raise DataError(f"{path}: not a regular file or folder (expected MNIST IDX files or a Keras mnist.npz)")
     raise DataError(f"{path}: no such file or folder (expected MNIST IDX files or a Keras mnist.npz)")
 
 

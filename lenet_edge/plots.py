@@ -54,8 +54,10 @@ def plot_training_curves(
 
 def plot_confusion_matrices(rows: list[dict], path: Path) -> None:
     """One panel per artifact: counts of true digit (rows) against predicted digit (columns)."""
-    plt = _pyplot()
     rows = [row for row in rows if row.get("confusion")]
+    if not rows:
+        return  # nothing ran: nothing to draw
+    plt = _pyplot()
     columns = min(4, len(rows))
     lines = -(-len(rows) // columns)
     fig, axes = plt.subplots(lines, columns, figsize=(3.6 * columns, 3.7 * lines), dpi=100, squeeze=False)
@@ -116,6 +118,8 @@ def _label(row: dict) -> str:
 
 def plot_bench(rows: list[dict], profile: str, path: Path) -> None:
     """Batch-1 p50 by format and runtime (per thread count); throughput against batch size (host profile)."""
+    if not any(r["batch"] == 1 for r in rows):
+        return  # nothing was measured: nothing to draw
     plt = _pyplot()
     from matplotlib.ticker import FuncFormatter, NullFormatter
 

@@ -8,6 +8,7 @@ as wide, once scaled, as the strokes the model learnt from. NumPy only; Pillow d
 from __future__ import annotations
 
 import stat
+import threading
 from pathlib import Path
 from typing import BinaryIO
 
@@ -23,6 +24,7 @@ PEN = 2.5  # the stroke width, in pixels at the 20×20 scale, thin strokes are g
 MAX_FILE_BYTES = 64 << 20  # a photo or a drawing, not more
 MAX_PIXELS = 50_000_000  # checked from the header, before decoding: a 50 MP phone photo at most
 WORK_SIDE = 1024  # larger pictures are scaled down to this before any float copy: a digit needs no more
+_OPENING = threading.Lock()  # serve opens pictures on several threads; Pillow's limit is one global
 
 
 def load_image(path: str | Path | BinaryIO, name: str | None = None) -> np.ndarray:
@@ -34,7 +36,13 @@ def load_image(path: str | Path | BinaryIO, name: str | None = None) -> np.ndarr
     if isinstance(path, str | Path):
         _check_file(Path(path), name)
     try:
-        with Image.open(path) as image:
+        with _OPENING:  # Pillow's own limit (a warning from 89 MP) is off while the header is read: ours follows
+            limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                opened = Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
+        with opened as image:
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise UsageError(f"{name}: {width}×{height} pixels, more than {MAX_PIXELS:,} (not decoded)")
@@ -49,6 +57,8 @@ def load_image(path: str | Path | BinaryIO, name: str | None = None) -> np.ndarr
             return _white_on_black(np.asarray(image.convert("L"), np.float32), None)
     except FileNotFoundError:
         raise UsageError(f"{name}: no such file") from None
+    except Image.DecompressionBombError:
+        raise UsageError(f"{name}: more than {MAX_PIXELS:,} pixels (not decoded)") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise UsageError(f"{name}: not a readable image ({type(exc).__name__})") from None
 

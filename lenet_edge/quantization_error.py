@@ -22,7 +22,7 @@ from .console import log, silenced
 from .data import Mnist, calibration_batches, calibration_images
 from .errors import one_line
 from .exporters.tflite import float_layer_nodes, make_converter
-from .files import atomic_output
+from .files import atomic_output, is_regular_file
 from .formats import float_twin
 from .layer_names import layer_of
 from .manifest import Manifest
@@ -164,7 +164,7 @@ def _onnx_report(bundle: Path, manifest: Manifest, fmt: str, mnist: Mnist, image
     artifact = manifest.artifact(fmt)
     twin = float_twin(artifact.spec) if artifact else None
     float_model = manifest.artifact(twin.name) if twin else None
-    if artifact is None or float_model is None:
+    if artifact is None or float_model is None or not is_regular_file(bundle / float_model.file):
         return {"skipped": "needs the float ONNX model of the bundle"}
     log(f"layer errors: {fmt} (qdq_loss_debug on {len(images)} test images)")
     return {
@@ -190,6 +190,9 @@ def layer_report(bundle: Path, manifest: Manifest, mnist: Mnist) -> dict:
         if not artifact.spec.gates.quantized:
             continue
         measure, columns = MEASURES[artifact.spec.family]
+        if not is_regular_file(bundle / artifact.file):
+            report[artifact.format] = {"skipped": f"{artifact.file} is missing or not a regular file"}
+            continue
         try:
             data = measure(bundle, manifest, artifact.format, mnist, images)
         except Exception as exc:  # a missing or broken file: verify's own row says what is wrong with it

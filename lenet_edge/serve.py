@@ -259,7 +259,7 @@ class Handler(BaseHTTPRequestHandler):
             self._error(HTTPStatus.NOT_FOUND, f"{self.path}: not served")
             return
         text = self.headers.get("Content-Length", "")
-        if not text.isdigit() or int(text) == 0:
+        if not (text.isascii() and text.isdigit()) or int(text) == 0:
             self._error(HTTPStatus.BAD_REQUEST, "send a PNG or JPEG with a Content-Length")
             return
         if int(text) > MAX_UPLOAD:

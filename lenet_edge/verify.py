@@ -16,7 +16,7 @@ import numpy as np
 from .console import STATUS_ICON, log
 from .data import Mnist
 from .errors import BundleError, one_line
-from .files import sha256_file
+from .files import is_regular_file, sha256_file
 from .formats import PRECISIONS, Gate
 from .manifest import REFERENCE, Artifact, FileRef, Manifest, read_manifest
 from .runtimes import Runner, open_runner
@@ -52,8 +52,10 @@ class VerifyRow:
 def _integrity(bundle: Path, entry: Artifact | FileRef) -> str:
     """'' when the file is the one the manifest describes; otherwise what differs."""
     path = bundle / entry.file
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return "missing file"
+    if not is_regular_file(path):
+        return "not a regular file"
     if path.stat().st_size != entry.bytes:
         return f"integrity: {path.stat().st_size} bytes, manifest says {entry.bytes}"
     if sha256_file(path) != entry.sha256:
@@ -132,6 +134,8 @@ def _reference(bundle: Path, manifest: Manifest, mnist: Mnist, have_tf: bool) ->
             raise BundleError(f"{bundle / stored.file}: not a plain array file ({one_line(exc)[:120]})") from None
         if reference.shape != (len(mnist.x_test), 10):
             raise BundleError(f"{bundle}: {REFERENCE} holds {reference.shape}, not {len(mnist.x_test)} test images")
+        if reference.dtype.kind != "f" or not np.isfinite(reference).all():
+            raise BundleError(f"{bundle}: {REFERENCE} holds {reference.dtype} values that are not finite probabilities")
         return reference, f"the Keras answers stored at export ({REFERENCE})"
     keras_entry = manifest.artifact("keras")
     if have_tf and keras_entry and not _integrity(bundle, keras_entry):
@@ -182,8 +186,8 @@ def _verify_artifact(
     precision = entry.precision
     gate = gates[precision]
     integrity = _integrity(bundle, entry)
-    if integrity == "missing file":
-        return VerifyRow(entry.format, entry.runtime, "error", reason="missing file", precision=precision)
+    if integrity in ("missing file", "not a regular file"):
+        return VerifyRow(entry.format, entry.runtime, "error", reason=integrity, precision=precision)
     start = time.perf_counter()
     try:
         options = {"threads": threads} if entry.on_device else {}
