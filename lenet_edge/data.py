@@ -13,7 +13,6 @@ import io
 import math
 import os
 import re
-import stat
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError, UsageError, first_line
+from .files import plain_file_problem
 from .tensorflow_loader import import_tensorflow
 
 ENV_VAR = "LENET_EDGE_DATA"
@@ -95,18 +95,13 @@ def parse_idx(raw: bytes, name: str) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def _regular_file(path: Path) -> int:
-    """The size of ``path``, checked before anything is read: a regular file of at most MAX_FILE_BYTES (a FIFO
-    would hang the read, a device or a huge file would exhaust memory)."""
-    try:
-        info = path.stat()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise DataError(f"{path}: not a regular file (a pipe, device or folder); MNIST comes in plain files")
-    if info.st_size > MAX_FILE_BYTES:
-        raise DataError(f"{path}: {info.st_size:,} bytes, larger than any MNIST file ({MAX_FILE_BYTES:,} at most)")
-    return info.st_size
+def _regular_file(path: Path) -> None:
+    """A plain MNIST-sized file, checked before anything is read."""
+    problem = plain_file_problem(path, MAX_FILE_BYTES, "larger than any MNIST file")
+    if problem == "no such file":
+        problem = "cannot read (no such file)"  # a dangling link named like an IDX file
+    if problem:
+        raise DataError(f"{path}: {problem}")
 
 
 def _read_idx_file(path: Path, key: str) -> tuple[np.ndarray, str]:

@@ -26,6 +26,23 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def plain_file_problem(path: Path, limit: int, too_large: str = "too large") -> str:
+    """What stops ``path`` from being read as an input of at most ``limit`` bytes ('' when nothing does),
+    checked before it is opened: a pipe would hang the read, a device or a huge file would exhaust memory.
+    ``too_large`` says why the limit is what it is."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as exc:
+        return f"cannot read ({exc.strerror})"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file (a pipe, device or folder)"
+    if info.st_size > limit:
+        return f"{info.st_size:,} bytes, {too_large} ({limit:,} at most)"
+    return ""
+
+
 def is_regular_file(path: Path) -> bool:
     """A plain file, not a link, pipe, device or folder: the only kind a model is read from (a pipe would hang
     the runtime that opens it)."""

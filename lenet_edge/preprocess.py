@@ -7,7 +7,6 @@ as wide, once scaled, as the strokes the model learnt from. NumPy only; Pillow d
 
 from __future__ import annotations
 
-import stat
 import threading
 from pathlib import Path
 from typing import BinaryIO
@@ -15,7 +14,7 @@ from typing import BinaryIO
 import numpy as np
 
 from .errors import UsageError
-from .files import atomic_output
+from .files import atomic_output, plain_file_problem
 
 BOX, SIZE = 20, 28  # MNIST: the digit fits 20×20, centred by mass in 28×28
 INK = 0.1  # a pixel is ink above this fraction of the brightest ink (MNIST digits come out as they went in)
@@ -64,17 +63,10 @@ def load_image(path: str | Path | BinaryIO, name: str | None = None) -> np.ndarr
 
 
 def _check_file(path: Path, name: str) -> None:
-    """A regular file of a picture's size, checked before it is opened (a pipe would hang the read)."""
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise UsageError(f"{name}: no such file") from None
-    except OSError as exc:
-        raise UsageError(f"{name}: cannot read ({exc.strerror})") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise UsageError(f"{name}: not a regular file (a pipe, device or folder)")
-    if info.st_size > MAX_FILE_BYTES:
-        raise UsageError(f"{name}: {info.st_size:,} bytes, more than a picture of a digit needs ({MAX_FILE_BYTES:,})")
+    """A plain file of a picture's size, checked before it is opened."""
+    problem = plain_file_problem(path, MAX_FILE_BYTES, "more than a picture of a digit needs")
+    if problem:
+        raise UsageError(f"{name}: {problem}")
 
 
 def _white_on_black(grey: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
