@@ -172,6 +172,31 @@ def publish(staging: Path, out: Path, failed: bool) -> Path:
     return out
 
 
+APP_CONTRACT = (
+    "every model takes raw pixels 0-255 [batch, 28, 28, 1] (float32; uint8 for tflite-int8, scale 1, zero point 0) "
+    "and outputs 10 probabilities; preprocessing is inside the graph"
+)
+
+
+def describe_file(fmt: Format, seed: int, source_sha256: str, model: dict) -> dict[str, str]:
+    """What an exported file records about itself in its own metadata: enough for an app or a reviewer that
+    holds the file alone."""
+    return {
+        "producer": f"{GENERATOR} {__version__}",
+        "format": fmt.name,
+        "precision": fmt.precision,
+        "description": fmt.description,
+        "architecture": str(model.get("architecture", "")),
+        "labels": ",".join(str(digit) for digit in range(10)),
+        "input": "raw pixels 0-255, [batch, 28, 28, 1], no normalisation: it is inside the graph",
+        "output": "10 probabilities, in the order of the labels",
+        "app_contract": APP_CONTRACT,
+        "seed": str(seed),
+        "source_model_sha256": source_sha256,
+        "license": "Apache-2.0",
+    }
+
+
 def check_answers(runner: Runner, digits: np.ndarray, labels: np.ndarray) -> float:
     """Feed real test digits raw; demand 10 finite probabilities summing to 1 each. Returns their accuracy."""
     probs = runner.predict(digits)
@@ -198,14 +223,20 @@ def artifact_entry(fmt: Format, path: Path, runner: Runner) -> Artifact:
 
 
 def export_artifact(
-    fmt: Format, model, folder: Path, calibration: np.ndarray, mnist: Mnist, keep_float: tuple[str, ...] = ()
+    fmt: Format,
+    model,
+    folder: Path,
+    calibration: np.ndarray,
+    mnist: Mnist,
+    keep_float: tuple[str, ...] = (),
+    about: dict[str, str] | None = None,
 ) -> tuple[Artifact, float]:
     """Export one format, prove it loads in its own runtime and answers real digits; return its manifest entry
     and the seconds the export took. Raises on any failure (the caller records it and goes on)."""
     path = folder / fmt.file
     keep_float = keep_float if fmt.gates.quantized else ()
     start = time.perf_counter()
-    export_format(fmt, model, path, calibration, keep_float)
+    export_format(fmt, model, path, calibration, keep_float, about)
     seconds = time.perf_counter() - start
     runner = open_runner(fmt.runtime, path)
     accuracy = check_answers(runner, mnist.x_test[:CHECK_DIGITS], mnist.y_test[:CHECK_DIGITS])
@@ -325,8 +356,9 @@ def write_bundle(
         deployed = deployment_graph(model) if formats else None
         for fmt in formats:
             try:
+                about = describe_file(fmt, seed, artifacts[0].sha256, training["model"])
                 entry, export_seconds[fmt.name] = export_artifact(
-                    fmt, deployed, staging, calibration, mnist, keep_float
+                    fmt, deployed, staging, calibration, mnist, keep_float, about
                 )
                 artifacts.append(entry)
             except Exception as exc:  # one format failing must not cost the others
@@ -339,8 +371,7 @@ def write_bundle(
             generator=GENERATOR,
             version=__version__,
             created=None if stamped is None else stamped.isoformat(timespec="seconds"),
-            app_contract="every model takes raw pixels 0-255 [batch, 28, 28, 1] (float32; uint8 for "
-            "tflite-int8, scale 1, zero point 0) and outputs 10 probabilities; preprocessing is inside the graph",
+            app_contract=APP_CONTRACT,
             model=training["model"],
             labels=LABELS,
             seed=seed,

@@ -187,3 +187,29 @@ def test_export_of_a_non_model_is_a_usage_error(tmp_path, capsys, model):
     assert main(["export", str(path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("lenet-edge: error:") and err.count("\n") == 1
+
+
+def test_every_file_says_what_it_is_in_its_own_metadata(tiny_bundle):
+    """An exported file that travels without its manifest still names its labels, input contract, producer,
+    seed and source model; the ONNX graphs are named and declare only the opset domains they use."""
+    import onnx
+    from ai_edge_litert import schema_py_generated as schema
+
+    manifest = manifest_json(tiny_bundle)
+    source = next(entry["sha256"] for entry in manifest["artifacts"] if entry["format"] == "keras")
+    for fmt in FORMATS:
+        path = tiny_bundle / fmt.file
+        if fmt.family == "onnx":
+            proto = onnx.load(str(path))
+            about = {entry.key: entry.value for entry in proto.metadata_props}
+            assert proto.graph.name.endswith(fmt.precision)
+            used = {node.domain for node in proto.graph.node} | {""}
+            assert {opset.domain for opset in proto.opset_import} <= used, fmt.name
+        else:
+            model = schema.Model.GetRootAs(path.read_bytes(), 0)
+            entries = {model.Metadata(i).Name(): model.Metadata(i).Buffer() for i in range(model.MetadataLength())}
+            about = json.loads(model.Buffers(entries[b"lenet_edge"]).DataAsNumpy().tobytes())
+        assert about["format"] == fmt.name and about["precision"] == fmt.precision, fmt.name
+        assert about["labels"] == "0,1,2,3,4,5,6,7,8,9" and "raw pixels 0-255" in about["input"]
+        assert about["source_model_sha256"] == source and about["seed"] == str(manifest["seed"])
+        assert about["producer"].startswith("lenet-edge ")

@@ -24,7 +24,12 @@ _GENERATED = re.compile(r"__\d+")  # tf2onnx's counter-made names ('const_fold_o
 
 
 def export(
-    model, path: Path, calibration: np.ndarray, quantization: str = "none", keep_float: tuple[str, ...] = ()
+    model,
+    path: Path,
+    calibration: np.ndarray,
+    quantization: str = "none",
+    keep_float: tuple[str, ...] = (),
+    about: dict[str, str] | None = None,
 ) -> None:
     if quantization == "none":
         _convert(model, path)
@@ -35,6 +40,26 @@ def export(
             _quantize_int8(fp32, prepared, path, calibration, keep_float)
     else:
         raise ExportError(f"unknown ONNX quantization {quantization!r}")
+    _describe(path, f"{model.name}_{'fp32' if quantization == 'none' else quantization}", about or {})
+
+
+def _describe(path: Path, name: str, about: dict[str, str]) -> None:
+    """Name the graph, declare only the opset domains its nodes use, and record ``about`` in metadata_props
+    (beside the quantizer's own entries). The graph itself is untouched."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    proto.graph.name = name
+    used = {node.domain for node in proto.graph.node} | {""}  # the default domain stays: the opset version
+    kept = [opset for opset in proto.opset_import if opset.domain in used or opset.domain == "ai.onnx"]
+    del proto.opset_import[:]
+    proto.opset_import.extend(kept)
+    entries = {entry.key: entry.value for entry in proto.metadata_props} | about
+    del proto.metadata_props[:]
+    for key, value in entries.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, str(path))
 
 
 def _convert(model, path: Path) -> None:

@@ -4,9 +4,11 @@ from_concrete_functions is avoided on purpose: on Keras 3 models it can emit a w
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
+import flatbuffers
 import numpy as np
 
 from ..console import silenced
@@ -17,6 +19,24 @@ from ..runtimes.litert import LiteRTRunner
 from ..tensorflow_loader import import_tensorflow
 
 QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
+ABOUT_METADATA = "lenet_edge"  # the metadata entry holding what the file says about itself, as JSON
+
+
+def with_metadata(flatbuffer: bytes, name: str, payload: bytes) -> bytes:
+    """The model with one more metadata entry (a named buffer): the graph, its weights and every output stay
+    as they are."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(payload, np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = name, len(model.buffers) - 1
+    model.metadata = [*(model.metadata or []), entry]
+    builder = flatbuffers.Builder(len(flatbuffer) + len(payload) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def make_converter(model, quantization: str, calibration: np.ndarray):
@@ -40,7 +60,12 @@ def make_converter(model, quantization: str, calibration: np.ndarray):
 
 
 def export(
-    model, path: Path, calibration: np.ndarray, quantization: str = "none", keep_float: tuple[str, ...] = ()
+    model,
+    path: Path,
+    calibration: np.ndarray,
+    quantization: str = "none",
+    keep_float: tuple[str, ...] = (),
+    about: dict[str, str] | None = None,
 ) -> None:
     converter = make_converter(model, quantization, calibration)
     with silenced((1, 2)), warnings.catch_warnings():  # the MLIR converter prints pages of diagnostics
@@ -48,7 +73,7 @@ def export(
         flatbuffer = converter.convert()
         if keep_float and quantization == "int8":
             flatbuffer = _keep_float(model, flatbuffer, calibration, keep_float)
-    path.write_bytes(flatbuffer)
+    path.write_bytes(with_metadata(flatbuffer, ABOUT_METADATA, json.dumps(about or {}, sort_keys=True).encode()))
     if quantization == "int8":
         _check_raw_pixel_input(path)
 
