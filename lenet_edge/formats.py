@@ -167,7 +167,8 @@ FORMATS: tuple[Format, ...] = (
     Format("onnx-fp32", "lenet5_fp32.onnx", "onnxruntime", "onnx", "fp32",
            "float32, converted by tf2onnx", {"quantization": "none"}, "onnxruntime-web"),
     Format("onnx-int8", "lenet5_int8.onnx", "onnxruntime", "onnx", "int8",
-           "int8 QDQ (ONNX Runtime quantize_static, int8 weights and activations), float32 input/output",
+           "int8 QDQ at opset 19 (ONNX Runtime quantize_static: uint8 activations, int8 per-channel weights, "
+           "float Softmax), float32 input/output",
            {"quantization": "int8"}, "onnxruntime-web"),
 )  # fmt: skip
 

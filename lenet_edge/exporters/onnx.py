@@ -18,6 +18,7 @@ from ..layer_names import layer_of
 from ..tensorflow_loader import import_tensorflow
 
 OPSET = 17  # tf2onnx 1.17 refuses 19+; 17 is what onnxruntime, onnxruntime-web and most phones' ORT take
+INT8_OPSET = 19  # the int8 file's: the first whose DequantizeLinear the onnx.reference evaluator implements
 INPUT_NAME, OUTPUT_NAME, BATCH_DIM = "image", "probabilities", "batch"
 CALIBRATION_BATCH = 50
 _GENERATED = re.compile(r"__\d+")  # tf2onnx's counter-made names ('const_fold_opt__39', 'Conv__89')
@@ -146,16 +147,29 @@ def _quantize_int8(
             batch = next(self.batches, None)
             return None if batch is None else {INPUT_NAME: batch}
 
-    quant_pre_process(str(fp32), str(prepared))
+    import onnx
+
+    upgraded = prepared.with_name("opset19.onnx")
+    onnx.save(onnx.version_converter.convert_version(onnx.load(str(fp32)), INT8_OPSET), str(upgraded))
+    quant_pre_process(str(upgraded), str(prepared))
     excluded = nodes_of_layers(prepared, keep_float) if keep_float else []
     if keep_float and not excluded:
         raise ExportError(f"--keep-float {','.join(keep_float)}: no such layer in the ONNX graph")
+    softmax = [node.name for node in onnx.load(str(prepared)).graph.node if node.op_type == "Softmax"]
+    # The scheme every consumer runs alike: uint8 activations (OpenVINO's int8 path, also under its bf16
+    # hint), int8 weights per channel within 7 bits (reduce_range: no int16 saturation on x86 without VNNI,
+    # so x86 and ARM64 agree), and the Softmax in float (a Q/DQ pair on the output broke tract).
     quantize_static(
         str(prepared),
         str(out),
         RawPixelReader(),
         quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QInt8,
+        activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
-        nodes_to_exclude=excluded,
+        per_channel=True,
+        reduce_range=True,
+        nodes_to_exclude=[*excluded, *softmax],
     )
+    quantized = onnx.load(str(out))
+    quantized.graph.ClearField("value_info")  # its symbolic batch keeps tract from taking a fixed one
+    onnx.save(quantized, str(out))
