@@ -22,6 +22,7 @@ from . import __version__
 from .bench import PROFILES, bench_bundle, profile_bundle
 from .bundle_writer import check_keep_float, check_output_folder, write_bundle
 from .console import interrupt_note, interrupted_message, log, log_to_stderr
+from .consumers import consumers_table
 from .data import Mnist, calibration_images, load_mnist
 from .errors import DataError, LenetEdgeError, UsageError, one_line
 from .files import write_json
@@ -289,6 +290,11 @@ def _verify_command(commands) -> None:
         help="with --target: parity on the first N test images only (default all 10,000)",
     )
     verify.add_argument(
+        "--consumers",
+        action="store_true",
+        help="also run every export in the consumers that are installed (OpenVINO, tract, onnx.reference)",
+    )
+    verify.add_argument(
         "--layers",
         action="store_true",
         help="also measure the int8 models' quantization error layer by layer (always on in run and export)",
@@ -439,7 +445,8 @@ def _gates(args) -> dict[str, Gate]:
 def _local_only_options(args) -> list[str]:
     """Options of a local verify given to a --target one."""
     given = [flag for flag, *_ in GATE_FLAGS if getattr(args, flag[2:].replace("-", "_")) is not None]
-    return given + [flag for flag, value in (("--threads", args.threads), ("--layers", args.layers)) if value]
+    local = (("--threads", args.threads), ("--layers", args.layers), ("--consumers", args.consumers))
+    return given + [flag for flag, value in local if value]
 
 
 # verify's exit codes beyond 0 (all passed) and 1 (an artifact did not pass); 2 is bad input, as everywhere
@@ -453,8 +460,17 @@ def _verify(args, bundle: str, mnist: Mnist, layers: bool) -> tuple[int, list[di
     rows = [row.to_dict() for row in result.pop("rows")]
     failed = [row["format"] for row in rows if row["status"] != "pass"]
     verdict = f"{len(failed)} of {len(rows)} did not pass: {', '.join(failed)}" if failed else "all passed"
+    sections: dict = {"verify": rows, "verify_info": result}
+    if getattr(args, "consumers", False):
+        log("in other consumers:")
+        sections["consumers"] = consumers_table(Path(bundle), read_manifest(bundle), mnist)
+        answered_otherwise = [f"{r['format']} in {r['consumer']}" for r in sections["consumers"]["rows"]
+                              if r["status"] == "fail"]  # fmt: skip
+        if answered_otherwise:
+            verdict += f"; answered otherwise in another consumer: {', '.join(answered_otherwise)}"
+            failed += answered_otherwise
     try:
-        update_report(bundle, {"verify": rows, "verify_info": result})
+        update_report(bundle, sections)
         try:
             plot_confusion_matrices(rows, Path(bundle) / CONFUSION_PNG)
         except ImportError:

@@ -50,6 +50,8 @@ def render_markdown(report: dict, manifest: Manifest) -> str:
     ]
     if "verify" in report:
         lines += _verify_section(report["verify"], report.get("verify_info", {}))
+    if "consumers" in report:
+        lines += _consumers_section(report["consumers"])
     if "layers" in report:
         lines += _layers_section(report["layers"], report.get("verify", []), manifest)
     for profile, result in report.get("bench", {}).items():
@@ -93,6 +95,43 @@ def _verify_section(rows: list[dict], info: dict) -> list[str]:
             lines.append(f"| {row['format']} | " + " | ".join(_pct(a, 1) for a in row["per_class_accuracy"]) + " |")
         lines += ["", f"![confusion matrices]({CONFUSION_PNG})"]
     return [*lines, ""]
+
+
+CONSUMER_MARK = {**STATUS_MARK, "refused": "❌ refused", "absent": "— not installed"}
+
+
+def _consumers_section(table: dict) -> list[str]:
+    """Every export in the consumers apps deploy with, beside its own runtime."""
+    formats = list(dict.fromkeys(row["format"] for row in table["rows"]))
+    consumers = list(dict.fromkeys(row["consumer"] for row in table["rows"]))
+    cell = {(row["format"], row["consumer"]): row for row in table["rows"]}
+    lines = [
+        "## In other consumers",
+        "",
+        f"Each export run by consumers nobody here wrote, on the first {table['images']:,} test digits: accuracy, "
+        f"and top-1 agreement with the file's own runtime (a pass needs {table['min_agreement']:.1%}). "
+        "Not installed ones: `pip install 'lenet-edge[consumers]'`.",
+        "",
+        "| Format | " + " | ".join(consumers) + " |",
+        "|---|" + "---|" * len(consumers),
+    ]
+    for fmt in formats:
+        cells = []
+        for consumer in consumers:
+            row = cell.get((fmt, consumer))
+            if row is None:
+                cells.append("—")
+            elif "accuracy" in row:
+                cells.append(f"{CONSUMER_MARK[row['status']]} {_pct(row['accuracy'])}, {_pct(row['agreement'])} agree")
+            else:
+                cells.append(CONSUMER_MARK[row["status"]])
+        lines.append(f"| {fmt} | " + " | ".join(cells) + " |")
+    reasons = [f"- **{r['format']} in {r['consumer']}**: {r['reason']}" for r in table["rows"] if r["status"] in
+               ("fail", "refused")]  # fmt: skip
+    if reasons:
+        lines += ["", "Why:", "", *reasons]
+    lines += ["", "; ".join(f"{name}: {about}" for name, about in table["consumers"].items()) + ".", ""]
+    return lines
 
 
 WORST_SHOWN = 5
