@@ -24,7 +24,7 @@ from .console import interrupt_note, log
 from .data import Mnist, calibration_images
 from .errors import BundleError, UsageError, one_line
 from .exporters import export_format
-from .files import UMASK, atomic_output, sha256_file, write_json
+from .files import UMASK, atomic_output, is_regular_file, sha256_file, write_json
 from .formats import KERAS, Format
 from .host import tool_versions
 from .manifest import (
@@ -65,7 +65,7 @@ def foreign_files(out: Path) -> list[str]:
     for path in sorted(out.iterdir()):
         if path.name == README and path.is_file() and path.read_bytes() == readme:
             continue
-        if manifest is not None and path.is_file() and not path.is_symlink() and is_bundle_file(path.name, manifest):
+        if manifest is not None and is_regular_file(path) and is_bundle_file(path.name, manifest):
             continue
         foreign.append(path.name)
     return foreign

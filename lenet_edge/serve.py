@@ -26,6 +26,7 @@ import numpy as np
 
 from .console import log
 from .errors import LenetEdgeError, UsageError, first_line, one_line
+from .files import is_regular_file
 from .formats import BY_NAME
 from .manifest import Manifest, read_manifest
 from .preprocess import load_image, to_mnist
@@ -177,7 +178,7 @@ class Site:
         if file not in self.files:
             raise FileNotFoundError(file)
         path = self.bundle / file
-        if path.is_symlink() or not path.is_file() or path.resolve().parent != self.bundle.resolve():
+        if not is_regular_file(path) or path.resolve().parent != self.bundle.resolve():
             raise FileNotFoundError(file)
         data = path.read_bytes()
         return with_batch_one(data) if batch_one and file.endswith(".tflite") else data
