@@ -34,12 +34,19 @@ def tflite_predict(path: Path, spec: dict, pixels: np.ndarray) -> np.ndarray:
 
     interpreter = Interpreter(model_path=str(path))
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    interpreter.resize_tensor_input(inp["index"], [len(pixels), 28, 28, 1])
+    batch, channels = spec["input"]["shape"][0], spec["input"]["shape"][-1]
+    # the contract: raw pixels, as bytes for a uint8 model (scale 1, zero point 0) and as floats otherwise;
+    # an RGB model takes a gray picture as R = G = B
+    pixels = np.repeat(pixels, channels, axis=-1).astype(spec["input"]["dtype"])
+    if batch == -1:  # the whole set in one call
+        interpreter.resize_tensor_input(inp["index"], [len(pixels), 28, 28, channels])
     interpreter.allocate_tensors()
-    # the contract: raw pixels, as bytes for a uint8 model (scale 1, zero point 0) and as floats otherwise
-    interpreter.set_tensor(inp["index"], pixels.astype(spec["input"]["dtype"]))
-    interpreter.invoke()
-    scores = interpreter.get_tensor(out["index"]).astype(np.float32)
+    outputs = []
+    for chunk in [pixels] if batch == -1 else np.split(pixels, len(pixels) // batch):
+        interpreter.set_tensor(inp["index"], chunk)
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(out["index"]))
+    scores = np.concatenate(outputs).astype(np.float32)
     if spec["output"]["scale"] is not None:
         scores = (scores - spec["output"]["zero_point"]) * spec["output"]["scale"]
     return scores

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import importlib.metadata
+import importlib.util
 import json
 import os
 import shutil
@@ -24,6 +26,7 @@ from .console import interrupt_note, log
 from .data import Mnist, calibration_images
 from .errors import BundleError, UsageError, one_line
 from .exporters import export_format
+from .exporters.c_source import c_source
 from .files import UMASK, atomic_output, is_regular_file, sha256_file, write_json
 from .formats import KERAS, Format
 from .host import tool_versions
@@ -38,6 +41,7 @@ from .manifest import (
     Artifact,
     FileRef,
     Manifest,
+    Micro,
     is_bundle,
     is_bundle_file,
     read_manifest,
@@ -46,6 +50,8 @@ from .manifest import (
 from .model import deployment_graph
 from .plots import plot_training_curves
 from .runtimes import Runner, open_runner
+from .runtimes.litert import graph_ops
+from .runtimes.tflm import TFLMRunner
 
 CHECK_DIGITS = 100  # real test digits every export must answer right after it is written
 _KEPT_ELSEWHERE = ("history", "model", "deterministic", "determinism")  # training.json keys the manifest
@@ -173,8 +179,9 @@ def publish(staging: Path, out: Path, failed: bool) -> Path:
 
 
 APP_CONTRACT = (
-    "every model takes raw pixels 0-255 [batch, 28, 28, 1] (float32; uint8 for tflite-int8, scale 1, zero point 0) "
-    "and outputs 10 probabilities; preprocessing is inside the graph"
+    "every model takes raw pixels 0-255 [batch, 28, 28, 1] (float32; uint8 for tflite-int8, scale 1, zero point 0; "
+    "tflite-rgb-int8 takes a uint8 RGB image [1, 28, 28, 3]) and outputs 10 probabilities; preprocessing is inside "
+    "the graph"
 )
 
 
@@ -188,7 +195,12 @@ def describe_file(fmt: Format, seed: int, source_sha256: str, model: dict) -> di
         "description": fmt.description,
         "architecture": str(model.get("architecture", "")),
         "labels": ",".join(str(digit) for digit in range(10)),
-        "input": "raw pixels 0-255, [batch, 28, 28, 1], no normalisation: it is inside the graph",
+        "input": (
+            "raw pixels 0-255, an RGB image [1, 28, 28, 3] (made gray inside the graph)"
+            if fmt.options.get("color") == "rgb"
+            else "raw pixels 0-255, [batch, 28, 28, 1]"
+        )
+        + ", no normalisation: it is inside the graph",
         "output": "10 probabilities, in the order of the labels",
         "app_contract": APP_CONTRACT,
         "seed": str(seed),
@@ -241,6 +253,7 @@ def export_artifact(
     runner = open_runner(fmt.runtime, path)
     accuracy = check_answers(runner, mnist.x_test[:CHECK_DIGITS], mnist.y_test[:CHECK_DIGITS])
     entry = artifact_entry(fmt, path, runner)
+    entry.micro = measure_micro(fmt, path, mnist)
     if keep_float:  # what keeping layers in float did: the fully quantized twin, measured the same way
         entry.keep_float = list(keep_float)
         full = folder / f".full-{fmt.file}"
@@ -256,6 +269,56 @@ def export_artifact(
         f"ok: loads in {fmt.runtime}, {CHECK_DIGITS} test digits {accuracy:.0%}"
     )
     return entry, seconds
+
+
+def measure_micro(fmt: Format, path: Path, mnist: Mnist) -> Micro | None:
+    """For a format a microcontroller runs: the arena TFLite Micro uses for it (after an inference on a real
+    digit) and its flash, and, where the table asks, the C source/header pair an MCU build compiles in. None,
+    said in the log, where tflite-micro is not installed."""
+    if not fmt.micro:
+        return None
+    if importlib.util.find_spec("tflite_micro") is None:
+        log(f"  {fmt.name:<15} no TFLite Micro here (pip install 'lenet-edge[consumers]'): arena not measured")
+        return None
+    runner = TFLMRunner(path)
+    answer = runner.predict(mnist.x_test[:1]).argmax(1)
+    arena = runner.arena_bytes()
+    micro = Micro(f"tflite-micro {importlib.metadata.version('tflite-micro')}", arena, path.stat().st_size)
+    if fmt.c_array:
+        stem = path.stem
+        header, source = c_source(path.read_bytes(), stem, micro_contract(runner, path, arena))
+        for name, text, what in (
+            (f"{stem}_model_data.h", header, f"C header: the tensor contract and g_{stem}_model_data"),
+            (f"{stem}_model_data.c", source, f"C source: {path.name} byte for byte, a 16-byte aligned array"),
+        ):
+            (path.parent / name).write_text(text)
+            micro.c_files.append(FileRef(name, len(text.encode()), sha256_file(path.parent / name), what))
+    log(f"  {'':<15} TFLite Micro: arena {arena:,} bytes, flash {micro.flash_bytes:,} bytes, digit {answer[0]}")
+    return micro
+
+
+def micro_contract(runner: TFLMRunner, path: Path, arena: int) -> list[str]:
+    """What an MCU project must know of the model, for the C header's comment."""
+
+    def tensor(kind: str, spec, meaning: str) -> str:
+        quantization = f", scale {spec.scale:g}, zero point {spec.zero_point}" if spec.quantized else ""
+        return f"{kind} 0: {spec.dtype} {spec.shape}{quantization}: {meaning}"
+
+    ops = graph_ops(path)
+    decode = (
+        f"probability of digit k = (output[k] - {runner.output.zero_point}) * {runner.output.scale:g}"
+        if runner.output.quantized
+        else "output[k] is the probability of digit k"
+    )
+    return [
+        tensor("input ", runner.input, "raw MNIST pixels 0-255, white digit on black, 28 rows of 28, row-major;"),
+        "         copy them unchanged into the input tensor: no normalisation, it is inside the graph.",
+        tensor("output", runner.output, f"{decode}; the answer is the argmax."),
+        f"Ops to register ({len(ops)}, e.g. MicroMutableOpResolver<{len(ops)}>): {', '.join(ops)}.",
+        f"Tensor arena: {arena:,} bytes used by TFLite Micro's reference kernels on a 64-bit host (a 32-bit MCU",
+        "needs about as much); give it a little more, 16-byte aligned, and check arena_used_bytes() on the device.",
+        f"Flash: {path.stat().st_size:,} bytes, the .tflite byte for byte (its metadata and labels included).",
+    ]
 
 
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can hold: every member of the .keras gets it

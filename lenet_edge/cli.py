@@ -52,7 +52,7 @@ from .targets import TARGET_HELP, Target, parse_target
 from .targets.arm64_emu import setup as setup_arm64_emu
 from .tensorflow_loader import import_tensorflow
 from .train import TrainConfig, train
-from .verify import verify_bundle
+from .verify import MICRO_RUNTIME, verify_bundle
 
 DEFAULT_OUT = "export"
 DEFAULTS = TrainConfig()
@@ -292,7 +292,8 @@ def _verify_command(commands) -> None:
     verify.add_argument(
         "--consumers",
         action="store_true",
-        help="also run every export in the consumers that are installed (OpenVINO, tract, onnx.reference)",
+        help="also run every export in the consumers that are installed (LiteRT, TFLite Micro, MediaPipe, LiteRT.js, "
+        "ONNX Runtime, OpenVINO, tract, onnx.reference, onnxruntime-web)",
     )
     verify.add_argument(
         "--layers",
@@ -458,16 +459,20 @@ def _verify(args, bundle: str, mnist: Mnist, layers: bool) -> tuple[int, list[di
     the same but the report could not be written; the rows)."""
     result = verify_bundle(bundle, mnist, _gates(args), args.threads)
     rows = [row.to_dict() for row in result.pop("rows")]
-    failed = [row["format"] for row in rows if row["status"] != "pass"]
+    failed = [
+        row["format"] + (f" in {row['runtime']}" if row["runtime"] == MICRO_RUNTIME else "")
+        for row in rows
+        if row["status"] != "pass"
+    ]
     verdict = f"{len(failed)} of {len(rows)} did not pass: {', '.join(failed)}" if failed else "all passed"
     sections: dict = {"verify": rows, "verify_info": result}
     if getattr(args, "consumers", False):
         log("in other consumers:")
         sections["consumers"] = consumers_table(Path(bundle), read_manifest(bundle), mnist)
         answered_otherwise = [f"{r['format']} in {r['consumer']}" for r in sections["consumers"]["rows"]
-                              if r["status"] == "fail"]  # fmt: skip
+                              if r["status"] in ("fail", "refused")]  # fmt: skip
         if answered_otherwise:
-            verdict += f"; answered otherwise in another consumer: {', '.join(answered_otherwise)}"
+            verdict += f"; refused or answered otherwise in another consumer: {', '.join(answered_otherwise)}"
             failed += answered_otherwise
     try:
         update_report(bundle, sections)

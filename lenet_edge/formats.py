@@ -124,6 +124,8 @@ RUNTIMES: dict[str, Runtime] = {
         Runtime("onnxruntime-web", "onnxruntime-web", {"wasm": "onnxruntime-web (WASM, Chromium)"}, ("wasm",),
                 in_browser=True),
         Runtime("litert.js", "LiteRT.js", {"wasm": "LiteRT.js (WASM, Chromium)"}, ("wasm",), in_browser=True),
+        # the microcontroller runtime, run here on the host: the same C++ reference kernels an MCU build runs
+        Runtime("tflm", "TFLite Micro", {"reference": "TFLite Micro (reference kernels)"}, ("reference",)),
     )
 }  # fmt: skip
 
@@ -144,6 +146,9 @@ class Format:
     description: str
     options: dict = field(default_factory=dict)  # passed to the family's export()
     browser: str | None = None  # the in-browser runtime that runs it: a key of RUNTIMES
+    variant_of: str | None = None  # the same model as that format, with another input for app frameworks
+    micro: bool = False  # a microcontroller runs it: verify runs it in TFLite Micro too, the manifest has its arena
+    c_array: bool = False  # the bundle holds it as a C source/header pair for an MCU project's build
 
     @property
     def gates(self) -> Precision:
@@ -154,7 +159,7 @@ KERAS = Format("keras", "lenet5.keras", "keras", "keras", "fp32", "the trained K
 
 FORMATS: tuple[Format, ...] = (
     Format("tflite-fp32", "lenet5_fp32.tflite", "litert", "tflite", "fp32",
-           "float32 weights and activations", {"quantization": "none"}, "litert.js"),
+           "float32 weights and activations", {"quantization": "none"}, "litert.js", micro=True),
     Format("tflite-fp16", "lenet5_fp16.tflite", "litert", "tflite", "fp16",
            "float16 weights, dequantized to float32 at load; float32 activations", {"quantization": "fp16"},
            "litert.js"),
@@ -163,7 +168,11 @@ FORMATS: tuple[Format, ...] = (
            {"quantization": "dynamic"}, "litert.js"),
     Format("tflite-int8", "lenet5_int8.tflite", "litert", "tflite", "int8",
            "full-integer int8: uint8 raw-pixel input (scale 1, zero point 0), uint8 quantized probabilities",
-           {"quantization": "int8"}, "litert.js"),
+           {"quantization": "int8"}, "litert.js", micro=True, c_array=True),
+    Format("tflite-rgb-int8", "lenet5_rgb_int8.tflite", "litert", "tflite", "int8",
+           "MediaPipe-ready image classifier: uint8 RGB image [1, 28, 28, 3] (gray = the channels' mean, inside the "
+           "graph), full-integer int8, classification metadata with the labels",
+           {"quantization": "int8", "color": "rgb"}, variant_of="tflite-int8"),
     Format("onnx-fp32", "lenet5_fp32.onnx", "onnxruntime", "onnx", "fp32",
            "float32, converted by tf2onnx", {"quantization": "none"}, "onnxruntime-web"),
     Format("onnx-int8", "lenet5_int8.onnx", "onnxruntime", "onnx", "int8",

@@ -55,6 +55,8 @@ class Tensor:
         """Real values (raw 0-255 pixels) to this tensor's dtype, quantizing with its own parameters."""
         if self.scale is None or self.zero_point is None:
             return values.astype(self.dtype)
+        if (self.scale, self.zero_point) == (1.0, 0) and np.can_cast(values.dtype, self.dtype):
+            return values.astype(self.dtype)  # raw pixels into a raw-pixel input: quantizing changes nothing
         info = np.iinfo(self.dtype)
         q = np.round(values.astype(np.float32) / self.scale + self.zero_point)
         return np.clip(q, info.min, info.max).astype(self.dtype)
@@ -77,6 +79,16 @@ class FileRef:
 
 
 @dataclass
+class Micro:
+    """The file on a microcontroller (TFLite Micro), measured when it was exported."""
+
+    runtime: str  # the TFLite Micro build that measured it
+    arena_bytes: int  # tensor arena the interpreter used after an inference (reference kernels, this host)
+    flash_bytes: int  # the model in flash: the file itself, byte for byte, as the C array holds it
+    c_files: list[FileRef] = field(default_factory=list)  # the C source and header holding the file
+
+
+@dataclass
 class Artifact:
     """One model file of the bundle, as exported: what it is, its checksum and its tensors."""
 
@@ -91,6 +103,7 @@ class Artifact:
     output: Tensor
     keep_float: list[str] = field(default_factory=list)  # Keras layers an int8 model leaves in float
     without_keep_float: dict | None = None  # the fully quantized twin's size and accuracy
+    micro: Micro | None = None  # formats a microcontroller runs: its arena and flash, measured at export
 
     @property
     def spec(self) -> Format:
@@ -103,7 +116,9 @@ class Artifact:
         return RUNTIMES[self.runtime].on_device
 
     def to_dict(self) -> dict:
-        data = {k: v for k, v in asdict(self).items() if k not in ("keep_float", "without_keep_float")}
+        data = {k: v for k, v in asdict(self).items() if k not in ("keep_float", "without_keep_float", "micro")}
+        if self.micro is not None:
+            data["micro"] = asdict(self.micro)
         if self.keep_float:
             data["keep_float"] = list(self.keep_float)
             data["without_keep_float"] = self.without_keep_float
@@ -173,6 +188,7 @@ def is_bundle_file(name: str, manifest: Manifest) -> bool:
     """Whether a bundle holds ``name`` because this tool wrote it there: a file of the manifest, the bundle's
     own files, or what verify, bench and cost add."""
     own = {a.file for a in manifest.artifacts} | {MANIFEST, LABELS, TRAINING_RECORD, TRAINING_CURVES, README, TIMINGS}
+    own |= {ref.file for a in manifest.artifacts if a.micro for ref in a.micro.c_files}
     if manifest.reference is not None:
         own.add(manifest.reference.file)
     return name in own or any(fnmatch.fnmatchcase(name, pattern) for pattern in WRITTEN_LATER)
@@ -271,6 +287,20 @@ def _digest(r: _Reader) -> str:
     return digest
 
 
+def _file_ref(data: Any, where: str, source: str) -> FileRef:
+    r = _Reader(data, where, source)
+    return FileRef(r.file_name("file"), _size(r), _digest(r), r.text("what", ""))
+
+
+def _micro(data: Any, where: str, source: str) -> Micro:
+    r = _Reader(data, where, source)
+    sizes = {key: r.whole(key) for key in ("arena_bytes", "flash_bytes")}
+    if any(size <= 0 for size in sizes.values()):
+        raise BundleError(f"{source}: {where}arena_bytes and flash_bytes must be positive, not {sizes}")
+    c_files = [_file_ref(item, f"{where}c_files[{i}].", source) for i, item in enumerate(r.items("c_files", []))]
+    return Micro(r.text("runtime", ""), sizes["arena_bytes"], sizes["flash_bytes"], c_files)
+
+
 def _artifact(data: Any, index: int, source: str) -> Artifact:
     where = f"artifacts[{index}]."
     r = _Reader(data, where, source)
@@ -291,6 +321,7 @@ def _artifact(data: Any, index: int, source: str) -> Artifact:
         output=_tensor(r.obj("output"), f"{where}output.", source, rank=2),
         keep_float=[str(layer) for layer in r.items("keep_float", [])],
         without_keep_float=r.obj("without_keep_float", None) if r.data.get("without_keep_float") is not None else None,
+        micro=_micro(r.obj("micro"), f"{where}micro.", source) if r.data.get("micro") is not None else None,
     )
     claims = (("precision", artifact.precision, spec.precision), ("runtime", artifact.runtime, spec.runtime))
     for key, claimed, table in claims:
@@ -307,8 +338,7 @@ def parse_manifest(data: Any, source: str = MANIFEST) -> Manifest:
         raise BundleError(f"{source}: written by {generator!r}, not by {GENERATOR}")
     reference = None
     if r.data.get("reference") is not None:
-        ref = _Reader(r.obj("reference"), "reference.", source)
-        reference = FileRef(ref.file_name("file"), _size(ref), _digest(ref), ref.text("what", ""))
+        reference = _file_ref(r.obj("reference"), "reference.", source)
     artifacts = [_artifact(item, i, source) for i, item in enumerate(r.items("artifacts"))]
     formats = [a.format for a in artifacts]
     if len(set(formats)) != len(formats):
@@ -349,6 +379,7 @@ __all__ = [
     "Artifact",
     "FileRef",
     "Manifest",
+    "Micro",
     "Tensor",
     "is_bundle",
     "parse_manifest",

@@ -183,11 +183,12 @@ MEASURES = {"tflite": (_tflite_report, TFLITE_COLUMNS), "onnx": (_onnx_report, O
 
 
 def layer_report(bundle: Path, manifest: Manifest, mnist: Mnist) -> dict:
-    """Measure every quantized artifact of the bundle layer by layer; write CSVs and PNGs; return report data."""
+    """Measure every quantized artifact of the bundle layer by layer (a variant with another input only once,
+    as the model it is a variant of); write CSVs and PNGs; return report data."""
     images = mnist.x_test[:DEBUG_IMAGES]
     report: dict[str, dict] = {}
     for artifact in manifest.artifacts:
-        if not artifact.spec.gates.quantized:
+        if not artifact.spec.gates.quantized or artifact.spec.variant_of:
             continue
         measure, columns = MEASURES[artifact.spec.family]
         if not is_regular_file(bundle / artifact.file):

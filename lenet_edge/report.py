@@ -67,7 +67,8 @@ def _verify_section(rows: list[dict], info: dict) -> list[str]:
     lines = [
         f"## Parity: every export on the {info.get('images', 10000):,} MNIST test images",
         "",
-        f"Each file run by its own runtime and compared with {info.get('reference', 'Keras')}. "
+        f"Each file run by its own runtime (and the int8 and fp32 `.tflite` in TFLite Micro, rows `tflm`) and "
+        f"compared with {info.get('reference', 'Keras')}. "
         f"Verify took {info.get('seconds', 0):.1f} s.",
         "",
         "| Format | Runtime | Status | Size KB | Accuracy | Δ vs Keras (pt) | Agreement | max\\|Δp\\| | Accelerated |",
@@ -81,9 +82,11 @@ def _verify_section(rows: list[dict], info: dict) -> list[str]:
             f"| {row['format']} | {row['runtime']} | {STATUS_MARK[row['status']]} | {size} | "
             f"{_pct(row['accuracy'])} | {delta} | {_pct(row['agreement'])} | {dp} | {_accelerated(row)} |"
         )
-    reasons = [f"- **{row['format']}**: {row['reason']}" for row in rows if row["reason"]]
+    reasons = [f"- **{row['format']}** ({row['runtime']}): {row['reason']}" for row in rows if row["reason"]]
     if reasons:
         lines += ["", "Why:", "", *reasons]
+    if info.get("not_run"):
+        lines += ["", "Not run here: " + "; ".join(info["not_run"]) + "."]
     gates = info.get("gates", {})
     if gates:
         lines += ["", "Gates: " + "; ".join(f"{name}: {text}" for name, text in gates.items()) + "."]
@@ -97,37 +100,42 @@ def _verify_section(rows: list[dict], info: dict) -> list[str]:
     return [*lines, ""]
 
 
-CONSUMER_MARK = {**STATUS_MARK, "refused": "❌ refused", "absent": "— not installed"}
+CONSUMER_MARK = {**STATUS_MARK, "refused": "❌ refused", "inherent": "⚪ n/a", "absent": "— not installed"}
 
 
 def _consumers_section(table: dict) -> list[str]:
-    """Every export in the consumers apps deploy with, beside its own runtime."""
-    formats = list(dict.fromkeys(row["format"] for row in table["rows"]))
-    consumers = list(dict.fromkeys(row["consumer"] for row in table["rows"]))
-    cell = {(row["format"], row["consumer"]): row for row in table["rows"]}
+    """Every export in the consumers apps deploy with, beside its own runtime: a table per file family."""
     lines = [
         "## In other consumers",
         "",
-        f"Each export run by consumers nobody here wrote, on the first {table['images']:,} test digits: accuracy, "
-        f"and top-1 agreement with the file's own runtime (a pass needs {table['min_agreement']:.1%}). "
+        f"Each export run by its own runtime and by consumers nobody here wrote, on the first {table['images']:,} "
+        f"test digits: accuracy, and top-1 agreement with the file's own runtime (a pass needs "
+        f"{table['min_agreement']:.1%}). ⚪ n/a: the consumer does not take this kind of file (why below); —: not "
+        "tried (the page runs the gray int8 file, not its RGB variant). "
         "Not installed ones: `pip install 'lenet-edge[consumers]'`.",
-        "",
-        "| Format | " + " | ".join(consumers) + " |",
-        "|---|" + "---|" * len(consumers),
     ]
-    for fmt in formats:
-        cells = []
-        for consumer in consumers:
-            row = cell.get((fmt, consumer))
-            if row is None:
-                cells.append("—")
-            elif "accuracy" in row:
-                cells.append(f"{CONSUMER_MARK[row['status']]} {_pct(row['accuracy'])}, {_pct(row['agreement'])} agree")
-            else:
-                cells.append(CONSUMER_MARK[row["status"]])
-        lines.append(f"| {fmt} | " + " | ".join(cells) + " |")
-    reasons = [f"- **{r['format']} in {r['consumer']}**: {r['reason']}" for r in table["rows"] if r["status"] in
-               ("fail", "refused")]  # fmt: skip
+    cell = {(row["format"], row["consumer"]): row for row in table["rows"]}
+    families: dict[str, list[dict]] = {}
+    for row in table["rows"]:
+        families.setdefault(row.get("family", ""), []).append(row)
+    for rows in families.values():
+        formats = list(dict.fromkeys(row["format"] for row in rows))
+        consumers = list(dict.fromkeys(row["consumer"] for row in rows))
+        lines += ["", "| Format | " + " | ".join(consumers) + " |", "|---|" + "---|" * len(consumers)]
+        for fmt in formats:
+            cells = []
+            for consumer in consumers:
+                row = cell.get((fmt, consumer))
+                if row is None:
+                    cells.append("—")
+                elif "accuracy" in row:
+                    mark = CONSUMER_MARK[row["status"]]
+                    cells.append(f"{mark} {_pct(row['accuracy'])}, {_pct(row['agreement'])} agree")
+                else:
+                    cells.append(CONSUMER_MARK[row["status"]])
+            lines.append(f"| {fmt} | " + " | ".join(cells) + " |")
+    reasons = [f"- **{r['format']} in {r['consumer']}** ({CONSUMER_MARK[r['status']]}): {r['reason']}"
+               for r in table["rows"] if r["status"] in ("fail", "refused", "inherent")]  # fmt: skip
     if reasons:
         lines += ["", "Why:", "", *reasons]
     lines += ["", "; ".join(f"{name}: {about}" for name, about in table["consumers"].items()) + ".", ""]
@@ -139,7 +147,9 @@ WORST_SHOWN = 5
 
 def _layers_section(layers: dict, verify_rows: list[dict], manifest: Manifest) -> list[str]:
     lines = ["## Quantization error by layer", ""]
-    accuracy = {row["format"]: row["accuracy"] for row in verify_rows}
+    accuracy: dict[str, float] = {}
+    for row in verify_rows:  # the file's own runtime's row comes first
+        accuracy.setdefault(row["format"], row["accuracy"])
     for fmt, data in layers.items():
         lines += [f"### {fmt}", ""]
         if "skipped" in data:
@@ -238,7 +248,7 @@ def int8_pairs() -> list[tuple[str, Format, Format]]:
     pairs = []
     for fmt in FORMATS:
         twin = float_twin(fmt)
-        if fmt.gates.quantized and twin is not None:
+        if fmt.gates.quantized and twin is not None and not fmt.variant_of:
             pairs.append((RUNTIMES[fmt.runtime].label, twin, fmt))
     return pairs
 

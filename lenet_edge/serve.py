@@ -110,9 +110,13 @@ def browser_models(manifest: Manifest) -> list[dict]:
         model |= {"runtime": runtime, "native": entry.runtime, "url": f"/models/{entry.file}"}
         model |= {"input": entry.input.to_dict(), "output": entry.output.to_dict(), "note": "", "why_not": None}
         if runtime is None:
+            variant_of = BY_NAME[entry.format].variant_of
             model["why_not"] = (
                 "the Keras model is the Python reference; no browser runtime reads .keras"
                 if not entry.on_device
+                else f"the {variant_of} model behind an RGB image input, for MediaPipe and other image-classifier "
+                f"frameworks; the page runs {variant_of}"
+                if variant_of
                 else "no in-browser runtime for this format"
             )
         elif reason := missing_runtime(runtime):

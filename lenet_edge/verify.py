@@ -22,6 +22,7 @@ from .manifest import REFERENCE, Artifact, FileRef, Manifest, read_manifest
 from .runtimes import Runner, open_runner
 
 DEFAULT_GATES = {name: precision.verify for name, precision in PRECISIONS.items()}
+MICRO_RUNTIME = "tflm"  # where verify runs the formats a microcontroller runs, beside their own runtime
 
 
 @dataclass
@@ -73,15 +74,21 @@ def _claim(runner: Runner, entry: Artifact) -> str:
 
 def _contract(runner: Runner, entry: Artifact, images: np.ndarray, predicted: np.ndarray) -> str:
     """The app's path: the manifest's stated input, raw pixels cast to its dtype and nothing else, and the
-    output's argmax read as it comes. '' when it answers exactly as the runner does."""
+    output's argmax read as it comes. '' when it answers exactly as the runner does: where the cast pixels are
+    the tensor the runner fed (quantized with the input's own scale and zero point), they are; the digits whose
+    tensors differ are run the app's way (dequantizing the output keeps its argmax)."""
     stated, actual = entry.input.to_dict(), runner.input.to_dict()
     for key in ("dtype", "scale", "zero_point"):
         if stated[key] != actual[key]:
             return f"app contract: manifest says input {key} {stated[key]}, the model has {actual[key]}"
     if stated["scale"] not in (None, 1.0) or stated["zero_point"] not in (None, 0):
         return f"app contract: input scale {stated['scale']} zero point {stated['zero_point']} is not raw pixels"
-    raw_top1 = runner.predict(images, raw=True).argmax(1)
-    differ = int(np.sum(raw_top1 != predicted))
+    pixels = runner.pixels(images)
+    apart = (pixels.astype(runner.input.dtype) != runner.input.encode(pixels)).reshape(len(pixels), -1).any(1)
+    if not apart.any():  # the app's input is the very tensor the runner fed: the same answers
+        return ""
+    raw_top1 = runner.predict(images[apart], raw=True).argmax(1)
+    differ = int(np.sum(raw_top1 != predicted[apart]))
     return f"app contract: raw pixels fed as the README says change {differ} answers" if differ else ""
 
 
@@ -162,17 +169,26 @@ def verify_bundle(
     labels = mnist.y_test
     log(f"verifying {bundle} on {len(labels)} test images against {reference_source}")
 
-    rows = []
+    rows: list[VerifyRow] = []
+    skipped: list[str] = []
+    have_micro = importlib.util.find_spec("tflite_micro") is not None
     for entry in manifest.artifacts:
         if not entry.on_device and not have_tf:
             continue
-        row = _verify_artifact(bundle, entry, mnist, reference, gates, threads)
-        rows.append(row)
-        mark = STATUS_ICON[row.status]
-        figures = f"accuracy {row.accuracy:.2%}, agreement {row.agreement:.2%}" if row.accuracy is not None else ""
-        log(f"  {mark} {row.format:<15} {row.runtime:<12} {figures}  {row.reason}".rstrip())
+        runtimes = [entry.runtime]
+        if entry.spec.micro:  # the same file on a microcontroller's runtime, judged like any other row
+            (runtimes if have_micro else skipped).append(MICRO_RUNTIME)
+        for runtime in runtimes:
+            row = _verify_artifact(bundle, entry, mnist, reference, gates, threads, runtime)
+            rows.append(row)
+            mark = STATUS_ICON[row.status]
+            figures = f"accuracy {row.accuracy:.2%}, agreement {row.agreement:.2%}" if row.accuracy is not None else ""
+            log(f"  {mark} {row.format:<15} {row.runtime:<12} {figures}  {row.reason}".rstrip())
+    if skipped:
+        log(f"  (TFLite Micro is not installed here: {len(skipped)} microcontroller rows not run)")
     return {
         "rows": rows,
+        "not_run": [f"{len(skipped)} TFLite Micro rows: tflite-micro is not installed here"] if skipped else [],
         "reference": reference_source,
         "images": len(labels),
         "seconds": round(time.perf_counter() - start, 2),
@@ -180,29 +196,58 @@ def verify_bundle(
     }
 
 
+def _c_files(bundle: Path, entry: Artifact) -> str:
+    """'' when the C files of a microcontroller row are those the manifest lists and their array is the model
+    file byte for byte; otherwise what differs."""
+    refs = entry.micro.c_files if entry.micro else []
+    for ref in refs:
+        if problem := _integrity(bundle, ref):
+            return f"{ref.file}: {problem}"
+    model = (bundle / entry.file).read_bytes()
+    for ref in refs:
+        if ref.file.endswith(".c") and c_array_bytes((bundle / ref.file).read_text()) != model:
+            return f"{ref.file}: its array is not {entry.file} byte for byte"
+    return ""
+
+
+def c_array_bytes(source: str) -> bytes:
+    """The bytes of the one array initializer in a C source of ours ({ 0x.., 0x.., … })."""
+    body = source[source.index("= {") + 3 : source.index("};")]
+    return bytes(int(value, 16) for value in body.replace("\n", " ").split(",") if value.strip())
+
+
 def _verify_artifact(
-    bundle: Path, entry: Artifact, mnist: Mnist, reference: np.ndarray, gates: dict[str, Gate], threads: int | None
+    bundle: Path,
+    entry: Artifact,
+    mnist: Mnist,
+    reference: np.ndarray,
+    gates: dict[str, Gate],
+    threads: int | None,
+    runtime: str,
 ) -> VerifyRow:
     precision = entry.precision
     gate = gates[precision]
     integrity = _integrity(bundle, entry)
     if integrity in ("missing file", "not a regular file"):
-        return VerifyRow(entry.format, entry.runtime, "error", reason=integrity, precision=precision)
+        return VerifyRow(entry.format, runtime, "error", reason=integrity, precision=precision)
     start = time.perf_counter()
     try:
-        options = {"threads": threads} if entry.on_device else {}
-        runner = open_runner(entry.runtime, bundle / entry.file, **options)
+        options = {"threads": threads} if entry.on_device and runtime == entry.runtime else {}
+        runner = open_runner(runtime, bundle / entry.file, **options)
         probs = runner.predict(mnist.x_test)
     except Exception as exc:  # a file that will not load or run is reported, not raised
         reason = one_line(exc)
         if integrity:
             reason = f"{integrity}; {reason}"
-        return VerifyRow(entry.format, entry.runtime, "error", reason=reason[:300], precision=precision)
-    row = judge(entry.format, entry.runtime, precision, probs, reference, mnist.y_test, gate)
+        return VerifyRow(entry.format, runtime, "error", reason=reason[:300], precision=precision)
+    row = judge(entry.format, runtime, precision, probs, reference, mnist.y_test, gate)
+    if runtime != entry.runtime or entry.spec.variant_of:  # the same model again: its agreement says how alike,
+        row.per_class_accuracy, row.confusion = [], []  # one confusion matrix is enough
     row.size_bytes = (bundle / entry.file).stat().st_size
-    problems = [
-        p for p in (integrity, _claim(runner, entry), _contract(runner, entry, mnist.x_test, probs.argmax(1))) if p
-    ]
+    checks = [integrity, _claim(runner, entry), _contract(runner, entry, mnist.x_test, probs.argmax(1))]
+    if runtime == MICRO_RUNTIME:
+        checks.append(_c_files(bundle, entry))
+    problems = [p for p in checks if p]
     if problems:
         row.status = "fail"
         row.reason = "; ".join(problems + ([row.reason] if row.reason else []))

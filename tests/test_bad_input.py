@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import manifest_json
+from conftest import manifest_json, row_key
 from PIL import Image
 
 from lenet_edge import bundle_writer, exporters, serve
@@ -218,12 +218,16 @@ def resign(bundle: Path, which: str) -> None:
 
 
 def verify_rows(bundle: Path) -> dict[str, dict]:
-    return {row["format"]: row for row in json.loads((bundle / "report.json").read_text())["verify"]}
+    return {row_key(row): row for row in json.loads((bundle / "report.json").read_text())["verify"]}
 
 
 def row_line(out: str, fmt: str) -> str:
     """verify's one log line of ``fmt``'s row."""
-    (line,) = [line for line in out.splitlines() if f" {fmt} " in line and ("❎" in line or "❌" in line)]
+    (line,) = [
+        line
+        for line in out.splitlines()
+        if f" {fmt} " in line and ("❎" in line or "❌" in line) and " tflm " not in line  # its own runtime's row
+    ]
     return line
 
 
@@ -491,6 +495,31 @@ SWAPS = [
 ]
 
 
+@pytest.mark.parametrize("signed", [False, True], ids=["changed", "changed-and-resigned"])
+def test_a_c_array_that_is_not_its_model_fails_the_microcontroller_row(
+    tiny_bundle, loaded_once, tmp_path, capsys, signed
+):
+    """One byte of the firmware's array changed: its checksum differs from the manifest's, or, re-signed, its
+    array is no longer the .tflite; either way the TFLite Micro row fails and the LiteRT row stays a pass."""
+    bundle = bundle_of(tiny_bundle, tmp_path / "bundle", ("tflite-int8",))
+    source = bundle / "lenet5_int8_model_data.c"
+    text = source.read_text()
+    at = text.index("0x", text.index("= {") + 200)
+    source.write_text(text[:at] + ("0x00" if text[at : at + 4] != "0x00" else "0x01") + text[at + 4 :])
+    if signed:
+        manifest = manifest_json(bundle)
+        (entry,) = manifest["artifacts"]
+        ref = next(ref for ref in entry["micro"]["c_files"] if ref["file"] == source.name)
+        ref["bytes"], ref["sha256"] = source.stat().st_size, hashlib.sha256(source.read_bytes()).hexdigest()
+        write_json(bundle / "manifest.json", manifest)
+    done, out, _ = cli(capsys, "verify", bundle, "--data", loaded_once)
+    assert done == 1 and "verify: 1 of 2 did not pass: tflite-int8 in tflm" in out, out
+    rows = verify_rows(bundle)
+    assert rows["tflite-int8"]["status"] == "pass"
+    expected = "its array is not lenet5_int8.tflite byte for byte" if signed else "integrity: sha256 differs"
+    assert rows["tflite-int8 in tflm"]["status"] == "fail" and expected in rows["tflite-int8 in tflm"]["reason"]
+
+
 @pytest.mark.parametrize(("fmt", "slot", "source", "found", "claimed"), SWAPS, ids=[s[0] for s in SWAPS])
 def test_a_float_file_in_a_quantized_slot_fails_its_row(
     tiny_bundle, loaded_once, tmp_path, capsys, fmt, slot, source, found, claimed
@@ -652,7 +681,9 @@ def test_bench_of_a_missing_or_cut_artifact(tiny_bundle, loaded_once, tmp_path, 
 
 NO_REPORT = [
     pytest.param(("onnx-fp32",), 3, "verify: all passed", id="all-pass"),
-    pytest.param(("onnx-fp32", "tflite-fp32"), 4, "verify: 1 of 2 did not pass: tflite-fp32", id="one-fails"),
+    pytest.param(
+        ("onnx-fp32", "tflite-fp32"), 4, "verify: 2 of 3 did not pass: tflite-fp32, tflite-fp32 in tflm", id="one-fails"
+    ),
 ]
 
 

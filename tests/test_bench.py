@@ -26,21 +26,22 @@ from lenet_edge.runtimes.wasm import browser_missing
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_mobile_profile_rows_for_every_artifact(small_bundle, mnist_dir, tmp_path):
+def test_mobile_profile_rows_for_every_artifact(trained_bundle, mnist_dir, tmp_path):
     reason = browser_missing()
     require(reason is None, f"the browser rows: {reason}")
     bundle = tmp_path / "bundle"
-    shutil.copytree(small_bundle, bundle)
+    shutil.copytree(trained_bundle, bundle)
     out = tmp_path / "out.json"
     args = ["bench", str(bundle), "--data", str(mnist_dir), "--profile", "mobile", "--seconds", "0.05"]
     assert main([*args, "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
     assert rows == json.loads((bundle / "bench.json").read_text())
-    in_browser = {(f.name, f.browser, "wasm") for f in FORMATS}  # onnxruntime-web and LiteRT.js in Chromium
+    in_browser = {(f.name, f.browser, "wasm") for f in FORMATS if f.browser}  # onnxruntime-web, LiteRT.js
     assert {(r["format"], r["runtime"], r["delegate"]) for r in rows} == {
         ("keras", "keras", "tf.function"), ("keras", "keras", "predict_on_batch"),
         ("tflite-fp32", "litert", "xnnpack"), ("tflite-fp16", "litert", "xnnpack"),
         ("tflite-dynamic", "litert", "xnnpack"), ("tflite-int8", "litert", "xnnpack"),
+        ("tflite-rgb-int8", "litert", "xnnpack"),
         ("onnx-fp32", "onnxruntime", "cpu"), ("onnx-int8", "onnxruntime", "cpu"),
     } | in_browser  # fmt: skip
     for row in rows:
@@ -82,8 +83,8 @@ def test_host_profile_covers_threads_batches_and_delegates(tiny_bundle, mnist_di
 def test_plan_follows_the_manifest(tiny_bundle):
     manifest = read_manifest(tiny_bundle)
     mobile = plan(manifest, "mobile", have_tf=False)
-    assert {c.format for c in mobile} == {"tflite-fp32", "tflite-fp16", "tflite-dynamic", "tflite-int8", "onnx-fp32",
-                                          "onnx-int8"}  # fmt: skip
+    assert {c.format for c in mobile} == {"tflite-fp32", "tflite-fp16", "tflite-dynamic", "tflite-int8",
+                                          "tflite-rgb-int8", "onnx-fp32", "onnx-int8"}  # fmt: skip
     assert all(c.threads == 1 for c in mobile)
     assert len(plan(manifest, "host", have_tf=True)) > len(mobile)
 
@@ -133,22 +134,25 @@ sys.exit(code)
 """
 
 
-def test_a_tensorflow_free_install_runs_verify_and_bench(small_bundle, mnist_dir, tmp_path, runtime_only_python):
+def test_a_tensorflow_free_install_runs_verify_and_bench(trained_bundle, mnist_dir, tmp_path, runtime_only_python):
     python = runtime_only_python
     probe = subprocess.run([str(python), "-c", "import importlib.util as u; print(u.find_spec('tensorflow'))"],
                            capture_output=True, text=True, check=True)  # fmt: skip
     assert probe.stdout.strip() == "None"
     bundle = tmp_path / "bundle"
-    shutil.copytree(small_bundle, bundle)
+    shutil.copytree(trained_bundle, bundle)
     for command in (["verify", str(bundle)], ["bench", str(bundle), "--profile", "mobile", "--seconds", "0.05"]):
         done = subprocess.run([str(python), "-c", GUARD, *command, "--data", str(mnist_dir)],
                               capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
     rows = json.loads((bundle / "bench.json").read_text())
-    assert len(rows) == 6 and "keras" not in {r["runtime"] for r in rows}  # no TensorFlow, no Keras rows
+    assert len(rows) == len(FORMATS) and "keras" not in {r["runtime"] for r in rows}  # no TensorFlow, no Keras
     report = json.loads((bundle / "report.json").read_text())
     assert "skipped" in report["bench"]["mobile"]["info"]["keras"]
     assert "stored at export" in report["verify_info"]["reference"]
+    # the microcontroller rows need tflite-micro, which the runtime-only install does not have: said, not hidden
+    assert report["verify_info"]["not_run"] == ["2 TFLite Micro rows: tflite-micro is not installed here"]
+    assert "Not run here: 2 TFLite Micro rows" in (bundle / "report.md").read_text()
 
 
 @pytest.mark.parametrize("seconds", ["0", "-1", "nan", "inf"])

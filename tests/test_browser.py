@@ -27,10 +27,10 @@ PENS = {"thin": "4", "marker": "18", "thick": "32"}
 
 
 @slow_fixture(scope="module")
-def page(small_bundle, mnist):
+def page(trained_bundle, mnist):
     reason = browser_missing()
     require(reason is None, f"browser tests: {reason}")
-    with BrowserPage(small_bundle, mnist, native=open_runner) as opened:
+    with BrowserPage(trained_bundle, mnist, native=open_runner) as opened:
         yield opened
         assert not opened.errors, opened.errors
 
@@ -64,12 +64,12 @@ def _draw(page: BrowserPage, lines: list[list[tuple[float, float]]], pen: str) -
 @pytest.mark.parametrize(
     ("source", "pen"), [("traced", "marker"), ("traced", "thin"), ("hand", "thin"), ("hand", "thick")]
 )
-def test_digits_drawn_with_the_mouse_are_read(page, small_bundle, mnist, source, pen):
+def test_digits_drawn_with_the_mouse_are_read(page, trained_bundle, mnist, source, pen):
     """Each digit 0-9 drawn with the mouse, along strokes traced from its first MNIST test image or as a hand
     writes it, with a thin, a marker or a thick pen: the page reads the right digit, and the 28×28 digit it
     shows gives the native runtime's answer."""
     page.call("select", "tflite-fp32")
-    native = open_runner("litert", small_bundle / "lenet5_fp32.tflite")
+    native = open_runner("litert", trained_bundle / "lenet5_fp32.tflite")
     drawings = [strokes(mnist.x_test[i]) for i in _first_of_each_class(mnist)] if source == "traced" else None
     read, seen = [], []
     for digit in range(10):
@@ -83,14 +83,14 @@ def test_digits_drawn_with_the_mouse_are_read(page, small_bundle, mnist, source,
     assert shot.read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f.name)
-def test_browser_runtimes_answer_like_the_native_ones(page, small_bundle, mnist, fmt):
+@pytest.mark.parametrize("fmt", [f for f in FORMATS if f.browser], ids=lambda f: f.name)
+def test_browser_runtimes_answer_like_the_native_ones(page, trained_bundle, mnist, fmt):
     """200 test digits in the browser (batch 1, as the page runs them) against the native runtime: the same
     answer every time, and the outputs within the format's parity gate, the one ARM64 targets are held to
     (float within 1e-5; dynamic-range models quantize their activations at run time, each CPU's kernels
     rounding their own way: within 1e-2, 1.3e-3 on the default bundle's 10,000 digits, the same as on ARM64)."""
-    browser = open_runner(fmt.browser, small_bundle / fmt.file, page=page)
-    native = open_runner(fmt.runtime, small_bundle / fmt.file, threads=1)
+    browser = open_runner(fmt.browser, trained_bundle / fmt.file, page=page)
+    native = open_runner(fmt.runtime, trained_bundle / fmt.file, threads=1)
     digits = mnist.x_test[:PARITY_DIGITS]
     in_browser = browser.predict(digits, raw=True)
     expected = native.predict(digits, batch_size=1, raw=True)
@@ -114,7 +114,8 @@ def test_the_page_says_why_a_file_cannot_run(page):
     options = page.page.eval_on_selector_all("#model option", "os => os.map(o => [o.value, o.disabled, o.text])")
     by_format = {value: (disabled, text) for value, disabled, text in options}
     assert by_format["keras"][0] and "no browser runtime reads .keras" in by_format["keras"][1]
-    assert not any(by_format[f.name][0] for f in FORMATS)  # every exported file runs in the browser
+    assert not any(by_format[f.name][0] for f in FORMATS if f.browser)  # every file with a browser runtime runs
+    assert by_format["tflite-rgb-int8"][0] and "for MediaPipe" in by_format["tflite-rgb-int8"][1]
     page.call("select", "tflite-int8")
     assert "batch signature fixed to 1" in page.page.text_content("#model-note")
 

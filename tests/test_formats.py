@@ -40,11 +40,23 @@ def test_every_format_names_rows_that_exist(fmt):
     assert twin is not None and twin.family == fmt.family and twin.precision == "fp32"
 
 
-@pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f.name)
+@pytest.mark.parametrize("fmt", [f for f in FORMATS if not f.variant_of], ids=lambda f: f.name)
 def test_a_browser_runtime_is_an_in_browser_one(fmt):
     assert fmt.browser in RUNTIMES, fmt.browser
     browser = RUNTIMES[fmt.browser]
     assert browser.in_browser and browser.delegates == {"wasm": browser.delegates["wasm"]}
+
+
+def test_variants_and_microcontroller_rows_name_what_they_can_be():
+    variants = [f for f in FORMATS if f.variant_of]
+    assert [f.name for f in variants] == ["tflite-rgb-int8"]
+    for fmt in variants:  # the same model with another input: same exporter, runtime and precision
+        base = BY_NAME[fmt.variant_of]
+        assert (fmt.family, fmt.runtime, fmt.precision) == (base.family, base.runtime, base.precision)
+        assert fmt.options.get("color") == "rgb" and base.options.get("color", "gray") == "gray"
+    micro = {f.name for f in FORMATS if f.micro}
+    assert micro == {"tflite-fp32", "tflite-int8"}  # TFLite Micro has no fp16 or dynamic-range kernels
+    assert {f.name for f in FORMATS if f.c_array} == {"tflite-int8"}
 
 
 def test_names_and_files_are_unique():

@@ -14,9 +14,9 @@ from conftest import manifest_json
 from lenet_edge.cli import main
 
 
-def test_layer_report_names_every_quantized_layer(small_bundle, mnist_dir, tmp_path):
+def test_layer_report_names_every_quantized_layer(trained_bundle, mnist_dir, tmp_path):
     bundle = tmp_path / "bundle"
-    shutil.copytree(small_bundle, bundle)
+    shutil.copytree(trained_bundle, bundle)
     assert main(["verify", str(bundle), "--data", str(mnist_dir), "--layers"]) == 0
     layers = json.loads((bundle / "report.json").read_text())["layers"]
     tflite, ort = layers["tflite-int8"], layers["onnx-int8"]
@@ -41,9 +41,9 @@ def _c1_weight_is_float(path) -> bool:
     return conv.input[1] in floats
 
 
-def test_keep_float_leaves_named_layers_in_float(small_bundle, mnist_dir, tmp_path):
+def test_keep_float_leaves_named_layers_in_float(trained_bundle, mnist_dir, tmp_path):
     out = tmp_path / "selective"
-    args = ["export", str(small_bundle / "lenet5.keras"), "--out", str(out), "--data", str(mnist_dir)]
+    args = ["export", str(trained_bundle / "lenet5.keras"), "--out", str(out), "--data", str(mnist_dir)]
     assert main([*args, "--formats", "tflite-int8,onnx-fp32,onnx-int8", "--keep-float", "C1"]) == 0
     entries = {entry["format"]: entry for entry in manifest_json(out)["artifacts"]}
     tflite = entries["tflite-int8"]
@@ -55,7 +55,9 @@ def test_keep_float_leaves_named_layers_in_float(small_bundle, mnist_dir, tmp_pa
     tensors = interpreter.get_tensor_details()
     assert tensors[first_conv["inputs"][0]]["dtype"].__name__ == "float32"  # C1 computes in float
     assert ops[0]["op_name"] == "DEQUANTIZE"
-    assert _c1_weight_is_float(out / "lenet5_int8.onnx") and not _c1_weight_is_float(small_bundle / "lenet5_int8.onnx")
+    assert _c1_weight_is_float(out / "lenet5_int8.onnx") and not _c1_weight_is_float(
+        trained_bundle / "lenet5_int8.onnx"
+    )
     markdown = (out / "report.md").read_text()
     assert markdown.count("Kept in float: C1") == 2
 

@@ -86,6 +86,17 @@ CORPUS = [
     ("seed-as-text", lambda m: m.update(seed="7"), ["seed is text, expected a whole number"]),
     ("reference-up", lambda m: m["reference"].update(file="../x.npy"), ["reference.file", "not a plain file name"]),
     ("failed-of-text", lambda m: m.update(failed=["tflite-fp16"]), ["failed holds something other than objects"]),
+    ("micro-a-list", _set("tflite-int8", "micro", []), ["tflite-int8@micro is a list, expected an object"]),
+    (
+        "micro-negative-arena",
+        lambda m: m["artifacts"][_index(m, "tflite-int8")]["micro"].update(arena_bytes=-1),
+        ["tflite-int8@micro.arena_bytes and flash_bytes must be positive"],
+    ),
+    (
+        "micro-c-file-up",
+        lambda m: m["artifacts"][_index(m, "tflite-int8")]["micro"]["c_files"][0].update(file="../../main.c"),
+        ["tflite-int8@micro.c_files[0].file", "not a plain file name"],
+    ),
 ]
 
 

@@ -1,6 +1,6 @@
 """lenet-edge predict: pictures of any size and colour to MNIST-style digits, read by an exported model. The
 preparation is judged with tiny_bundle's linear model (a template classifier, less forgiving of a shifted or
-rescaled digit than LeNet-5); how thin strokes read needs the trained LeNet-5 (small_bundle)."""
+rescaled digit than LeNet-5); how thin strokes read needs the trained LeNet-5 (trained_bundle)."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def test_predict_needs_a_model_file(tiny_bundle, tmp_path, capsys):
     assert "not a .tflite or .onnx file" in capsys.readouterr().err
 
 
-def test_thin_strokes_are_read_as_well_as_a_marker(small_bundle, mnist):
+def test_thin_strokes_are_read_as_well_as_a_marker(trained_bundle, mnist):
     """Strokes traced from 300 test digits, drawn on a 280×280 pad with a 3 px pen and an MNIST-like 18 px
     marker: the thin ones, thickened by the preparation, are read as often as the marker's."""
     import io
@@ -87,7 +87,7 @@ def test_thin_strokes_are_read_as_well_as_a_marker(small_bundle, mnist):
 
     from lenet_edge.preprocess import load_image
 
-    runner = open_runner("litert", small_bundle / "lenet5_fp32.tflite")
+    runner = open_runner("litert", trained_bundle / "lenet5_fp32.tflite")
     digits, labels = mnist.x_test[:300], mnist.y_test[:300]
     lines = [strokes(digit) for digit in digits]
     accuracy = {}

@@ -19,7 +19,7 @@ from conftest import manifest_json, require, slow_fixture
 
 from lenet_edge.cli import main
 from lenet_edge.files import write_json
-from lenet_edge.formats import BY_NAME, PRECISIONS
+from lenet_edge.formats import BY_NAME, FORMATS, PRECISIONS
 from lenet_edge.on_target import parity_row, verify_on_target
 from lenet_edge.targets import TargetError, arm64_emu, parse_target
 
@@ -93,8 +93,8 @@ def _only(bundle: Path, formats: tuple[str, ...], tmp_path: Path) -> Path:
     return copy
 
 
-def test_emulated_arm64_answers_like_x86(userland, small_bundle, mnist_dir, tmp_path):
-    bundle = _only(small_bundle, ("tflite-fp32", "tflite-int8", "onnx-fp32", "onnx-int8"), tmp_path)
+def test_emulated_arm64_answers_like_x86(userland, trained_bundle, mnist_dir, tmp_path):
+    bundle = _only(trained_bundle, ("tflite-fp32", "tflite-int8", "onnx-fp32", "onnx-int8"), tmp_path)
     out = tmp_path / "rows.json"
     args = ["verify", str(bundle), "--data", str(mnist_dir), "--target", "arm64-emu", "--limit", "500"]
     assert main([*args, "--json", str(out)]) == 0
@@ -115,7 +115,7 @@ def test_emulated_arm64_answers_like_x86(userland, small_bundle, mnist_dir, tmp_
     assert "### Parity on arm64-emu:cortex-a76" in (bundle / "report.md").read_text()
 
 
-def test_a_guest_without_cpu_topology_fails_loudly(userland, small_bundle, mnist, tmp_path, monkeypatch):
+def test_a_guest_without_cpu_topology_fails_loudly(userland, trained_bundle, mnist, tmp_path, monkeypatch):
     """Empty /sys/devices/system/cpu/{possible,present,online}: LiteRT silently skips XNNPACK. We must not."""
     home = tmp_path / "arm64"
     (home / "cores").mkdir(parents=True)
@@ -126,13 +126,13 @@ def test_a_guest_without_cpu_topology_fails_loudly(userland, small_bundle, mnist
     for name in ("possible", "present", "online"):
         (view / "sys/devices/system/cpu" / name).write_text("")
     monkeypatch.setattr(arm64_emu, "home", lambda: home)
-    bundle = _only(small_bundle, ("tflite-fp32",), tmp_path)
+    bundle = _only(trained_bundle, ("tflite-fp32",), tmp_path)
     with pytest.raises(TargetError, match="XNNPACK delegate was not created"):
         verify_on_target(bundle, mnist, parse_target("arm64-emu"), limit=10)
 
 
-def test_instruction_counts_repeat_exactly(userland, small_bundle, mnist_dir, tmp_path):
-    bundle = _only(small_bundle, ("tflite-fp32", "tflite-int8", "onnx-int8"), tmp_path)
+def test_instruction_counts_repeat_exactly(userland, trained_bundle, mnist_dir, tmp_path):
+    bundle = _only(trained_bundle, ("tflite-fp32", "tflite-int8", "onnx-int8"), tmp_path)
     runs = []
     for core in ("cortex-a76", "cortex-a76", "cortex-a53"):
         out = tmp_path / f"{core}-{len(runs)}.json"
@@ -202,19 +202,19 @@ def loopback_sshd(tmp_path):
     server.wait(timeout=10)
 
 
-def test_ssh_device_verify_and_bench(loopback_sshd, runtime_only_python, small_bundle, mnist_dir, tmp_path):
+def test_ssh_device_verify_and_bench(loopback_sshd, runtime_only_python, trained_bundle, mnist_dir, tmp_path):
     s = loopback_sshd
     url = (
         f"ssh://{s['user']}@127.0.0.1:{s['port']}?python={runtime_only_python}&key={s['key']}"
         f"&known_hosts={s['known_hosts']}"
     )
     bundle = tmp_path / "bundle"
-    shutil.copytree(small_bundle, bundle)
+    shutil.copytree(trained_bundle, bundle)
     out = tmp_path / "rows.json"
     common = ["--data", str(mnist_dir), "--target", url]
     assert main(["verify", str(bundle), *common, "--limit", "300", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
-    assert len(rows) == 6 and all(r["status"] == "pass" and r["agreement"] == 1.0 for r in rows)
+    assert len(rows) == len(FORMATS) and all(r["status"] == "pass" and r["agreement"] == 1.0 for r in rows)
     assert main(["bench", str(bundle), *common, "--profile", "mobile", "--seconds", "0.05", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
     assert {r["format"] for r in rows} == {a["format"] for a in manifest_json(bundle)["artifacts"]} - {"keras"}
@@ -225,10 +225,10 @@ def test_ssh_device_verify_and_bench(loopback_sshd, runtime_only_python, small_b
     assert f"### Speed on {name}: mobile profile" in (bundle / "report.md").read_text()
 
 
-def test_ssh_refuses_an_unknown_host_key(loopback_sshd, small_bundle, mnist_dir, capsys, tmp_path):
+def test_ssh_refuses_an_unknown_host_key(loopback_sshd, trained_bundle, mnist_dir, capsys, tmp_path):
     s = loopback_sshd
     (tmp_path / "empty_known_hosts").write_text("")
     url = f"ssh://{s['user']}@127.0.0.1:{s['port']}?key={s['key']}&known_hosts={tmp_path / 'empty_known_hosts'}"
-    assert main(["verify", str(small_bundle), "--data", str(mnist_dir), "--target", url, "--limit", "10"]) == 1
+    assert main(["verify", str(trained_bundle), "--data", str(mnist_dir), "--target", url, "--limit", "10"]) == 1
     err = capsys.readouterr().err
     assert "Host key verification failed" in err and "Traceback" not in err

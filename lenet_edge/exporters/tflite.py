@@ -8,7 +8,6 @@ import json
 import warnings
 from pathlib import Path
 
-import flatbuffers
 import numpy as np
 
 from ..console import silenced
@@ -17,34 +16,40 @@ from ..errors import ExportError
 from ..layer_names import layer_of
 from ..runtimes.litert import LiteRTRunner
 from ..tensorflow_loader import import_tensorflow
+from .tflite_metadata import METADATA_NAME, ClassifierMetadata, metadata_flatbuffer, with_metadata
 
 QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
+COLORS = ("gray", "rgb")  # the input image: the trained model's one channel, or RGB turned gray in the graph
 ABOUT_METADATA = "lenet_edge"  # the metadata entry holding what the file says about itself, as JSON
+LABELS_FILE = "labels.txt"  # packed into every .tflite, as the metadata readers expect it
+INPUT_KEY, OUTPUT_KEY = "image", "probabilities"  # the signature's keys: the manifest's tensor names
 
 
-def with_metadata(flatbuffer: bytes, name: str, payload: bytes) -> bytes:
-    """The model with one more metadata entry (a named buffer): the graph, its weights and every output stay
-    as they are."""
-    from ai_edge_litert import schema_py_generated as schema
+def app_model(model, color: str = "gray"):
+    """The graph a .tflite is converted from: ``model`` with its output under the key ``probabilities`` (the
+    signature's output key; otherwise the converter calls it output_0), and, for ``rgb``, a uint8-friendly RGB
+    image input of batch 1 (what image-classifier frameworks feed) turned gray inside the graph by a fixed 1×1
+    convolution that averages the channels: a gray digit given as R = G = B gets its own pixel values back."""
+    if color not in COLORS:
+        raise ExportError(f"unknown input color {color!r}; choose from {', '.join(COLORS)}")
+    import keras
 
-    model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
-    buffer = schema.BufferT()
-    buffer.data = np.frombuffer(payload, np.uint8)
-    model.buffers.append(buffer)
-    entry = schema.MetadataT()
-    entry.name, entry.buffer = name, len(model.buffers) - 1
-    model.metadata = [*(model.metadata or []), entry]
-    builder = flatbuffers.Builder(len(flatbuffer) + len(payload) + 1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    if color == "gray":
+        return keras.Model(model.inputs, {OUTPUT_KEY: model.outputs[0]}, name=model.name)
+    image = keras.Input((*model.inputs[0].shape[1:3], 3), batch_size=1, name=INPUT_KEY)
+    to_gray = keras.layers.Conv2D(1, 1, use_bias=False, trainable=False, name="to_gray")
+    gray = to_gray(image)
+    to_gray.set_weights([np.full((1, 1, 3, 1), 1 / 3, np.float32)])
+    return keras.Model(image, {OUTPUT_KEY: model(gray)}, name=model.name)
 
 
-def make_converter(model, quantization: str, calibration: np.ndarray):
+def make_converter(model, quantization: str, calibration: np.ndarray, color: str = "gray"):
     """The configured converter for one quantization (the layer debugger reuses the int8 one)."""
     if quantization not in QUANTIZATIONS:
         raise ExportError(f"unknown TFLite quantization {quantization!r}")
     tf = import_tensorflow()
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter = tf.lite.TFLiteConverter.from_keras_model(app_model(model, color))
+    channels = 3 if color == "rgb" else 1
     if quantization != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantization == "fp16":
@@ -52,7 +57,9 @@ def make_converter(model, quantization: str, calibration: np.ndarray):
     elif quantization == "int8":
         # Calibrated on raw 0-255 float pixels: the uint8 input then comes out with scale 1, zero point 0,
         # so an app hands camera or canvas bytes over untouched.
-        converter.representative_dataset = lambda: ([batch] for batch in calibration_batches(calibration))
+        converter.representative_dataset = lambda: (
+            [np.repeat(batch, channels, axis=-1)] for batch in calibration_batches(calibration)
+        )
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.uint8
@@ -66,16 +73,51 @@ def export(
     quantization: str = "none",
     keep_float: tuple[str, ...] = (),
     about: dict[str, str] | None = None,
+    color: str = "gray",
 ) -> None:
-    converter = make_converter(model, quantization, calibration)
+    converter = make_converter(model, quantization, calibration, color)
     with silenced((1, 2)), warnings.catch_warnings():  # the MLIR converter prints pages of diagnostics
         warnings.simplefilter("ignore")
         flatbuffer = converter.convert()
         if keep_float and quantization == "int8":
             flatbuffer = _keep_float(model, flatbuffer, calibration, keep_float)
-    path.write_bytes(with_metadata(flatbuffer, ABOUT_METADATA, json.dumps(about or {}, sort_keys=True).encode()))
+    about = about or {}
+    labels = tuple(about.get("labels", ",".join(map(str, range(10)))).split(","))
+    entries = {
+        ABOUT_METADATA: json.dumps(about, sort_keys=True).encode(),
+        METADATA_NAME: metadata_flatbuffer(_classifier_metadata(about, color, quantization, labels)),
+    }
+    labels_file = {LABELS_FILE: "".join(f"{label}\n" for label in labels).encode()}
+    path.write_bytes(with_metadata(flatbuffer, entries, labels_file, io_names=(INPUT_KEY, OUTPUT_KEY)))
     if quantization == "int8":
         _check_raw_pixel_input(path)
+
+
+def _classifier_metadata(about: dict[str, str], color: str, quantization: str, labels: tuple[str, ...]):
+    """The TFLite metadata of one file, from what the file says about itself."""
+    shape = "[1, 28, 28, 3] RGB" if color == "rgb" else "[batch, 28, 28, 1] gray"
+    dtype = "uint8" if quantization == "int8" else "float32"
+    gray = " The graph averages R, G and B into gray." if color == "rgb" else ""
+    return ClassifierMetadata(
+        name="LeNet-5 MNIST digit classifier",
+        description=(
+            f"Classifies a 28x28 image of one handwritten digit, white on black, as 0-9. "
+            f"{about.get('description', '')}. Made by {about.get('producer', 'lenet-edge')}."
+        ),
+        version=about.get("producer", "").rpartition(" ")[2] or "0",
+        author=about.get("producer", "lenet-edge").partition(" ")[0],
+        license=about.get("license", ""),
+        input_name=INPUT_KEY,
+        input_description=(
+            f"{dtype} {shape} image, raw pixel values 0-255, white digit on black: no normalisation, it is "
+            f"inside the graph (mean 0, std 1 below leave the pixels as they are).{gray}"
+        ),
+        color=color,
+        output_name=OUTPUT_KEY,
+        output_description="10 probabilities (softmax), one per digit in the order of the labels"
+        + (": uint8, quantized (scale and zero point on the tensor)" if quantization == "int8" else ""),
+        labels_file=LABELS_FILE,
+    )
 
 
 def float_layer_nodes(full_int8: bytes, layers: tuple[str, ...]) -> list[str]:

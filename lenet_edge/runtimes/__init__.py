@@ -11,10 +11,12 @@ from .base import InProcessRunner, Runner, time_calls
 from .keras import KerasRunner
 from .litert import LiteRTRunner
 from .onnxruntime import OnnxRuntimeRunner
+from .tflm import TFLMRunner
 from .wasm import LiteRTJsRunner, OrtWebRunner
 
 RUNNERS: dict[str, type[Runner]] = {
-    runner.runtime: runner for runner in (KerasRunner, LiteRTRunner, OnnxRuntimeRunner, OrtWebRunner, LiteRTJsRunner)
+    runner.runtime: runner
+    for runner in (KerasRunner, LiteRTRunner, OnnxRuntimeRunner, OrtWebRunner, LiteRTJsRunner, TFLMRunner)
 }
 assert set(RUNNERS) == set(RUNTIMES), "every runtime of the table has exactly one Runner"
 

@@ -32,6 +32,17 @@ def time_calls(call: Callable[[], object], seconds: float, min_runs: int = 20, m
     return np.asarray(times, dtype=np.float64)
 
 
+def tflite_precision(computed: set[str], stored: set[str]) -> str:
+    """What a .tflite computes in, from the dtypes its ops output (``computed``) and the dtypes it stores
+    (``stored``): int8 when ops compute on int8/uint8 tensors (full-integer); dynamic when only weights are int8;
+    fp16 when weights are stored as float16; else fp32."""
+    if computed & {"int8", "uint8"}:
+        return "int8"
+    if "int8" in stored:
+        return "dynamic"
+    return "fp16" if "float16" in stored else "fp32"
+
+
 class Runner(ABC):
     """A model file loaded in one runtime with one delegate: raw uint8 digits in, float32 probabilities out.
 
@@ -58,7 +69,7 @@ class Runner(ABC):
 
     @abstractmethod
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        """One inference on an already encoded batch [n, 28, 28, 1]; returns the raw output tensor."""
+        """One inference on an already encoded batch [n, 28, 28, channels]; returns the raw output tensor."""
 
     @abstractmethod
     def time_calls(self, images: np.ndarray, seconds: float) -> np.ndarray:
@@ -85,28 +96,34 @@ class Runner(ABC):
     def close(self) -> None:  # noqa: B027 (an optional hook: most runners hold nothing to release)
         """Release what the runner holds beyond its own memory (a browser page)."""
 
+    def pixels(self, images: np.ndarray) -> np.ndarray:
+        """Raw gray digits (uint8 [N, 28, 28] or [N, 28, 28, 1]) in the input's layout: a model that takes an RGB
+        image gets each digit as R = G = B, as a camera or a canvas gives a gray picture."""
+        images = np.asarray(images).reshape((-1, *IMAGE_SHAPE))
+        channels = self.input.shape[-1]
+        return np.repeat(images, channels, axis=-1) if channels > 1 else images
+
     def predict(self, images: np.ndarray, batch_size: int = 1000, raw: bool = False) -> np.ndarray:
         """Probabilities for raw pixels (uint8 [N, 28, 28] or [N, 28, 28, 1]), in batches.
 
         ``raw=True`` is the app's path: pixels only cast to the input dtype, the output tensor returned as it
         comes, no (de)quantization. A model with a fixed batch dimension is fed in chunks of exactly that size
         (the last one padded)."""
-        images = np.asarray(images).reshape((-1, *IMAGE_SHAPE))
-        fixed = self.input.shape[0]
+        images = self.pixels(images)
+        encoded = images.astype(self.input.dtype) if raw else self.input.encode(images)  # all at once: a model
+        fixed = self.input.shape[0]  # of batch 1 runs one digit per call, and per-call NumPy work adds up
         step = fixed if fixed > 0 else batch_size
         outputs = []
-        for start in range(0, len(images), step):
-            chunk = images[start : start + step]
+        for start in range(0, len(encoded), step):
+            chunk = encoded[start : start + step]
             real = len(chunk)
             if fixed > 0 and real < fixed:
-                chunk = np.concatenate([chunk, np.zeros((fixed - real, *IMAGE_SHAPE), chunk.dtype)])
-            if raw:
-                outputs.append(self._run(chunk.astype(self.input.dtype))[:real])
-            else:
-                outputs.append(self.output.decode(self._run(self.input.encode(chunk)))[:real])
+                chunk = np.concatenate([chunk, np.zeros((fixed - real, *chunk.shape[1:]), chunk.dtype)])
+            outputs.append(self._run(chunk)[:real])
         if not outputs:
             return np.zeros((0, 10), np.float32)
-        return np.concatenate(outputs)
+        answers = np.concatenate(outputs)
+        return answers if raw else self.output.decode(answers)
 
 
 class InProcessRunner(Runner):
@@ -119,7 +136,7 @@ class InProcessRunner(Runner):
     def prepared_call(self, images: np.ndarray) -> Callable[[], object]:
         """Raw pixels encoded and set as the input now, outside any timed region; the returned zero-argument
         call is the runtime's own inference call and nothing else."""
-        return self._prepare(self.input.encode(np.asarray(images).reshape((-1, *IMAGE_SHAPE))))
+        return self._prepare(self.input.encode(self.pixels(images)))
 
     def time_calls(self, images: np.ndarray, seconds: float) -> np.ndarray:
         return time_calls(self.prepared_call(images), seconds)

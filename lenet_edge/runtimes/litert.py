@@ -9,7 +9,7 @@ import numpy as np
 from ..console import silenced
 from ..layer_names import layer_of
 from ..manifest import Tensor
-from .base import InProcessRunner
+from .base import InProcessRunner, tflite_precision
 
 
 def _spec(detail: dict) -> Tensor:
@@ -32,6 +32,12 @@ def _interpreter(path, threads: int | None = None, xnnpack: bool = True):
         interpreter = Interpreter(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver)
         interpreter.allocate_tensors()
     return interpreter
+
+
+def graph_ops(path) -> list[str]:
+    """The builtin ops of the file's graph, as its C++ op resolver must register them, in graph order."""
+    ops = _interpreter(path, xnnpack=False)._get_ops_details()
+    return list(dict.fromkeys(op["op_name"] for op in ops))
 
 
 def xnnpack_partitions(interpreter) -> dict:
@@ -77,17 +83,11 @@ class LiteRTRunner(InProcessRunner):
         return sum(op["op_name"] == "DELEGATE" for op in self.interpreter._get_ops_details())
 
     def precision(self) -> str:
-        """int8 when ops compute on int8/uint8 tensors (full-integer); dynamic when only weights are int8;
-        fp16 when weights are stored as float16; else fp32."""
+        """What the file computes in, by base.tflite_precision's rules, read from its own graph."""
         interpreter = _interpreter(self.path, xnnpack=False)  # the file's own graph, no delegate rewriting it
         dtype = {t["index"]: np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
         computed = {dtype[i] for op in interpreter._get_ops_details() for i in op["outputs"] if i in dtype}
-        stored = set(dtype.values())
-        if computed & {"int8", "uint8"}:
-            return "int8"
-        if "int8" in stored:
-            return "dynamic"
-        return "fp16" if "float16" in stored else "fp32"
+        return tflite_precision(computed, set(dtype.values()))
 
     def op_profile(self, runs: int = 300) -> dict:
         """What XNNPACK takes of the file as an app loads it (a fresh interpreter, default delegates)."""

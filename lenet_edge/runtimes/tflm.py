@@ -1,0 +1,131 @@
+"""TensorFlow Lite for Microcontrollers (tflite-micro) Runner for .tflite files, run here on the host: the same C++
+reference kernels an MCU build runs, one digit per call (TFLite Micro has a fixed batch of 1), in a tensor arena
+of fixed size. Never imports TensorFlow: the file's graph is read with the flatbuffer schema tflite-micro ships."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+
+from ..manifest import Tensor
+from .base import InProcessRunner, tflite_precision
+
+ARENA_SIZE = 256 * 1024  # bytes: LeNet-5 int8 uses ~15 KB, fp32 ~42 KB (64-bit host)
+_ARENA_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
+
+
+@contextmanager
+def _captured_stderr(into: list[str]) -> Iterator[None]:
+    """File descriptor 2 (where TFLite Micro's C++ logs go) pointed at a temporary file; what was written there is
+    appended to ``into`` once fd 2 is restored."""
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as capture:
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            into.append(capture.read().decode(errors="replace"))
+
+
+def _spec(detail: dict, name: str) -> Tensor:
+    scales, zero_points = detail["quantization_parameters"]["scales"], detail["quantization_parameters"]["zero_points"]
+    quantized = len(scales) > 0 and float(scales[0]) != 0.0
+    return Tensor(
+        name=name,
+        dtype=np.dtype(detail["dtype"]).name,
+        shape=[int(d) for d in detail["shape"]],
+        scale=float(scales[0]) if quantized else None,
+        zero_point=int(zero_points[0]) if quantized else None,
+    )
+
+
+def _graph(model: bytes):
+    """The file's first subgraph and its schema module (tflite-micro's own copy of the TFLite schema)."""
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    return schema.Model.GetRootAs(model, 0).Subgraphs(0), schema
+
+
+def _tensor_name(subgraph, index: int) -> str:
+    name = subgraph.Tensors(index).Name()
+    return name.decode() if name else f"tensor {index}"
+
+
+def _refusal(error: Exception, log: str) -> Exception:
+    """The library's error with what TFLite Micro logged (which op refused, and why) on its one line."""
+    lines = [re.sub(r"^\S*/(\w+\.cc)", r"\1", line.strip()).rstrip(".") for line in log.splitlines()]
+    message = "; ".join([str(error).strip() or type(error).__name__, *filter(None, lines)])
+    try:
+        return type(error)(message)
+    except Exception:  # an exception type that takes other arguments
+        return RuntimeError(message)
+
+
+class TFLMRunner(InProcessRunner):
+    runtime = "tflm"
+
+    def _load(self, threads: int | None, arena_size: int = ARENA_SIZE, **options) -> None:
+        """Load the file into an arena of ``arena_size`` bytes (TFLite Micro is single-threaded: ``threads`` is
+        ignored). A file TFLite Micro cannot run (float16 weights, dynamic-range ops) raises the library's error,
+        its message one line naming the op that refused."""
+        from tflite_micro.python.tflite_micro import runtime
+
+        model = self.path.read_bytes()
+        self.arena_size = arena_size
+        log: list[str] = []
+        try:
+            with _captured_stderr(log):
+                self.interpreter = runtime.Interpreter.from_bytes(model, arena_size=arena_size)
+        except Exception as error:
+            raise _refusal(error, "".join(log)) from error
+        subgraph, _ = _graph(model)
+        in_detail, out_detail = self.interpreter.get_input_details(0), self.interpreter.get_output_details(0)
+        self.input = _spec(in_detail, _tensor_name(subgraph, subgraph.Inputs(0)))
+        self.output = _spec(out_detail, _tensor_name(subgraph, subgraph.Outputs(0)))
+        self._shape = tuple(self.input.shape)
+        return None
+
+    def arena_bytes(self) -> int:
+        """Bytes of the arena the model uses (TFLite Micro's RecordingMicroAllocator total). Everything is planned
+        when the file loads, so an invoke changes nothing; a 32-bit MCU needs somewhat less (smaller structs)."""
+        log: list[str] = []
+        with _captured_stderr(log):
+            self.interpreter.print_allocations()
+        text = "".join(log)
+        found = _ARENA_TOTAL.search(text)
+        if found is None:
+            raise RuntimeError(f"TFLite Micro printed no 'Arena allocation total' line (it printed {text[:200]!r})")
+        return int(found.group(1))
+
+    def precision(self) -> str:
+        """What the file computes in, by base.tflite_precision's rules, read from the flatbuffer."""
+        subgraph, schema = _graph(self.path.read_bytes())
+        kinds = {schema.TensorType.INT8: "int8", schema.TensorType.UINT8: "uint8", schema.TensorType.FLOAT16: "float16"}
+        dtype = {i: kinds.get(subgraph.Tensors(i).Type(), "") for i in range(subgraph.TensorsLength())}
+        computed = {
+            dtype[op.Outputs(j)]
+            for op in (subgraph.Operators(i) for i in range(subgraph.OperatorsLength()))
+            for j in range(op.OutputsLength())
+            if op.Outputs(j) in dtype
+        }
+        return tflite_precision(computed, set(dtype.values()))
+
+    def _prepare(self, batch: np.ndarray) -> Callable[[], object]:
+        if batch.shape != self._shape:
+            raise ValueError(f"TFLite Micro runs a fixed input of shape {list(self._shape)}, not {list(batch.shape)}")
+        self.interpreter.set_input(batch, 0)
+        return self.interpreter.invoke
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        self._prepare(batch)()
+        return np.array(self.interpreter.get_output(0), copy=True)
