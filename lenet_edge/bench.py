@@ -26,14 +26,16 @@ from .files import is_regular_file
 from .formats import BY_NAME, RUNTIMES
 from .host import machine_info, usable_cores
 from .manifest import Manifest, read_manifest
-from .runtimes import open_runner, time_calls
+from .runtimes import RUNNERS, open_runner, time_calls
+from .runtimes.base import process_memory_mb, reset_peak_memory
 from .runtimes.litert import LiteRTRunner
 from .runtimes.onnxruntime import OnnxRuntimeRunner
 from .runtimes.wasm import browser_missing
 
 ROW_KEYS = (
     "format", "runtime", "delegate", "profile", "threads", "batch", "p50_us", "p90_us", "p99_us", "mean_us",
-    "std_us", "throughput_ips", "load_ms", "first_ms", "rss_mb", "size_bytes",
+    "std_us", "throughput_ips", "load_ms", "first_ms", "model_mb", "footprint_mb", "footprint_peak_mb",
+    "process_peak_mb", "size_bytes",
 )  # fmt: skip
 PROFILES = {
     "host": "this machine as it is: 1 thread and all cores, batches 1, 32 and 256, LiteRT with and without XNNPACK",
@@ -47,6 +49,17 @@ BROWSER_NOTE = (
     "performance.now() moves in 5 µs steps there; their percentiles are of block means, and their memory is "
     "the browser's, not measured here. LiteRT.js runs batch 1 only. The mobile profile does not pin the browser "
     "to one core: there its own processes shared the page's core (p99 0.5-3 ms, against 0.2 ms unpinned)."
+)
+MEMORY_NOTE = (
+    "Memory is what the process gains by loading the model and running the batch once, against the same process "
+    "with the runtime imported and no model, read from Linux's /proc/self/status after that first inference. "
+    "Model MB is the private memory gained (RssAnon): the weights as the runtime keeps them (packed for XNNPACK, "
+    "dequantized from float16), the activations at that batch, the runtime's per-model state and the input batch; "
+    "what each further model of an app costs, and the figure that differs between formats. Footprint MB adds the "
+    "file pages the first model touches (RssFile: the runtime's own code, faulted in on first use, and a mapped "
+    "model file), as TFLite's benchmark_model counts it; footprint peak is the resident peak until then (VmHWM). "
+    "Neither counts the runtime's import, Python or NumPy; the process's own peak is its own column. Browser rows: "
+    "the browser's memory, not measured."
 )
 INPUTS_NOTE = (
     "Inputs are real MNIST test digits, prepared as the app contract says (raw pixels, uint8 for the int8 "
@@ -106,6 +119,11 @@ def measure(spec: dict) -> list[dict]:
     if spec.get("pin_core") is not None:
         os.sched_setaffinity(0, {spec["pin_core"]})
     digits = np.load(spec["digits"], allow_pickle=False)
+    library = RUNNERS[spec["runtime"]].library
+    if library:  # the baseline: this process with the runtime imported, no model
+        importlib.import_module(library)
+    baseline = process_memory_mb()
+    in_process = library is not None and bool(baseline) and reset_peak_memory()
     runner = open_runner(spec["runtime"], spec["path"], threads=spec["threads"], delegate=spec["delegate"])
     first_ms, rows = None, []
     try:
@@ -114,13 +132,23 @@ def measure(spec: dict) -> list[dict]:
             if fixed > 0 and fixed != batch:
                 continue  # a fixed-batch model runs only its own batch size
             images = np.resize(digits, (batch, *digits.shape[1:]))
-            if first_ms is None:
-                first_ms = runner.first_call_ms(images)
-            rows.append({"batch": batch, **latency_stats(runner.time_calls(images, spec["seconds"]), batch)})
+            first = runner.first_call_ms(images)  # this batch's tensors allocated, before the timing's own lists
+            first_ms = first if first_ms is None else first_ms
+            memory = _memory_gained(baseline, process_memory_mb()) if in_process else {}
+            rows.append({"batch": batch, **latency_stats(runner.time_calls(images, spec["seconds"]), batch), **memory})
     finally:
         runner.close()
-    extra = {"load_ms": runner.load_ms, "first_ms": first_ms, "rss_mb": runner.peak_rss_mb()}
-    return [row | extra for row in rows]
+    extra = {"load_ms": runner.load_ms, "first_ms": first_ms, "process_peak_mb": runner.peak_rss_mb()}
+    unmeasured = {"model_mb": None, "footprint_mb": None, "footprint_peak_mb": None}
+    return [unmeasured | row | extra for row in rows]
+
+
+def _memory_gained(baseline: dict[str, float], now: dict[str, float]) -> dict[str, float]:
+    return {
+        "model_mb": now["private"] - baseline["private"],
+        "footprint_mb": now["resident"] - baseline["resident"],
+        "footprint_peak_mb": now["peak"] - baseline["resident"],
+    }
 
 
 def bench_bundle(bundle: str | Path, mnist, profile: str = "host", seconds: float = 0.5, browser: bool = True) -> dict:
@@ -129,7 +157,11 @@ def bench_bundle(bundle: str | Path, mnist, profile: str = "host", seconds: floa
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
     have_tf = importlib.util.find_spec("tensorflow") is not None
-    no_browser = "not asked for (--no-browser)" if not browser else browser_missing()
+    no_browser = (
+        "not asked for (--no-browser; the default of the bench after run and export)"
+        if not browser
+        else browser_missing()
+    )
     combos = plan(manifest, profile, have_tf, browser=no_browser is None)
     batches = (1,) if profile == "mobile" else (1, 32, 256)
     pin_core = min(os.sched_getaffinity(0)) if profile == "mobile" else None
@@ -167,6 +199,7 @@ def bench_bundle(bundle: str | Path, mnist, profile: str = "host", seconds: floa
         "profile": profile,
         "profile_means": PROFILES[profile],
         "inputs": INPUTS_NOTE,
+        "memory": MEMORY_NOTE,
         "seconds_per_measurement": seconds,
         "keras": "measured" if have_tf else "skipped: TensorFlow is not installed (runtime-only install)",
         "browser": BROWSER_NOTE if no_browser is None else f"Browser rows not measured: {no_browser}.",

@@ -6,12 +6,14 @@ log goes to stderr)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import signal
 import sys
 import threading
+import time
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from .manifest import (
     README,
     REPORT_MD,
     TARGETS_PNG,
+    TIMINGS,
     TRAINING_CURVES,
     TRAINING_RECORD,
     Manifest,
@@ -192,7 +195,9 @@ def _add_gate_options(parser: argparse.ArgumentParser) -> None:
         group.add_argument(flag, type=_number_in(0, limit), metavar=metavar, help=f"{which} (default {default:g})")
 
 
-def _add_bench_options(parser: argparse.ArgumentParser) -> None:
+def _add_bench_options(parser: argparse.ArgumentParser, quick: bool = False) -> None:
+    """bench's options; ``quick`` (the bench after run and export): 0.1 s per measurement and no browser rows by
+    default, so that the whole run costs about what its training does; `lenet-edge bench` measures at leisure."""
     group = parser.add_argument_group("bench")
     group.add_argument(
         "--profile", choices=list(PROFILES), default="host", help="; ".join(f"{k}: {v}" for k, v in PROFILES.items())
@@ -200,14 +205,15 @@ def _add_bench_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--seconds",
         type=_number_in(0.001, 3600),
-        default=0.5,
+        default=0.1 if quick else 0.5,
         help="timed seconds per measurement, after warm-up (default %(default)s)",
     )
     group.add_argument(
-        "--no-browser",
-        dest="browser",
-        action="store_false",
-        help="leave out the in-browser rows (onnxruntime-web, LiteRT.js in headless Chromium; on when it is here)",
+        "--browser",
+        action=argparse.BooleanOptionalAction,
+        default=not quick,
+        help="the in-browser rows (onnxruntime-web, LiteRT.js in headless Chromium, when it is here; default: "
+        + ("off here, `lenet-edge bench` measures them)" if quick else "on)"),
     )
 
 
@@ -220,7 +226,7 @@ def _add_checks_after_export(parser: argparse.ArgumentParser) -> None:
     _add_gate_options(parser)
     parser.add_argument("--no-verify", dest="verify", action="store_false", help="skip verify after export")
     parser.add_argument("--no-bench", dest="bench", action="store_false", help="skip bench after verify")
-    _add_bench_options(parser)
+    _add_bench_options(parser, quick=True)
     _add_json(parser, "the manifest with the verify and bench rows")
 
 
@@ -493,7 +499,8 @@ def _verify(args, bundle: str, mnist: Mnist, layers: bool) -> tuple[int, list[di
 def _bench(args, bundle: str, mnist: Mnist) -> tuple[int, list[dict]]:
     """Bench a bundle, write bench.json, its chart and report section; (1 if a combination failed, the rows)."""
     result = bench_bundle(bundle, mnist, args.profile, args.seconds, browser=args.browser)
-    write_json(Path(bundle) / BENCH_JSON, result["rows"])
+    machine = result["info"]["machine"]  # the host every figure depends on, beside the rows
+    write_json(Path(bundle) / BENCH_JSON, {"profile": args.profile, "machine": machine, "rows": result["rows"]})
     sections = read_report(bundle).get("bench", {})
     sections[args.profile] = result
     update_report(bundle, {"bench": sections, "profile": profile_bundle(Path(bundle), read_manifest(bundle))})
@@ -519,7 +526,7 @@ def _train(args, mnist: Mnist):
     )
     record = result.describe()
     record["model"] = _model_facts(result.model, config.arch, config.activation)
-    return result.model, record, result.seconds
+    return result.model, record, result
 
 
 def _model_facts(model, arch: str, activation: str | None) -> dict:
@@ -557,10 +564,16 @@ def _next_steps(out: str) -> None:
     log(f"  python examples/app_client.py {out}   # every export's accuracy from a TensorFlow-free client")
 
 
-def _bundle_and_check(args, model, record: dict, mnist: Mnist, formats: list, seconds: float | None = None) -> int:
-    """Write the bundle and list it, verify and bench it as the command asks, close with the next commands."""
+def _bundle_and_check(
+    args, model, record: dict, mnist: Mnist, formats: list, seconds: float | None = None, steps: dict | None = None
+) -> int:
+    """Write the bundle and list it, verify and bench it as the command asks, close with the next commands and
+    the time each step took (also kept in timings.json)."""
     keep_float = tuple(args.keep_float)
+    steps = {} if steps is None else steps
+    started = time.perf_counter()
     manifest, where = write_bundle(args.out, model, record, mnist, formats, args.calibration, keep_float, seconds)
+    steps["export"] = time.perf_counter() - started
     if where.resolve() != Path(args.out).resolve():
         for failure in manifest.failed:
             log(f"FAILED {failure['format']}: {failure['reason']}")
@@ -571,14 +584,32 @@ def _bundle_and_check(args, model, record: dict, mnist: Mnist, formats: list, se
     status = _written(manifest, args.out)
     result: dict = {"bundle": args.out, "manifest": manifest.to_dict(), "verify": None, "bench": None}
     if formats and args.verify:
+        started = time.perf_counter()
         code, result["verify"] = _verify(args, args.out, mnist, layers=True)
-        status = max(status, code)
+        status, steps["verify"] = max(status, code), time.perf_counter() - started
     if formats and args.bench:
+        started = time.perf_counter()
         code, result["bench"] = _bench(args, args.out, mnist)
-        status = max(status, code)
+        status, steps["bench"] = max(status, code), time.perf_counter() - started
     _emit(args, result)
     _next_steps(args.out)
+    _time_per_step(Path(args.out), steps)
     return status
+
+
+def _time_per_step(bundle: Path, steps: dict) -> None:
+    """Say how long each step of the run took, and keep it in timings.json (the bundle's one file of wall-clock
+    facts: the manifest stays byte-reproducible)."""
+    epochs = steps.pop("epoch_seconds", None)
+    spent = {name: round(seconds, 1) for name, seconds in steps.items()}
+    line = " · ".join(f"{name} {seconds:.1f} s" for name, seconds in spent.items())
+    if epochs:
+        line += f" (training: {len(epochs)} epochs, median {sorted(epochs)[len(epochs) // 2]:.1f} s each)"
+    log(f"time per step: {line}; total {sum(spent.values()):.0f} s")
+    timings_path = bundle / TIMINGS
+    with contextlib.suppress(OSError, ValueError):
+        timings = json.loads(timings_path.read_text())
+        write_json(timings_path, timings | {"step_seconds": spent, "epoch_seconds": epochs})
 
 
 # --- handlers ------------------------------------------------------------------------------------------------
@@ -588,12 +619,15 @@ def cmd_run(args) -> int:
     """run: train, then export, verify and bench; train: the same with no format exported."""
     formats = [] if args.train_only else get_formats(args.formats)
     check_output_folder(args.out)
+    started = time.perf_counter()
     mnist = _load_data(args)
+    steps: dict = {"data": time.perf_counter() - started}
     calibration_images(mnist, args.calibration, args.seed)  # a count that cannot fit fails now, not after training
     import_tensorflow()  # a runtime-only install says so here
     check_keep_float(build_model(args.arch, args.activation), tuple(args.keep_float))  # the layers are named alike
-    model, record, seconds = _train(args, mnist)
-    return _bundle_and_check(args, model, record, mnist, formats, seconds)
+    model, record, trained = _train(args, mnist)
+    steps |= {"training": trained.seconds, "epoch_seconds": trained.epoch_seconds}
+    return _bundle_and_check(args, model, record, mnist, formats, trained.seconds, steps)
 
 
 def cmd_export(args) -> int:

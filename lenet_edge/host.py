@@ -18,6 +18,15 @@ ARM_PARTS = {0xD03: "Cortex-A53", 0xD05: "Cortex-A55", 0xD08: "Cortex-A72", 0xD0
              0xD81: "Cortex-A720"}  # fmt: skip
 
 
+# ISA features that change which kernels XNNPACK, ruy and MLAS pick at run time (int8 dot products and matrix
+# engines above all): what a speed figure depends on besides the CPU's name
+KERNEL_FEATURES = (
+    "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile",
+    "amx_int8", "amx_bf16",  # x86
+    "asimd", "asimdhp", "asimddp", "i8mm", "bf16", "sve", "sve2", "sme",  # ARM
+)  # fmt: skip
+
+
 def tool_versions() -> dict[str, str]:
     versions = {"python": platform.python_version(), "lenet-edge": __version__}
     for dist in TOOLS:
@@ -63,5 +72,7 @@ def machine_info() -> dict:
         "machine": platform.machine(),
         "system": f"{platform.system()} {platform.release()}",
         "int8_dot_product": "asimddp" in features or "avx512_vnni" in features or "avx_vnni" in features,
+        "int8_matrix_engine": "amx_int8" in features or "i8mm" in features,
+        "kernel_features": [flag for flag in KERNEL_FEATURES if flag in features],
         "versions": {k: v for k, v in tool_versions().items() if k not in ("tf2onnx", "onnx")},
     }

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .console import STATUS_ICON
 from .files import write_json, write_text
-from .formats import FORMATS, KERAS, RUNTIMES, Format, float_twin, runtime_label
+from .formats import BY_NAME, FORMATS, KERAS, RUNTIMES, Format, float_twin, runtime_label
 from .layer_names import layer_of
 from .manifest import CONFUSION_PNG, REPORT_JSON, REPORT_MD, TARGETS_PNG, Manifest, read_manifest
 
@@ -29,6 +29,9 @@ def update_report(bundle: str | Path, sections: dict) -> dict:
     bundle = Path(bundle)
     report = read_report(bundle)
     report.update(sections)
+    found = recommendations(report)
+    if found is not None:
+        report["recommendation"] = found
     write_json(bundle / REPORT_JSON, report)
     write_text(bundle / REPORT_MD, render_markdown(report, read_manifest(bundle)))
     return report
@@ -58,6 +61,10 @@ def render_markdown(report: dict, manifest: Manifest) -> str:
         lines += _bench_section(profile, result)
     if "profile" in report:
         lines += _profile_section(report["profile"], report.get("bench", {}))
+    found = recommendations(report)
+    if found is not None:
+        machine = report["bench"][found["profile"]]["info"].get("machine", {})
+        lines += _recommendation_section(found, machine)
     if report.get("targets"):
         lines += _targets_section(report["targets"])
     return "\n".join(lines).rstrip() + "\n"
@@ -203,8 +210,7 @@ def _accelerated(row: dict) -> str:
         left = ", ".join(dict.fromkeys(item.split(" (")[0] for item in row.get("left_to_cpu", [])))
         return f"{text}; CPU: {left}" if left else f"{text}, nothing left out"
     if row.get("float_nodes"):
-        nodes = [{"op": n.split("/")[-1].split(":")[0].split("_")[0], "layer": layer_of(n)} for n in row["float_nodes"]]
-        return f"float inside int8: {_grouped(nodes)}"
+        return f"float inside int8: {_float_ops(row['float_nodes'])}"
     return "—"
 
 
@@ -220,11 +226,14 @@ def _bench_section(profile: str, result: dict, title: str = "", chart: bool = Tr
         "",
         f"{info['profile_means'][0].upper()}{info['profile_means'][1:]}. {info['inputs']} "
         f"Each combination ran in a fresh process; latency is one batch-1 inference after warm-up, over "
-        f"{info['seconds_per_measurement']} s of calls. {machine['cpu']}, {machine['cores']} cores; "
-        f"Keras: {info['keras']}." + (f" {info['browser']}" if info.get("browser") else ""),
+        f"{info['seconds_per_measurement']} s of calls. Keras: {info['keras']}."
+        + (f" {info['browser']}" if info.get("browser") else ""),
         "",
-        "| Format | Runtime | threads | p50 µs | p99 µs | img/s @256 | load ms | size KB | speed-up vs Keras |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"Host: {host_facts(machine)}.",
+        "",
+        "| Format | Runtime | threads | p50 µs | p99 µs | img/s @256 | load ms | model MB | footprint MB | size KB "
+        "| speed-up vs Keras |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in sorted(single, key=lambda r: (r["threads"], r["p50_us"])):
         ips = throughput.get((row["format"], row["delegate"], row["threads"]))
@@ -234,13 +243,61 @@ def _bench_section(profile: str, result: dict, title: str = "", chart: bool = Tr
         lines.append(
             f"| {row['format']} | {label} | {row['threads']} | {row['p50_us']:.1f} | "
             f"{row['p99_us']:.1f} | {'—' if ips is None else f'{ips:,.0f}'} | {row['load_ms']:.1f} | "
-            f"{row['size_bytes'] / 1024:.1f} | {speedup} |"
+            f"{_mb(row.get('model_mb'))} | {_mb(row.get('footprint_mb'))} | {row['size_bytes'] / 1024:.1f} | "
+            f"{speedup} |"
         )
+    slower = _slower_with_more_threads(single)
+    if slower:
+        lines += [
+            "",
+            "More threads made these slower at batch 1: "
+            + "; ".join(f"{label} {one:.1f} → {many:.1f} µs on {n} threads" for label, one, many, n in slower)
+            + ". A batch-1 op here takes microseconds, and splitting it costs a hand-over to another thread and "
+            "back. LiteRT's built-in kernels (no delegate) hand ops to two pools of their own, ruy's for the "
+            "convolutions and matrix products and gemmlowp's for the int8 depthwise convolutions (S2 and S4 here), "
+            "whose workers spin while they wait: with as many threads as cores, the spinning workers and the "
+            "calling thread compete for the cores, and the caller waits for a worker the scheduler has set aside. "
+            "XNNPACK runs one pool. Use 1 thread at batch 1 on these.",
+        ]
+    if info.get("memory"):
+        lines += ["", info["memory"]]
     for error in info.get("errors", []):
         lines.append(f"\nNot measured: {error['combination']}: {error['reason']}")
     if chart:
         lines += ["", f"![{profile} latency](bench_{profile}.png) · every row: `bench.json` (last profile run)"]
     return [*lines, ""]
+
+
+def _slower_with_more_threads(single: list[dict]) -> list[tuple[str, float, float, int]]:
+    """Batch-1 rows whose most-threads p50 is over 1.5× their 1-thread p50: (label, 1-thread, many, threads)."""
+    by_key: dict[tuple, dict[int, float]] = {}
+    for row in single:
+        by_key.setdefault((row["format"], row["runtime"], row["delegate"]), {})[row["threads"]] = row["p50_us"]
+    found = []
+    for (fmt, runtime, delegate), p50 in by_key.items():
+        most = max(p50)
+        if most > 1 and 1 in p50 and p50[most] > 1.5 * p50[1]:
+            found.append((f"{fmt} on {runtime_label(runtime, delegate)}", p50[1], p50[most], most))
+    return found
+
+
+def _mb(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def host_facts(machine: dict) -> str:
+    """The CPU, its cores, the ISA features its kernels are picked by, and the runtimes' versions, in a line."""
+    features = ", ".join(machine.get("kernel_features", [])) or "none of note"
+    dot = "yes" if machine.get("int8_dot_product") else "no"
+    engine = "yes" if machine.get("int8_matrix_engine") else "no"
+    versions = machine.get("versions", {})
+    runtimes = ", ".join(f"{lib} {versions[lib]}" for lib in ("ai-edge-litert", "onnxruntime") if lib in versions)
+    return (
+        f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, {machine.get('machine', '')}; kernel "
+        f"features {features} (int8 dot product: {dot}; int8 matrix engine, AMX or i8mm: {engine}); {runtimes}. "
+        "XNNPACK, ruy and ONNX Runtime's MLAS pick their kernels from these features at run time, so every speed "
+        "figure here is this host's"
+    )
 
 
 def int8_pairs() -> list[tuple[str, Format, Format]]:
@@ -260,6 +317,11 @@ def _p50(bench: dict, fmt: str, delegate: str) -> float | None:
             if (row["format"], row["delegate"], row["threads"], row["batch"]) == (fmt, delegate, 1, 1):
                 return row["p50_us"]
     return None
+
+
+def _float_ops(nodes: list[str]) -> str:
+    """ONNX node names ('C1/Tanh:0', 'Tanh_12') grouped by op, with their layers."""
+    return _grouped([{"op": n.split("/")[-1].split(":")[0].split("_")[0], "layer": layer_of(n)} for n in nodes])
 
 
 def _grouped(items: list[dict]) -> str:
@@ -301,8 +363,7 @@ def _profile_section(profile: dict, bench: dict) -> list[str]:
         lines += [f"*{fmt}*", "", "| op | kind | nodes | share |", "|---|---|---:|---:|"]
         lines += [f"| {r['op']} | {r['kind']} | {r['nodes']} | {r['share']:.0%} |" for r in data["ops"]]
         if data["float_nodes"]:
-            float_ops = [{"op": n.split("/")[-1].split(":")[0], "layer": layer_of(n)} for n in data["float_nodes"]]
-            lines += ["", f"Float between Q/DQ pairs: {_grouped(float_ops)}."]
+            lines += ["", f"Float between Q/DQ pairs: {_float_ops(data['float_nodes'])}."]
         lines.append("")
     verdicts = []
     for runtime, fp32, int8 in int8_pairs():
@@ -313,6 +374,121 @@ def _profile_section(profile: dict, bench: dict) -> list[str]:
     if verdicts:
         lines += ["Batch 1, 1 thread: " + "; ".join(verdicts) + ".", ""]
     return lines
+
+
+def _configuration(row: dict) -> str:
+    threads = f"{row['threads']} thread{'s' * (row['threads'] > 1)}"
+    return f"{row['format']} on {runtime_label(row['runtime'], row['delegate'])}, {threads}"
+
+
+def _file(row: dict) -> str:
+    return f"{row['format']}, {BY_NAME[row['format']].file}"
+
+
+def _winner(rows: list[dict], key: str, lowest: bool, name=_configuration) -> dict | None:
+    """The best row by ``key`` and how far the best of the other formats is behind it (a ratio ≥ 1)."""
+    ranked = sorted(rows, key=lambda r: r[key], reverse=not lowest)
+    if not ranked:
+        return None
+    best = ranked[0]
+    other = next((r for r in ranked[1:] if r["format"] != best["format"]), None)
+    ratio = None if other is None else (other[key] / best[key] if lowest else best[key] / other[key])
+    return {
+        "choice": name(best),
+        "format": best["format"],
+        "value": best[key],
+        "runner_up": None if other is None else name(other),
+        "ratio": None if ratio is None else round(ratio, 3),
+    }
+
+
+def _int8_cause(profile: dict, fmt: str) -> str:
+    """What the per-op profile says an int8 model pays for."""
+    data = profile.get(fmt, {})
+    if data.get("float_nodes"):
+        return (
+            f"{len(data['float_nodes'])} nodes run in float between Q/DQ pairs ({_float_ops(data['float_nodes'])}): "
+            "each pays a "
+            "dequantize and a quantize around float arithmetic"
+        )
+    if data.get("left_to_cpu"):
+        return f"XNNPACK leaves {_grouped(data['left_to_cpu'])} to the reference kernels"
+    return "the per-op profile shows no op left out: its int8 kernels themselves are slower here than float"
+
+
+def recommendations(report: dict) -> dict | None:
+    """What to deploy on this host, computed from the last bench run (the host profile if measured, else the
+    mobile one) among the files verify passed: the fastest batch-1 configuration, the fastest on one core, the
+    best throughput and the smallest file, each with its ratio to the best other format; and every int8 model
+    that is slower than its fp32 twin here, with the cause its per-op profile shows."""
+    bench = report.get("bench", {})
+    profile = next((name for name in ("host", "mobile") if name in bench), None)
+    if profile is None:
+        return None
+    passed = {r["format"] for r in report.get("verify", []) if r["status"] == "pass"}
+    failed = {r["format"] for r in report.get("verify", []) if r["status"] != "pass"}
+    rows = [r for r in bench[profile]["rows"] if r["runtime"] != KERAS.runtime and r["format"] not in failed]
+    if passed:
+        rows = [r for r in rows if r["format"] in passed]
+    single = [r for r in rows if r["batch"] == 1]
+    largest = max((r["batch"] for r in rows), default=1)
+    sizes = {r["format"]: r for r in rows}
+    int8_verdicts: list[dict] = []
+    found: dict = {
+        "profile": profile,
+        "latency": _winner(single, "p50_us", lowest=True),
+        "one_core": _winner([r for r in single if r["threads"] == 1], "p50_us", lowest=True),
+        "throughput": _winner([r for r in rows if r["batch"] == largest], "throughput_ips", lowest=False),
+        "throughput_batch": largest,
+        "size": _winner(list(sizes.values()), "size_bytes", lowest=True, name=_file),
+        "int8": int8_verdicts,
+    }
+    for runtime, fp32, int8 in int8_pairs():
+        delegate = RUNTIMES[int8.runtime].default_delegate
+        measured = {profile: bench[profile]}
+        a, b = _p50(measured, fp32.name, delegate), _p50(measured, int8.name, delegate)
+        if a and b:
+            slower = b > a * 1.05
+            int8_verdicts.append(
+                {
+                    "runtime": runtime, "int8": int8.name, "fp32": fp32.name, "int8_us": b, "fp32_us": a,
+                    "ratio": round(b / a, 3), "slower": slower,
+                    "cause": _int8_cause(report.get("profile", {}), int8.name) if slower else "",
+                }
+            )  # fmt: skip
+    return found
+
+
+def _recommendation_section(found: dict, machine: dict) -> list[str]:
+    lines = [
+        "## What to deploy on this host",
+        "",
+        f"Computed from this run's {found['profile']} profile, among the files verify passed, on "
+        f"{machine.get('cpu', 'this CPU')} ({machine.get('cores', '?')} cores). Another CPU can rank them "
+        "differently (int8 kernels above all): bench there before choosing.",
+        "",
+    ]
+
+    def line(title: str, pick: dict | None, unit: str, fmt) -> None:
+        if pick is None:
+            return
+        behind = f", {pick['ratio']:.2f}× ahead of {pick['runner_up']}" if pick["runner_up"] else ""
+        lines.append(f"- **{title}**: {pick['choice']} ({fmt(pick['value'])} {unit}{behind}).")
+
+    line("Lowest batch-1 latency", found["latency"], "µs p50", lambda v: f"{v:.1f}")
+    line("Lowest latency on one core (a phone app's thread)", found["one_core"], "µs p50", lambda v: f"{v:.1f}")
+    line(f"Highest throughput (batch {found['throughput_batch']})", found["throughput"], "images/s",
+         lambda v: f"{v:,.0f}")  # fmt: skip
+    line("Smallest file", found["size"], "KB", lambda v: f"{v / 1024:.1f}")
+    for pair in found["int8"]:
+        verdict = (
+            f"int8 is **slower** than fp32 here ({pair['int8_us']:.1f} against {pair['fp32_us']:.1f} µs, "
+            f"{pair['ratio']:.2f}×): {pair['cause']}"
+            if pair["slower"]
+            else f"int8 {pair['int8_us']:.1f} µs against fp32 {pair['fp32_us']:.1f} µs ({pair['ratio']:.2f}×)"
+        )
+        lines.append(f"- {pair['runtime']}, batch 1, 1 thread: {verdict}.")
+    return [*lines, ""]
 
 
 def costs_by_core(targets: dict) -> dict[str, list[dict]]:

@@ -674,7 +674,7 @@ def test_bench_of_a_missing_or_cut_artifact(tiny_bundle, loaded_once, tmp_path, 
     (failure,) = [line for line in out.splitlines() if line.startswith("bench: ") and " failed: " in line]
     assert failure.startswith(f"bench: {fmt} ") and path.name in failure, failure
     assert all(line.startswith("[") for line in err.splitlines()), err  # stderr: the progress bar only
-    rows = json.loads((bundle / "bench.json").read_text())
+    rows = json.loads((bundle / "bench.json").read_text())["rows"]
     assert {row["format"] for row in rows} == set(formats) - {fmt}
     assert_kept(before, snapshot(tmp_path))
 

@@ -35,7 +35,9 @@ def test_mobile_profile_rows_for_every_artifact(trained_bundle, mnist_dir, tmp_p
     args = ["bench", str(bundle), "--data", str(mnist_dir), "--profile", "mobile", "--seconds", "0.05"]
     assert main([*args, "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
-    assert rows == json.loads((bundle / "bench.json").read_text())
+    written = json.loads((bundle / "bench.json").read_text())
+    assert rows == written["rows"] and written["profile"] == "mobile"
+    assert {"cpu", "cores", "kernel_features", "int8_dot_product", "versions"} <= set(written["machine"])
     in_browser = {(f.name, f.browser, "wasm") for f in FORMATS if f.browser}  # onnxruntime-web, LiteRT.js
     assert {(r["format"], r["runtime"], r["delegate"]) for r in rows} == {
         ("keras", "keras", "tf.function"), ("keras", "keras", "predict_on_batch"),
@@ -49,9 +51,17 @@ def test_mobile_profile_rows_for_every_artifact(trained_bundle, mnist_dir, tmp_p
         assert (row["profile"], row["threads"], row["batch"]) == ("mobile", 1, 1)
         assert 0 < row["p50_us"] <= row["p90_us"] <= row["p99_us"]
         assert row["load_ms"] > 0 and row["first_ms"] > 0 and row["size_bytes"] > 0
-        assert row["rss_mb"] is None if row["delegate"] == "wasm" else row["rss_mb"] > 10
+        if row["delegate"] == "wasm":  # the browser's memory: not this process's
+            assert row["model_mb"] is row["footprint_mb"] is row["process_peak_mb"] is None
+        else:
+            assert 0 < row["model_mb"] <= row["footprint_mb"] <= row["footprint_peak_mb"] < row["process_peak_mb"]
+    # the memory a model costs differs as the models do: float32 weights take more than int8 ones
+    model_mb = {(r["format"], r["runtime"]): r["model_mb"] for r in rows if r["delegate"] != "wasm"}
+    assert model_mb[("tflite-fp32", "litert")] - model_mb[("tflite-int8", "litert")] > 0.1  # 247 KB against 62 KB
+    assert model_mb[("onnx-fp32", "onnxruntime")] > model_mb[("onnx-int8", "onnxruntime")]
     markdown = (bundle / "report.md").read_text()
     assert "## Speed: mobile profile" in markdown and "not a phone" in markdown
+    assert "## What to deploy on this host" in markdown and "kernel features" in markdown
     assert (
         "| Format | Runtime | threads | p50 µs | p99 µs | img/s @256 | load ms | size KB | speed-up vs Keras |"
         in markdown
@@ -67,7 +77,7 @@ def test_host_profile_covers_threads_batches_and_delegates(tiny_bundle, mnist_di
     manifest["artifacts"] = [a for a in manifest["artifacts"] if a["format"] in ("tflite-int8", "onnx-fp32")]
     write_json(bundle / "manifest.json", manifest)
     assert main(["bench", str(bundle), "--data", str(mnist_dir), "--seconds", "0.02", "--no-browser"]) == 0
-    rows = json.loads((bundle / "bench.json").read_text())
+    rows = json.loads((bundle / "bench.json").read_text())["rows"]
     cores = len(os.sched_getaffinity(0))
     expected = {
         (fmt, delegate, threads, batch)
@@ -145,7 +155,7 @@ def test_a_tensorflow_free_install_runs_verify_and_bench(trained_bundle, mnist_d
         done = subprocess.run([str(python), "-c", GUARD, *command, "--data", str(mnist_dir)],
                               capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
-    rows = json.loads((bundle / "bench.json").read_text())
+    rows = json.loads((bundle / "bench.json").read_text())["rows"]
     assert len(rows) == len(FORMATS) and "keras" not in {r["runtime"] for r in rows}  # no TensorFlow, no Keras
     report = json.loads((bundle / "report.json").read_text())
     assert "skipped" in report["bench"]["mobile"]["info"]["keras"]
@@ -190,3 +200,41 @@ def test_harness_check_compares_with_bare_runtime_loops(tiny_bundle, mnist, file
 def test_harness_check_is_for_in_process_runtimes(tiny_bundle, mnist):
     with pytest.raises(ValueError, match="LiteRT or ONNX Runtime"):
         harness_overhead(tiny_bundle / "lenet5.keras", "keras", mnist.x_test[:1], rounds=1, seconds=0.01)
+
+
+def _row(fmt: str, runtime: str, delegate: str, threads: int, batch: int, p50: float, size_kb: float) -> dict:
+    return {"format": fmt, "runtime": runtime, "delegate": delegate, "threads": threads, "batch": batch,
+            "p50_us": p50, "throughput_ips": batch / (p50 / 1e6), "size_bytes": int(size_kb * 1024)}  # fmt: skip
+
+
+def test_the_recommendation_is_the_fastest_file_that_passed_and_says_why_int8_is_slower():
+    """A host where XNNPACK's int8 is slow (as a Xeon with AMX measured it): the recommendation points at the
+    faster configuration, never at a file verify failed, and names the cause of the slow int8."""
+    from lenet_edge.report import recommendations
+
+    rows = [
+        _row("tflite-fp32", "litert", "xnnpack", 1, 1, 20.0, 248),
+        _row("tflite-int8", "litert", "xnnpack", 1, 1, 95.0, 75),
+        _row("tflite-int8", "litert", "none", 1, 1, 55.0, 75),
+        _row("tflite-fp16", "litert", "xnnpack", 1, 1, 5.0, 130),
+        _row("tflite-fp32", "litert", "xnnpack", 2, 256, 900.0, 248),
+        _row("tflite-int8", "litert", "xnnpack", 2, 256, 1500.0, 75),
+        _row("onnx-fp32", "onnxruntime", "cpu", 1, 1, 36.0, 245),
+        _row("onnx-int8", "onnxruntime", "cpu", 1, 1, 68.0, 81),
+        _row("keras", "keras", "tf.function", 1, 1, 1.0, 773),  # never a deployment choice
+    ]  # fmt: skip
+    report = {
+        "bench": {"host": {"rows": rows, "info": {"machine": {"cpu": "a Xeon with AMX"}}}},
+        "verify": [{"format": f, "status": "pass"} for f in ("tflite-fp32", "tflite-int8", "onnx-fp32", "onnx-int8")]
+        + [{"format": "tflite-fp16", "status": "fail"}],
+        "profile": {"onnx-int8": {"float_nodes": ["C1/Tanh:0", "C3/Tanh:0"]}, "tflite-int8": {"left_to_cpu": []}},
+    }
+    found = recommendations(report)
+    assert found["latency"]["format"] == "tflite-fp32" and found["latency"]["ratio"] == pytest.approx(36 / 20)
+    assert found["one_core"]["choice"] == "tflite-fp32 on LiteRT + XNNPACK, 1 thread"
+    assert found["throughput"]["format"] == "tflite-fp32" and found["throughput_batch"] == 256
+    assert found["size"]["format"] == "tflite-int8" and found["size"]["choice"] == "tflite-int8, lenet5_int8.tflite"
+    slow = {pair["runtime"]: pair for pair in found["int8"]}
+    assert slow["LiteRT"]["slower"] and slow["LiteRT"]["ratio"] == pytest.approx(95 / 20)
+    assert "kernels themselves are slower" in slow["LiteRT"]["cause"]
+    assert slow["ONNX Runtime"]["slower"] and "2 nodes run in float between Q/DQ pairs" in slow["ONNX Runtime"]["cause"]

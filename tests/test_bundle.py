@@ -129,12 +129,12 @@ def test_run_manifest_records_the_training(trained_bundle):
     manifest = manifest_json(trained_bundle)
     assert manifest["model"]["params"] == 61_706 and manifest["model"]["macs"] == 416_520
     assert manifest["seed"] == 7 and manifest["deterministic"] is True
-    assert manifest["training"]["config"]["epochs"] == 15
+    assert manifest["training"]["config"]["epochs"] == 12
     assert 0.99 <= manifest["keras_test_accuracy"] <= 1.0
     assert len(manifest["dataset"]["file_sha256"]) == 4
     assert {"tensorflow", "onnxruntime", "ai-edge-litert", "tf2onnx"} <= set(manifest["tools"])
     record = json.loads((trained_bundle / "training.json").read_text())
-    assert len(record["history"]["val_accuracy"]) == 15
+    assert len(record["history"]["val_accuracy"]) == 12
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:

@@ -198,3 +198,17 @@ def test_the_bundle_states_each_micro_files_arena_and_flash_and_holds_the_c_pair
     build = [gcc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-c", "lenet5_int8_model_data.c"]
     done = subprocess.run(build, cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_large_set_is_split_across_processes_with_the_same_answers(tflm_installed, tiny_bundle, mnist, monkeypatch):
+    """TFLite Micro holds Python's lock while it runs: predict splits a large set between this process and a
+    worker process, and the answers are those of one interpreter going through the set alone."""
+    import lenet_edge.runtimes.tflm as tflm
+
+    monkeypatch.setattr(tflm, "usable_cores", lambda: 2)
+    monkeypatch.setattr(tflm, "SPLIT_FROM_SECONDS", 0.0)  # the tiny model is quick: split it all the same
+    runner = open_runner("tflm", tiny_bundle / INT8)
+    digits = mnist.x_test[: 3 * tflm.PROBE + 7]
+    alone = InProcessRunner.predict(runner, digits, raw=True)
+    np.testing.assert_array_equal(runner.predict(digits, raw=True), alone)
+    np.testing.assert_array_equal(runner.predict(digits), runner.output.decode(alone))

@@ -43,12 +43,38 @@ def tflite_precision(computed: set[str], stored: set[str]) -> str:
     return "fp16" if "float16" in stored else "fp32"
 
 
+def process_memory_mb() -> dict[str, float]:
+    """This process's memory in MB, from Linux's /proc/self/status: ``resident`` (VmRSS), ``private`` (RssAnon:
+    the heap and other memory of its own), ``mapped`` (RssFile: pages of files, code and mapped models, which other
+    processes may share) and ``peak`` (VmHWM, the resident peak since the last ``reset_peak_memory``). Empty where
+    the system has no such file."""
+    keys = {"resident": "VmRSS", "private": "RssAnon", "mapped": "RssFile", "peak": "VmHWM"}
+    try:
+        lines = Path("/proc/self/status").read_text().splitlines()
+        fields = dict(line.split(":", 1) for line in lines if ":" in line)
+        return {name: int(fields[key].split()[0]) / 1024 for name, key in keys.items()}
+    except (OSError, KeyError, ValueError):
+        return {}
+
+
+def reset_peak_memory() -> bool:
+    """Start the peak (VmHWM) afresh from the current resident size (Linux: '5' into /proc/self/clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
 class Runner(ABC):
     """A model file loaded in one runtime with one delegate: raw uint8 digits in, float32 probabilities out.
 
-    ``load_ms`` is the time the load took (the runtime's import included, as an app's cold start pays it)."""
+    ``load_ms`` is the time the load took (the runtime's import included, as an app's cold start pays it).
+    ``library`` is the module that loads the runtime: imported alone, it is the baseline a model's memory is
+    measured against."""
 
     runtime: str = ""
+    library: str | None = None
     input: Tensor
     output: Tensor
 

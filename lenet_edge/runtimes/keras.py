@@ -16,6 +16,7 @@ class KerasRunner(InProcessRunner):
     it: ``tf.function`` or ``predict_on_batch``. ``threads`` holds only if TensorFlow is not yet running."""
 
     runtime = "keras"
+    library = "keras"
 
     def __init__(self, path=None, threads: int | None = None, delegate: str | None = None, model=None):
         super().__init__(path or "<in memory>", threads, delegate, model=model)

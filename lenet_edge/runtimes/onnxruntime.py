@@ -56,6 +56,7 @@ def _kind(op: str, quantized: bool) -> str:
 
 class OnnxRuntimeRunner(InProcessRunner):
     runtime = "onnxruntime"
+    library = "onnxruntime"
 
     def _load(self, threads: int | None, **options) -> None:
         self.session = _session(self.path, threads)
