@@ -63,8 +63,8 @@ def test_mobile_profile_rows_for_every_artifact(trained_bundle, mnist_dir, tmp_p
     assert "## Speed: mobile profile" in markdown and "not a phone" in markdown
     assert "## What to deploy on this host" in markdown and "kernel features" in markdown
     assert (
-        "| Format | Runtime | threads | p50 µs | p99 µs | img/s @256 | load ms | size KB | speed-up vs Keras |"
-        in markdown
+        "| Format | Runtime | threads | p50 µs | p99 µs | img/s @256 | load ms | model MB | footprint MB | size KB "
+        "| speed-up vs Keras |" in markdown
     )
     assert "| onnx-int8 | onnxruntime-web (WASM, Chromium) | 1 |" in markdown and "5 µs steps" in markdown
     assert (bundle / "bench_mobile.png").read_bytes()[:4] == b"\x89PNG"
