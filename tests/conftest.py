@@ -252,8 +252,8 @@ def trained_bundle(tmp_path_factory, mnist_dir) -> Path:
     99.18% on the test set with seed 7): every format, as `make run` writes it, so that the tests can hold it
     to what a user gets (MediaPipe's 99.0%, digits drawn in the browser read right)."""
     out = tmp_path_factory.mktemp("bundle") / "export"
-    args = ["run", "--data", str(mnist_dir), "--out", str(out), "--validation", "1000"]
-    code = main([*args, "--calibration", "200", "--seed", "7", "--no-bench"])
+    args = ["run", "--data", str(mnist_dir), "--out", str(out), "--calibration", "200", "--seed", "7"]
+    code = main([*args, "--no-bench"])
     assert code == 0
     return out
 
