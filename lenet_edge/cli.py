@@ -54,7 +54,7 @@ from .serve import serve
 from .targets import TARGET_HELP, Target, parse_target
 from .targets.arm64_emu import setup as setup_arm64_emu
 from .tensorflow_loader import import_tensorflow
-from .train import TrainConfig, train
+from .train import TrainConfig, TrainResult, train
 from .verify import MICRO_RUNTIME, verify_bundle
 
 DEFAULT_OUT = "export"
@@ -565,13 +565,20 @@ def _next_steps(out: str) -> None:
 
 
 def _bundle_and_check(
-    args, model, record: dict, mnist: Mnist, formats: list, seconds: float | None = None, steps: dict | None = None
+    args,
+    model,
+    record: dict,
+    mnist: Mnist,
+    formats: list,
+    trained: TrainResult | None = None,
+    steps: dict[str, float] | None = None,
 ) -> int:
     """Write the bundle and list it, verify and bench it as the command asks, close with the next commands and
     the time each step took (also kept in timings.json)."""
     keep_float = tuple(args.keep_float)
     steps = {} if steps is None else steps
     started = time.perf_counter()
+    seconds = None if trained is None else trained.seconds
     manifest, where = write_bundle(args.out, model, record, mnist, formats, args.calibration, keep_float, seconds)
     steps["export"] = time.perf_counter() - started
     if where.resolve() != Path(args.out).resolve():
@@ -593,14 +600,13 @@ def _bundle_and_check(
         status, steps["bench"] = max(status, code), time.perf_counter() - started
     _emit(args, result)
     _next_steps(args.out)
-    _time_per_step(Path(args.out), steps)
+    _time_per_step(Path(args.out), steps, None if trained is None else trained.epoch_seconds)
     return status
 
 
-def _time_per_step(bundle: Path, steps: dict) -> None:
+def _time_per_step(bundle: Path, steps: dict[str, float], epochs: list[float] | None) -> None:
     """Say how long each step of the run took, and keep it in timings.json (the bundle's one file of wall-clock
     facts: the manifest stays byte-reproducible)."""
-    epochs = steps.pop("epoch_seconds", None)
     spent = {name: round(seconds, 1) for name, seconds in steps.items()}
     line = " · ".join(f"{name} {seconds:.1f} s" for name, seconds in spent.items())
     if epochs:
@@ -621,13 +627,13 @@ def cmd_run(args) -> int:
     check_output_folder(args.out)
     started = time.perf_counter()
     mnist = _load_data(args)
-    steps: dict = {"data": time.perf_counter() - started}
+    steps = {"data": time.perf_counter() - started}
     calibration_images(mnist, args.calibration, args.seed)  # a count that cannot fit fails now, not after training
     import_tensorflow()  # a runtime-only install says so here
     check_keep_float(build_model(args.arch, args.activation), tuple(args.keep_float))  # the layers are named alike
     model, record, trained = _train(args, mnist)
-    steps |= {"training": trained.seconds, "epoch_seconds": trained.epoch_seconds}
-    return _bundle_and_check(args, model, record, mnist, formats, trained.seconds, steps)
+    steps["training"] = trained.seconds
+    return _bundle_and_check(args, model, record, mnist, formats, trained, steps)
 
 
 def cmd_export(args) -> int:

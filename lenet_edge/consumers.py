@@ -11,6 +11,7 @@ float16 kernels) says so. Consumers that are not installed are said to be so (``
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ from .errors import one_line
 from .files import is_regular_file
 from .formats import Format
 from .manifest import Manifest
+from .model import INPUT_NAME
 from .runtimes import open_runner
 from .runtimes.wasm import browser_missing
 
@@ -44,7 +46,7 @@ def _openvino(config: dict) -> Callable[[Path, np.ndarray], np.ndarray]:
 
         core = openvino.Core()
         request = core.compile_model(core.read_model(str(path)), "CPU", config).create_infer_request()
-        return np.concatenate([next(iter(request.infer({"image": batch}).values())) for batch in _batches(images)])
+        return np.concatenate([next(iter(request.infer({INPUT_NAME: batch}).values())) for batch in _batches(images)])
 
     return run
 
@@ -95,7 +97,7 @@ def _reference(path: Path, images: np.ndarray) -> np.ndarray:
 
     evaluator = ReferenceEvaluator(str(path))
     return np.concatenate(
-        [np.asarray(cast(list, evaluator.run(None, {"image": batch}))[0]) for batch in _batches(images)]
+        [np.asarray(cast(list, evaluator.run(None, {INPUT_NAME: batch}))[0]) for batch in _batches(images)]
     )
 
 
@@ -124,12 +126,13 @@ class Consumer:
     about: str
     missing: Callable[[], str | None]  # why it cannot run here, or None
     browser: str | None = None  # an in-browser runtime: it reads the files the page runs with it
+    runtime: str | None = None  # the lenet-edge runtime it is, when it is one (a file's own: its answers reused)
     inherent: Callable[[Format], str | None] = lambda fmt: None  # why a file is outside what it takes
 
 
 CONSUMERS: tuple[Consumer, ...] = (
     Consumer("LiteRT", "tflite", _runner("litert"), "the file's own runtime (XNNPACK), as lenet-edge runs it",
-             _importable("ai_edge_litert")),
+             _importable("ai_edge_litert"), runtime="litert"),
     Consumer("TFLite Micro", "tflite", _runner("tflm"), "TensorFlow Lite for Microcontrollers' reference kernels, "
              "run on this host", _importable("tflite_micro"), inherent=_not_micro),
     Consumer("MediaPipe", "tflite", _mediapipe, "MediaPipe Tasks' ImageClassifier, fed each digit as an RGB image",
@@ -137,7 +140,7 @@ CONSUMERS: tuple[Consumer, ...] = (
     Consumer("LiteRT.js", "tflite", _runner("litert.js"), "LiteRT.js (WebAssembly) in the served page, in Chromium",
              browser_missing, browser="litert.js"),
     Consumer("ONNX Runtime", "onnx", _runner("onnxruntime"), "the file's own runtime, as lenet-edge runs it",
-             _importable("onnxruntime")),
+             _importable("onnxruntime"), runtime="onnxruntime"),
     Consumer("OpenVINO", "onnx", _openvino({}), "OpenVINO's CPU plugin with its default settings",
              _importable("openvino")),
     Consumer("OpenVINO bf16", "onnx", _openvino({"INFERENCE_PRECISION_HINT": "bf16"}),
@@ -156,15 +159,16 @@ def _reads(consumer: Consumer, fmt: Format) -> bool:
 
 
 def _judge(
-    consumer: Consumer, fmt: Format, path: Path, digits: np.ndarray, labels: np.ndarray, own: np.ndarray
+    consumer: Consumer, fmt: Format, answer: Callable[[], np.ndarray], labels: np.ndarray, own: np.ndarray
 ) -> dict:
     """One cell: pass or fail against the file's own runtime's answers; refused (the consumer's reason), or
-    inherent when the file is outside what the consumer takes (its reason and why); absent (not installed)."""
+    inherent when the file is outside what the consumer takes (its reason and why); absent (not installed).
+    ``answer`` runs the consumer on the digits."""
     if reason := consumer.missing():
         return {"status": "absent", "reason": reason}
     start = time.perf_counter()
     try:
-        answered = np.asarray(consumer.run(path, digits)).argmax(1)
+        answered = np.asarray(answer()).argmax(1)
     except Exception as exc:  # the consumer's own refusal, in one line
         refusal = one_line(exc)[:300]
         if why := consumer.inherent(fmt):
@@ -196,9 +200,14 @@ def consumers_table(
         readers = [consumer for consumer in consumers if _reads(consumer, entry.spec)]
         if not readers or not is_regular_file(bundle / entry.file):
             continue
-        own = open_runner(entry.runtime, bundle / entry.file).predict(digits).argmax(1)
+        path = bundle / entry.file
+        own = open_runner(entry.runtime, path).predict(digits)
         for consumer in readers:
-            cell = _judge(consumer, entry.spec, bundle / entry.file, digits, labels, own)
+            if consumer.runtime == entry.runtime:  # the file's own runtime: its answers are in hand
+                answer = functools.partial(np.asarray, own)
+            else:
+                answer = functools.partial(consumer.run, path, digits)
+            cell = _judge(consumer, entry.spec, answer, labels, own.argmax(1))
             log(f"  {entry.format:<15} {consumer.name:<15} {cell['status']}  {cell['reason']}".rstrip())
             rows.append({"format": entry.format, "family": entry.spec.family, "consumer": consumer.name} | cell)
     return {

@@ -12,6 +12,7 @@ from .errors import UsageError
 
 ACTIVATIONS = ("tanh", "relu")
 INPUT_SHAPE = (28, 28, 1)
+INPUT_NAME, OUTPUT_NAME = "image", "probabilities"  # every export keeps them: tensors, signatures, metadata
 
 
 @dataclass(frozen=True)
@@ -81,11 +82,11 @@ def build_model(arch: str = "classic", activation: str = "tanh"):
         raise UsageError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
     import keras  # heavy import, kept lazy
 
-    image = keras.Input(INPUT_SHAPE, name="image")
+    image = keras.Input(INPUT_SHAPE, name=INPUT_NAME)
     x = keras.layers.Rescaling(1.0 / 255.0, name="rescale_0_1")(image)
     for layer in ARCHITECTURES[arch].build(keras, activation):
         x = layer(x)
-    probabilities = keras.layers.Dense(10, activation="softmax", name="probabilities")(x)
+    probabilities = keras.layers.Dense(10, activation="softmax", name=OUTPUT_NAME)(x)
     return keras.Model(image, probabilities, name=f"lenet5_{arch.replace('-', '_')}")
 
 

@@ -26,7 +26,7 @@ from .files import atomic_output, is_regular_file
 from .formats import float_twin
 from .layer_names import layer_of
 from .manifest import Manifest
-from .model import deployment_graph
+from .model import INPUT_NAME, deployment_graph
 from .plots import plot_layer_errors
 from .runtimes import open_runner
 from .tensorflow_loader import import_tensorflow
@@ -98,7 +98,7 @@ def onnx_layer_errors(fp32_path: Path, int8_path: Path, images: np.ndarray) -> l
     from onnxruntime.quantization import qdq_loss_debug as qdq
 
     feeds = images.reshape(-1, 28, 28, 1).astype(np.float32)
-    batches = lambda: [{"image": feeds[i : i + 100]} for i in range(0, len(feeds), 100)]  # noqa: E731
+    batches = lambda: [{INPUT_NAME: feeds[i : i + 100]} for i in range(0, len(feeds), 100)]  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="lenet-edge-layers-") as tmp:
         float_aug, qdq_aug = Path(tmp) / "float.onnx", Path(tmp) / "qdq.onnx"
         qdq.modify_model_output_intermediate_tensors(str(fp32_path), str(float_aug))

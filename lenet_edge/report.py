@@ -61,7 +61,7 @@ def render_markdown(report: dict, manifest: Manifest) -> str:
         lines += _bench_section(profile, result)
     if "profile" in report:
         lines += _profile_section(report["profile"], report.get("bench", {}))
-    found = recommendations(report)
+    found = report.get("recommendation")  # update_report computes it from the bench and verify sections
     if found is not None:
         machine = report["bench"][found["profile"]]["info"].get("machine", {})
         lines += _recommendation_section(found, machine)

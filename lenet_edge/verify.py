@@ -170,14 +170,15 @@ def verify_bundle(
     log(f"verifying {bundle} on {len(labels)} test images against {reference_source}")
 
     rows: list[VerifyRow] = []
-    skipped: list[str] = []
+    skipped = 0  # microcontroller rows not run: no TFLite Micro here
     have_micro = importlib.util.find_spec("tflite_micro") is not None
     for entry in manifest.artifacts:
         if not entry.on_device and not have_tf:
             continue
         runtimes = [entry.runtime]
         if entry.spec.micro:  # the same file on a microcontroller's runtime, judged like any other row
-            (runtimes if have_micro else skipped).append(MICRO_RUNTIME)
+            runtimes += [MICRO_RUNTIME] if have_micro else []
+            skipped += not have_micro
         for runtime in runtimes:
             row = _verify_artifact(bundle, entry, mnist, reference, gates, threads, runtime)
             rows.append(row)
@@ -185,10 +186,10 @@ def verify_bundle(
             figures = f"accuracy {row.accuracy:.2%}, agreement {row.agreement:.2%}" if row.accuracy is not None else ""
             log(f"  {mark} {row.format:<15} {row.runtime:<12} {figures}  {row.reason}".rstrip())
     if skipped:
-        log(f"  (TFLite Micro is not installed here: {len(skipped)} microcontroller rows not run)")
+        log(f"  (TFLite Micro is not installed here: {skipped} microcontroller rows not run)")
     return {
         "rows": rows,
-        "not_run": [f"{len(skipped)} TFLite Micro rows: tflite-micro is not installed here"] if skipped else [],
+        "not_run": [f"{skipped} TFLite Micro rows: tflite-micro is not installed here"] if skipped else [],
         "reference": reference_source,
         "images": len(labels),
         "seconds": round(time.perf_counter() - start, 2),

@@ -15,11 +15,12 @@ from ..console import silenced
 from ..data import calibration_batches
 from ..errors import ExportError
 from ..layer_names import layer_of
+from ..model import INPUT_NAME, OUTPUT_NAME
 from ..tensorflow_loader import import_tensorflow
 
 OPSET = 17  # tf2onnx 1.17 refuses 19+; 17 is what onnxruntime, onnxruntime-web and most phones' ORT take
 INT8_OPSET = 19  # the int8 file's: the first whose DequantizeLinear the onnx.reference evaluator implements
-INPUT_NAME, OUTPUT_NAME, BATCH_DIM = "image", "probabilities", "batch"
+BATCH_DIM = "batch"
 CALIBRATION_BATCH = 50
 _GENERATED = re.compile(r"__\d+")  # tf2onnx's counter-made names ('const_fold_opt__39', 'Conv__89')
 

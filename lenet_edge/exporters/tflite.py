@@ -14,6 +14,7 @@ from ..console import silenced
 from ..data import calibration_batches
 from ..errors import ExportError
 from ..layer_names import layer_of
+from ..model import INPUT_NAME, OUTPUT_NAME
 from ..runtimes.litert import LiteRTRunner
 from ..tensorflow_loader import import_tensorflow
 from .tflite_metadata import METADATA_NAME, ClassifierMetadata, metadata_flatbuffer, with_metadata
@@ -22,7 +23,6 @@ QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
 COLORS = ("gray", "rgb")  # the input image: the trained model's one channel, or RGB turned gray in the graph
 ABOUT_METADATA = "lenet_edge"  # the metadata entry holding what the file says about itself, as JSON
 LABELS_FILE = "labels.txt"  # packed into every .tflite, as the metadata readers expect it
-INPUT_KEY, OUTPUT_KEY = "image", "probabilities"  # the signature's keys: the manifest's tensor names
 
 
 def app_model(model, color: str = "gray"):
@@ -35,12 +35,12 @@ def app_model(model, color: str = "gray"):
     import keras
 
     if color == "gray":
-        return keras.Model(model.inputs, {OUTPUT_KEY: model.outputs[0]}, name=model.name)
-    image = keras.Input((*model.inputs[0].shape[1:3], 3), batch_size=1, name=INPUT_KEY)
+        return keras.Model(model.inputs, {OUTPUT_NAME: model.outputs[0]}, name=model.name)
+    image = keras.Input((*model.inputs[0].shape[1:3], 3), batch_size=1, name=INPUT_NAME)
     to_gray = keras.layers.Conv2D(1, 1, use_bias=False, trainable=False, name="to_gray")
     gray = to_gray(image)
     to_gray.set_weights([np.full((1, 1, 3, 1), 1 / 3, np.float32)])
-    return keras.Model(image, {OUTPUT_KEY: model(gray)}, name=model.name)
+    return keras.Model(image, {OUTPUT_NAME: model(gray)}, name=model.name)
 
 
 def make_converter(model, quantization: str, calibration: np.ndarray, color: str = "gray"):
@@ -48,8 +48,9 @@ def make_converter(model, quantization: str, calibration: np.ndarray, color: str
     if quantization not in QUANTIZATIONS:
         raise ExportError(f"unknown TFLite quantization {quantization!r}")
     tf = import_tensorflow()
-    converter = tf.lite.TFLiteConverter.from_keras_model(app_model(model, color))
-    channels = 3 if color == "rgb" else 1
+    graph = app_model(model, color)
+    converter = tf.lite.TFLiteConverter.from_keras_model(graph)
+    channels = graph.inputs[0].shape[-1]  # a gray calibration digit, repeated for an RGB input
     if quantization != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantization == "fp16":
@@ -85,15 +86,15 @@ def export(
     labels = tuple(about.get("labels", ",".join(map(str, range(10)))).split(","))
     entries = {
         ABOUT_METADATA: json.dumps(about, sort_keys=True).encode(),
-        METADATA_NAME: metadata_flatbuffer(_classifier_metadata(about, color, quantization, labels)),
+        METADATA_NAME: metadata_flatbuffer(_classifier_metadata(about, color, quantization)),
     }
     labels_file = {LABELS_FILE: "".join(f"{label}\n" for label in labels).encode()}
-    path.write_bytes(with_metadata(flatbuffer, entries, labels_file, io_names=(INPUT_KEY, OUTPUT_KEY)))
+    path.write_bytes(with_metadata(flatbuffer, entries, labels_file, io_names=(INPUT_NAME, OUTPUT_NAME)))
     if quantization == "int8":
         _check_raw_pixel_input(path)
 
 
-def _classifier_metadata(about: dict[str, str], color: str, quantization: str, labels: tuple[str, ...]):
+def _classifier_metadata(about: dict[str, str], color: str, quantization: str) -> ClassifierMetadata:
     """The TFLite metadata of one file, from what the file says about itself."""
     shape = "[1, 28, 28, 3] RGB" if color == "rgb" else "[batch, 28, 28, 1] gray"
     dtype = "uint8" if quantization == "int8" else "float32"
@@ -107,13 +108,13 @@ def _classifier_metadata(about: dict[str, str], color: str, quantization: str, l
         version=about.get("producer", "").rpartition(" ")[2] or "0",
         author=about.get("producer", "lenet-edge").partition(" ")[0],
         license=about.get("license", ""),
-        input_name=INPUT_KEY,
+        input_name=INPUT_NAME,
         input_description=(
             f"{dtype} {shape} image, raw pixel values 0-255, white digit on black: no normalisation, it is "
             f"inside the graph (mean 0, std 1 below leave the pixels as they are).{gray}"
         ),
         color=color,
-        output_name=OUTPUT_KEY,
+        output_name=OUTPUT_NAME,
         output_description="10 probabilities (softmax), one per digit in the order of the labels"
         + (": uint8, quantized (scale and zero point on the tensor)" if quantization == "int8" else ""),
         labels_file=LABELS_FILE,
