@@ -137,6 +137,69 @@ def deployment_graph(model):
     return keras.Model(image, x, name=model.name)
 
 
+def row_shifted_first_conv(model):
+    """``model`` (a deployment graph) with its first convolution, a k×k one over a single channel, split in
+    two for XNNPACK's int8 kernels: a fixed depthwise k×1 convolution with one-hot weights copies the k row
+    shifts of the image into k channels, then a 1×k convolution over them does the arithmetic of the original.
+
+    XNNPACK's x86 int8 convolution kernels take the input channels of every kernel tap in blocks of 8 (``c8``):
+    a single gray channel fills 1 of 8, so the original C1 does 8x the multiply-adds it needs; over k channels
+    it does 8/k. The products and int32 sums are the same, and the copies come out with the image's own
+    scale and zero point, so the int8 file answers bit for bit as without the split (a test holds it to
+    that). On ONNX Runtime and in float the split only adds work, so only the int8 .tflite files get it.
+    Returns ``model`` itself when its first convolution is not of that kind."""
+    import keras
+    import numpy as np
+
+    layers = model.operations[1:]  # a chain; operations include the reshape that replaced Flatten
+    first = next((i for i, layer in enumerate(layers) if isinstance(layer, keras.layers.Conv2D)), None)
+    if first is None:
+        return model
+    conv, before = layers[first], layers[first - 1] if first else None
+    config = conv.get_config()
+    kh, kw, channels, filters = conv.kernel.shape
+    folds_pad = (
+        isinstance(before, keras.layers.ZeroPadding2D)
+        and kh == kw
+        and before.padding == ((kh // 2, kh // 2), (kw // 2, kw // 2))
+        and kh % 2 == 1
+    )
+    plain = (
+        type(conv) is keras.layers.Conv2D
+        and channels == 1
+        and tuple(config["strides"]) == (1, 1)
+        and tuple(config["dilation_rate"]) == (1, 1)
+        and config["groups"] == 1
+        and config["padding"] == "valid"
+        and kh > 1
+    )
+    if not plain:
+        return model
+    padding = "same" if folds_pad else "valid"  # a k//2 zero border is 'same' padding of both halves
+    image = keras.Input(model.inputs[0].shape[1:], batch_size=model.inputs[0].shape[0], name=INPUT_NAME)
+    x = image
+    for i, layer in enumerate(layers):
+        if i == first - 1 and folds_pad:
+            continue
+        if i != first:
+            x = layer(x)
+            continue
+        rows = keras.layers.DepthwiseConv2D(
+            (kh, 1), depth_multiplier=kh, padding=padding, use_bias=False, trainable=False, name=f"{conv.name}_rows"
+        )
+        rows.build(x.shape)
+        one_hot = np.zeros((kh, 1, 1, kh), np.float32)
+        one_hot[np.arange(kh), 0, 0, np.arange(kh)] = 1.0  # output channel i is the input shifted by row i
+        rows.set_weights([one_hot])
+        x = rows(x)
+        split = keras.layers.Conv2D(filters, (1, kw), padding=padding, activation=config["activation"], name=conv.name)
+        split.build(x.shape)
+        kernel, *bias = conv.get_weights()
+        split.set_weights([np.transpose(kernel, (2, 1, 0, 3)), *bias])  # [row, col, 1, f] -> [1, col, row, f]
+        x = split(x)
+    return keras.Model(image, x, name=model.name)
+
+
 def count_macs(model) -> int:
     """Multiply-accumulates of one image through the conv and dense layers."""
     import keras

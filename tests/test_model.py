@@ -36,3 +36,50 @@ def test_unknown_names_are_usage_errors():
         build_model("alexnet")
     with pytest.raises(UsageError, match="unknown activation"):
         build_model("classic", "gelu")
+
+
+@pytest.mark.filterwarnings("ignore:Statistics for quantized inputs:UserWarning")  # the converter, not ours
+def test_row_split_first_conv_changes_no_int8_answer(untrained_lenet, mnist, tmp_path):
+    """The int8 LeNet-5's C1 runs as row shifts (a one-hot depthwise 5×1, multiplier 5, keeping the image's
+    scale and zero point) and a 1×5 convolution over them, and answers bit for bit as the same graph converted
+    without the split, on 2,000 test digits."""
+    import keras
+    import numpy as np
+
+    from lenet_edge.data import calibration_images
+    from lenet_edge.exporters import tflite
+    from lenet_edge.model import deployment_graph
+    from lenet_edge.runtimes import open_runner
+    from lenet_edge.runtimes.litert import _interpreter
+
+    model = deployment_graph(keras.saving.load_model(untrained_lenet, compile=False))
+    calibration = calibration_images(mnist, 200, 0)
+    split, unsplit = tmp_path / "split.tflite", tmp_path / "unsplit.tflite"
+    split.write_bytes(tflite.make_converter(model, "int8", calibration).convert())
+    unsplit.write_bytes(tflite.make_converter(model, "int8", calibration, row_split=False).convert())
+
+    interpreter = _interpreter(split, xnnpack=False)
+    details = {t["index"]: t for t in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()
+    assert [op["op_name"] for op in ops[:3]] == ["QUANTIZE", "DEPTHWISE_CONV_2D", "CONV_2D"]
+    assert tuple(details[ops[1]["outputs"][0]]["shape"]) == (1, 28, 28, 5)
+    assert tuple(details[ops[2]["inputs"][1]]["shape"]) == (6, 1, 5, 5)  # 6 filters, 1×5 over 5 row shifts
+    assert details[ops[1]["outputs"][0]]["quantization"] == details[ops[0]["outputs"][0]]["quantization"]
+    assert [op["op_name"] for op in _interpreter(unsplit, xnnpack=False)._get_ops_details()][1] == "CONV_2D"
+    digits = mnist.x_test[:2000]
+    np.testing.assert_array_equal(
+        open_runner("litert", split).predict(digits, raw=True), open_runner("litert", unsplit).predict(digits, raw=True)
+    )
+
+
+@pytest.mark.parametrize("arch", ["seed-valid", "seed-3x3"])
+def test_row_split_keeps_every_architecture_float_exact(arch, mnist):
+    import numpy as np
+
+    from lenet_edge.model import deployment_graph, row_shifted_first_conv
+
+    deployed = deployment_graph(build_model(arch))
+    split = row_shifted_first_conv(deployed)
+    assert [op.name for op in split.operations][1:3] == ["conv1_rows", "conv1"]
+    images = mnist.x_test[:300].reshape(-1, 28, 28, 1).astype(np.float32)
+    np.testing.assert_array_equal(split.predict(images, verbose=0), deployed.predict(images, verbose=0))

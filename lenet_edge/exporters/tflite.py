@@ -14,7 +14,7 @@ from ..console import silenced
 from ..data import calibration_batches
 from ..errors import ExportError
 from ..layer_names import layer_of
-from ..model import INPUT_NAME, OUTPUT_NAME
+from ..model import INPUT_NAME, OUTPUT_NAME, row_shifted_first_conv
 from ..runtimes.litert import LiteRTRunner
 from ..tensorflow_loader import import_tensorflow
 from .tflite_metadata import METADATA_NAME, ClassifierMetadata, metadata_flatbuffer, with_metadata
@@ -43,12 +43,14 @@ def app_model(model, color: str = "gray"):
     return keras.Model(image, {OUTPUT_NAME: model(gray)}, name=model.name)
 
 
-def make_converter(model, quantization: str, calibration: np.ndarray, color: str = "gray"):
-    """The configured converter for one quantization (the layer debugger reuses the int8 one)."""
+def make_converter(model, quantization: str, calibration: np.ndarray, color: str = "gray", row_split: bool = True):
+    """The configured converter for one quantization (the layer debugger reuses the int8 one). The int8 graph
+    has its first convolution split into row shifts (model.row_shifted_first_conv): the same answers, fewer
+    multiply-adds in XNNPACK's int8 kernels; ``row_split=False`` converts the graph as given (to compare)."""
     if quantization not in QUANTIZATIONS:
         raise ExportError(f"unknown TFLite quantization {quantization!r}")
     tf = import_tensorflow()
-    graph = app_model(model, color)
+    graph = app_model(row_shifted_first_conv(model) if quantization == "int8" and row_split else model, color)
     converter = tf.lite.TFLiteConverter.from_keras_model(graph)
     channels = graph.inputs[0].shape[-1]  # a gray calibration digit, repeated for an RGB input
     if quantization != "none":
