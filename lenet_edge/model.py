@@ -137,7 +137,7 @@ def deployment_graph(model):
     return keras.Model(image, x, name=model.name)
 
 
-def row_shifted_first_conv(model):
+def row_shifted_first_conv(model, keep: tuple[str, ...] = ()):
     """``model`` (a deployment graph) with its first convolution, a k×k one over a single channel, split in
     two for XNNPACK's int8 kernels: a fixed depthwise k×1 convolution with one-hot weights copies the k row
     shifts of the image into k channels, then a 1×k convolution over them does the arithmetic of the original.
@@ -147,7 +147,8 @@ def row_shifted_first_conv(model):
     it does 8/k. The products and int32 sums are the same, and the copies come out with the image's own
     scale and zero point, so the int8 file answers bit for bit as without the split (a test holds it to
     that). On ONNX Runtime and in float the split only adds work, so only the int8 .tflite files get it.
-    Returns ``model`` itself when its first convolution is not of that kind."""
+    Returns ``model`` itself when its first convolution is not of that kind, or is among the layers ``keep``
+    (a convolution left in float gains nothing from the split)."""
     import keras
     import numpy as np
 
@@ -173,7 +174,7 @@ def row_shifted_first_conv(model):
         and config["padding"] == "valid"
         and kh > 1
     )
-    if not plain:
+    if not plain or conv.name in keep:
         return model
     padding = "same" if folds_pad else "valid"  # a k//2 zero border is 'same' padding of both halves
     image = keras.Input(model.inputs[0].shape[1:], batch_size=model.inputs[0].shape[0], name=INPUT_NAME)

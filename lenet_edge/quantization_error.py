@@ -53,7 +53,7 @@ def tflite_layer_errors(
     """Per-op statistics of the int8 TFLite conversion of ``model``; also returns the model it measured."""
     tf = import_tensorflow()
     model = deployment_graph(model)  # the graph the shipped int8 file was converted from
-    converter = make_converter(model, "int8", calibration)
+    converter = make_converter(model, "int8", calibration, keep_float=tuple(keep_float))
     options = None
     if keep_float:
         with silenced((1, 2)), warnings.catch_warnings():

@@ -81,5 +81,6 @@ def test_row_split_keeps_every_architecture_float_exact(arch, mnist):
     deployed = deployment_graph(build_model(arch))
     split = row_shifted_first_conv(deployed)
     assert [op.name for op in split.operations][1:3] == ["conv1_rows", "conv1"]
+    assert row_shifted_first_conv(deployed, keep=("conv1",)) is deployed  # a C1 kept in float stays whole
     images = mnist.x_test[:300].reshape(-1, 28, 28, 1).astype(np.float32)
     np.testing.assert_array_equal(split.predict(images, verbose=0), deployed.predict(images, verbose=0))

@@ -43,14 +43,23 @@ def app_model(model, color: str = "gray"):
     return keras.Model(image, {OUTPUT_NAME: model(gray)}, name=model.name)
 
 
-def make_converter(model, quantization: str, calibration: np.ndarray, color: str = "gray", row_split: bool = True):
+def make_converter(
+    model,
+    quantization: str,
+    calibration: np.ndarray,
+    color: str = "gray",
+    row_split: bool = True,
+    keep_float: tuple[str, ...] = (),
+):
     """The configured converter for one quantization (the layer debugger reuses the int8 one). The int8 graph
     has its first convolution split into row shifts (model.row_shifted_first_conv): the same answers, fewer
-    multiply-adds in XNNPACK's int8 kernels; ``row_split=False`` converts the graph as given (to compare)."""
+    multiply-adds in XNNPACK's int8 kernels; not when ``keep_float`` (the layers the file leaves in float)
+    names that convolution, nor with ``row_split=False`` (the graph as given, to compare)."""
     if quantization not in QUANTIZATIONS:
         raise ExportError(f"unknown TFLite quantization {quantization!r}")
     tf = import_tensorflow()
-    graph = app_model(row_shifted_first_conv(model) if quantization == "int8" and row_split else model, color)
+    split = quantization == "int8" and row_split
+    graph = app_model(row_shifted_first_conv(model, keep=keep_float) if split else model, color)
     converter = tf.lite.TFLiteConverter.from_keras_model(graph)
     channels = graph.inputs[0].shape[-1]  # a gray calibration digit, repeated for an RGB input
     if quantization != "none":
@@ -78,7 +87,7 @@ def export(
     about: dict[str, str] | None = None,
     color: str = "gray",
 ) -> None:
-    converter = make_converter(model, quantization, calibration, color)
+    converter = make_converter(model, quantization, calibration, color, keep_float=keep_float)
     with silenced((1, 2)), warnings.catch_warnings():  # the MLIR converter prints pages of diagnostics
         warnings.simplefilter("ignore")
         flatbuffer = converter.convert()
@@ -143,7 +152,7 @@ def _keep_float(model, full_int8: bytes, calibration: np.ndarray, layers: tuple[
 
     tf = import_tensorflow()
     nodes = float_layer_nodes(full_int8, layers)
-    converter = make_converter(model, "int8", calibration)
+    converter = make_converter(model, "int8", calibration, keep_float=layers)
     converter._experimental_calibrate_only = True
     return convert.mlir_quantize(  # the same call as TFLiteConverter._quantize, plus the denylist
         converter.convert(), input_data_type=tf.uint8, output_data_type=tf.uint8, denylisted_nodes=nodes
