@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 ARGS   ?=
+BUNDLE ?= export
 
 # Beside a checkout of the workplace, MNIST is in ../shared/data/mnist; elsewhere lenet-edge looks in
 # $LENET_EDGE_DATA, the Keras cache, then the Keras download.
@@ -13,7 +14,7 @@ ifneq ($(SHARED_MNIST),)
 export LENET_EDGE_DATA ?= $(abspath $(SHARED_MNIST))
 endif
 
-.PHONY: setup run test test-fast lint clean arm64-emu serve
+.PHONY: setup run verify bench test test-fast lint clean arm64-emu serve
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -38,9 +39,16 @@ run: setup
 arm64-emu: setup
 	$(BIN)/lenet-edge target setup arm64-emu
 
-# Draw a digit and let the bundle answer in your browser: http://127.0.0.1:8000/
+# The next steps after `make run`, without activating the venv (each finds the MNIST the bundle was made from):
+# judge every export again; measure every runtime; draw a digit and let the bundle answer in your browser.
+verify: setup
+	$(BIN)/lenet-edge verify $(BUNDLE) $(ARGS)
+
+bench: setup
+	$(BIN)/lenet-edge bench $(BUNDLE) $(ARGS)
+
 serve: setup
-	$(BIN)/lenet-edge serve export $(ARGS)
+	$(BIN)/lenet-edge serve $(BUNDLE) $(ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
@@ -51,7 +59,7 @@ lint: setup
 test: lint
 	$(BIN)/pytest
 
-# The unit tier, under a minute: no training (a closed-form model's real bundle), no Chromium, qemu or sshd.
+# The unit tier, about a minute: no training (a closed-form model's real bundle), no Chromium, qemu or sshd.
 # `make test` runs it too, with the slow tier (tests/conftest.py says what makes a test slow).
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow"

@@ -26,7 +26,7 @@ from .files import is_regular_file
 from .formats import BY_NAME, RUNTIMES
 from .host import machine_info, usable_cores
 from .manifest import Manifest, read_manifest
-from .runtimes import RUNNERS, open_runner, time_calls
+from .runtimes import RUNNERS, open_runner, runtime_missing, time_calls
 from .runtimes.base import process_memory_mb, reset_peak_memory
 from .runtimes.litert import LiteRTRunner
 from .runtimes.onnxruntime import OnnxRuntimeRunner
@@ -163,6 +163,12 @@ def bench_bundle(bundle: str | Path, mnist, profile: str = "host", seconds: floa
         else browser_missing()
     )
     combos = plan(manifest, profile, have_tf, browser=no_browser is None)
+    absent = {combo.runtime: why for combo in combos if (why := runtime_missing(combo.runtime))}
+    not_run = [
+        f"{sum(c.runtime == runtime for c in combos)} {RUNTIMES[runtime].label} combinations: {why}"
+        for runtime, why in absent.items()
+    ]  # a one-runtime device: the other runtime's rows are said, not failed
+    combos = [combo for combo in combos if combo.runtime not in absent]
     batches = (1,) if profile == "mobile" else (1, 32, 256)
     pin_core = min(os.sched_getaffinity(0)) if profile == "mobile" else None
     log(f"benchmarking {len(combos)} combinations of {bundle} ({profile} profile: {PROFILES[profile]})")
@@ -195,6 +201,8 @@ def bench_bundle(bundle: str | Path, mnist, profile: str = "host", seconds: floa
                 }  # fmt: skip
                 rows.append({key: row[key] for key in ROW_KEYS})
         progress(len(combos), len(combos), "done")
+    for note in not_run:
+        log(f"  (not measured: {note})")
     info = {
         "profile": profile,
         "profile_means": PROFILES[profile],
@@ -204,6 +212,7 @@ def bench_bundle(bundle: str | Path, mnist, profile: str = "host", seconds: floa
         "keras": "measured" if have_tf else "skipped: TensorFlow is not installed (runtime-only install)",
         "browser": BROWSER_NOTE if no_browser is None else f"Browser rows not measured: {no_browser}.",
         "errors": errors,
+        "not_run": not_run,
         "machine": machine_info(),
         "took_s": round(time.perf_counter() - started, 1),
     }
@@ -248,8 +257,8 @@ def profile_bundle(bundle: Path, manifest: Manifest) -> dict:
     """Per-op evidence of where the time goes, for every artifact whose runtime can tell."""
     result = {}
     for entry in manifest.exports:
-        if not is_regular_file(bundle / entry.file):
-            continue  # bench's own rows say it is missing
+        if not is_regular_file(bundle / entry.file) or runtime_missing(entry.runtime):
+            continue  # bench's own rows say it is missing, or that its runtime is not installed here
         try:
             found = open_runner(entry.runtime, bundle / entry.file).op_profile()
         except Exception as exc:  # a missing or broken file: bench's own rows say it failed

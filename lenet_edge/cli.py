@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -46,10 +49,10 @@ from .manifest import (
 from .model import ACTIVATIONS, ARCHITECTURES, build_model, count_macs, count_params
 from .on_target import bench_on_target, count_on_target, verify_on_target
 from .plots import plot_bench, plot_confusion_matrices, plot_instruction_counts
-from .preprocess import mnist_digit, save_digit
+from .preprocess import mnist_digit, require_pillow, save_digit
 from .quantization_error import layer_report
 from .report import costs_by_core, read_report, update_report
-from .runtimes import KerasRunner, open_runner
+from .runtimes import KerasRunner, RuntimeNotInstalled, open_runner
 from .serve import serve
 from .targets import TARGET_HELP, Target, parse_target
 from .targets.arm64_emu import setup as setup_arm64_emu
@@ -124,8 +127,9 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--data",
         metavar="PATH",
-        help="folder of the 4 MNIST IDX files (.gz or raw) or a Keras "
-        "mnist.npz; default: $LENET_EDGE_DATA, then the Keras cache, then the Keras download",
+        help="folder of the 4 MNIST IDX files (.gz or raw) or a Keras mnist.npz; default: $LENET_EDGE_DATA, "
+        "then (verify, bench, cost, serve) the data the bundle was made from, then the Keras cache, then the "
+        "Keras download",
     )
     group.add_argument("--offline", action="store_true", help="never try the Keras download")
 
@@ -432,8 +436,10 @@ def _emit(args, result) -> None:
         write_json(Path(target), result)
 
 
-def _load_data(args) -> Mnist:
-    mnist = load_mnist(args.data, download=not args.offline)
+def _load_data(args, bundle: str | None = None) -> Mnist:
+    """MNIST as the command's options say, falling back on the data ``bundle`` was made from."""
+    recorded = read_manifest(bundle).dataset if bundle else None
+    mnist = load_mnist(args.data, download=not args.offline, recorded=recorded)
     log(f"MNIST: {mnist.source} ({len(mnist.x_train)} train, {len(mnist.x_test)} test images, checksums ok)")
     return mnist
 
@@ -481,13 +487,13 @@ def _verify(args, bundle: str, mnist: Mnist, layers: bool) -> tuple[int, list[di
             verdict += f"; refused or answered otherwise in another consumer: {', '.join(answered_otherwise)}"
             failed += answered_otherwise
     try:
-        update_report(bundle, sections)
-        try:
-            plot_confusion_matrices(rows, Path(bundle) / CONFUSION_PNG)
-        except ImportError:
-            log("(no matplotlib here: confusion matrices not drawn)")
+        drawn = _draw(plot_confusion_matrices, rows, bundle, CONFUSION_PNG)
+        update_report(bundle, sections | {"charts": read_report(bundle).get("charts", {}) | drawn})
         if layers:
-            update_report(bundle, {"layers": layer_report(Path(bundle), read_manifest(bundle), mnist)})
+            found = layer_report(Path(bundle), read_manifest(bundle), mnist)
+            plotted = importlib.util.find_spec("matplotlib") is not None  # layer_report draws where it can
+            drawn = {f"layers_{fmt}.png": plotted and "rows" in data for fmt, data in found.items()}
+            update_report(bundle, {"layers": found, "charts": read_report(bundle).get("charts", {}) | drawn})
     except OSError as exc:
         log(f"verify: {verdict} ({result['seconds']:.1f} s)")
         log(f"verify: the report was NOT written ({exc.filename or bundle}: {exc.strerror or exc})")
@@ -496,18 +502,35 @@ def _verify(args, bundle: str, mnist: Mnist, layers: bool) -> tuple[int, list[di
     return (1 if failed else 0), rows
 
 
+def _draw(plot: Callable[[Any, Path], object], data: Any, bundle: str | Path, name: str) -> dict[str, bool]:
+    """Draw one chart into the bundle: {name: drawn}, for report.json's ``charts`` (report.md links a chart
+    only when the last run of its section drew it)."""
+    try:
+        plot(data, Path(bundle) / name)
+    except ImportError:
+        log(f"(no matplotlib here: {name} not redrawn, and report.md no longer shows it)")
+        return {name: False}
+    return {name: True}
+
+
 def _bench(args, bundle: str, mnist: Mnist) -> tuple[int, list[dict]]:
     """Bench a bundle, write bench.json, its chart and report section; (1 if a combination failed, the rows)."""
     result = bench_bundle(bundle, mnist, args.profile, args.seconds, browser=args.browser)
     machine = result["info"]["machine"]  # the host every figure depends on, beside the rows
     write_json(Path(bundle) / BENCH_JSON, {"profile": args.profile, "machine": machine, "rows": result["rows"]})
-    sections = read_report(bundle).get("bench", {})
-    sections[args.profile] = result
-    update_report(bundle, {"bench": sections, "profile": profile_bundle(Path(bundle), read_manifest(bundle))})
-    try:
-        plot_bench(result["rows"], args.profile, Path(bundle) / f"bench_{args.profile}.png")
-    except ImportError:
-        log("(no matplotlib here: bench chart not drawn)")
+    report = read_report(bundle)
+    sections = report.get("bench", {}) | {args.profile: result}
+    drawn = _draw(
+        lambda rows, path: plot_bench(rows, args.profile, path), result["rows"], bundle, f"bench_{args.profile}.png"
+    )
+    update_report(
+        bundle,
+        {
+            "bench": sections,
+            "profile": profile_bundle(Path(bundle), read_manifest(bundle)),
+            "charts": report.get("charts", {}) | drawn,
+        },
+    )
     for error in result["info"]["errors"]:
         log(f"bench: {error['combination']} failed: {error['reason']}")
     log(f"bench: {len(result['rows'])} rows in {result['info']['took_s']:.0f} s; see {Path(bundle) / REPORT_MD}")
@@ -554,14 +577,30 @@ def _written(manifest: Manifest, out: str) -> int:
     return 1 if manifest.failed else 0
 
 
+def _command() -> str:
+    """How to call this lenet-edge from here: its bare name when the shell finds this installation by it (an
+    activated venv), else its path (``.venv/bin/lenet-edge`` beside a checkout)."""
+    script = Path(sys.executable).parent / "lenet-edge"
+    found = shutil.which("lenet-edge")
+    if found and Path(found).resolve() == script.resolve():
+        return "lenet-edge"
+    if script.is_file():
+        with contextlib.suppress(ValueError):
+            return str(script.relative_to(Path.cwd()))
+        return str(script)
+    return f"{sys.executable} -m lenet_edge.cli"
+
+
 def _next_steps(out: str) -> None:
-    """Close a run with the commands a user runs next."""
+    """Close a run with the commands a user runs next, as they can be typed here."""
+    me = _command()
     log("\nnext:")
     log(f"  read {out}/README.md for how an app feeds each model, and {out}/report.md for what each one is worth")
-    log(f"  lenet-edge verify {out} --layers   # judge every export again, layer errors included")
-    log(f"  lenet-edge bench {out} --profile mobile   # latency under one phone core's constraints")
-    log(f"  lenet-edge export {out}/lenet5.keras --keep-float C1   # int8 with the named layers left in float")
-    log(f"  python examples/app_client.py {out}   # every export's accuracy from a TensorFlow-free client")
+    log(f"  {me} verify {out}   # judge every export again (it finds the MNIST this bundle was made from)")
+    log(f"  {me} bench {out} --profile mobile   # latency under one phone core's constraints")
+    log(f"  {me} predict one.png two.jpg --model {out}/lenet5_int8.tflite   # read digits from your pictures")
+    log(f"  {me} serve {out}   # draw a digit in your browser and let every runtime answer")
+    log(f"  {me} export {out}/lenet5.keras --keep-float C1   # int8 with the named layers left in float")
 
 
 def _bundle_and_check(
@@ -668,12 +707,12 @@ def cmd_verify(args) -> int:
     if target.kind == "local":
         if args.limit:
             raise UsageError("--limit is for --target runs; a local verify judges all 10,000 test images")
-        status, rows = _verify(args, args.bundle, _load_data(args), layers=args.layers)
+        status, rows = _verify(args, args.bundle, _load_data(args, args.bundle), layers=args.layers)
         _emit(args, rows)
         return status
     if local := _local_only_options(args):
         raise UsageError(f"{', '.join(local)}: for a local verify; on a target the parity gates judge")
-    result = verify_on_target(args.bundle, _load_data(args), target, args.limit)
+    result = verify_on_target(args.bundle, _load_data(args, args.bundle), target, args.limit)
     _record_target(args.bundle, target, "verify", result)
     _emit(args, result["rows"])
     failed = [row["format"] for row in result["rows"] if row["status"] != "pass"]
@@ -695,10 +734,10 @@ def cmd_bench(args) -> int:
         )
     read_manifest(args.bundle)  # a clear error before the data is loaded
     if target.kind == "local":
-        status, rows = _bench(args, args.bundle, _load_data(args))
+        status, rows = _bench(args, args.bundle, _load_data(args, args.bundle))
         _emit(args, rows)
         return status
-    result = bench_on_target(args.bundle, _load_data(args), target, args.profile, args.seconds)
+    result = bench_on_target(args.bundle, _load_data(args, args.bundle), target, args.profile, args.seconds)
     _record_target(args.bundle, target, "bench", result)
     _emit(args, result["rows"])
     log(f"bench on {target.name}: {len(result['rows'])} rows; see {Path(args.bundle) / REPORT_MD}")
@@ -710,7 +749,7 @@ def cmd_cost(args) -> int:
     if target.kind != "emulated":
         raise UsageError(f"{target.name}: instruction counts need an emulated target (arm64-emu[:CORE])")
     read_manifest(args.bundle)
-    result = count_on_target(args.bundle, _load_data(args), target, args.calls)
+    result = count_on_target(args.bundle, _load_data(args, args.bundle), target, args.calls)
     _record_target(args.bundle, target, "cost", result)
     _emit(args, result["rows"])
     log(f"cost on {target.name}: {len(result['rows'])} rows; see {Path(args.bundle) / REPORT_MD}")
@@ -726,46 +765,66 @@ def _record_target(bundle: str, target: Target, key: str, result: dict) -> None:
         entry.setdefault("bench", {})[result["info"]["profile"]] = result
     else:
         entry[key] = result
-    update_report(bundle, {"targets": targets})
+    charts = read_report(bundle).get("charts", {})
     if key == "cost":
-        try:
-            plot_instruction_counts(costs_by_core(targets), Path(bundle) / TARGETS_PNG)
-        except ImportError:
-            log("(no matplotlib here: instruction-count chart not drawn)")
+        charts |= _draw(plot_instruction_counts, costs_by_core(targets), bundle, TARGETS_PNG)
+    update_report(bundle, {"targets": targets, "charts": charts})
 
 
 def cmd_predict(args) -> int:
+    """Read every picture given; answer the readable ones, name each unreadable one with its reason (exit 2)."""
     model = Path(args.model)
     runtime = MODEL_SUFFIXES.get(model.suffix)
     if runtime is None or not model.is_file():
         raise UsageError(f"{model}: not a .tflite or .onnx file")
-    digits = [mnist_digit(image) for image in args.images]
-    try:
-        runner = open_runner(runtime, model)
-    except Exception as exc:
-        raise UsageError(f"{model}: cannot be loaded by {runtime} ({type(exc).__name__})") from None
-    try:
-        probabilities = runner.predict(np.stack(digits))
-    except Exception as exc:  # a foreign model: another input shape or type
-        raise UsageError(
-            f"{model}: does not answer 28×28 raw-pixel digits with 10 probabilities ({one_line(exc)[:160]})"
-        ) from None
-    if probabilities.shape != (len(digits), 10):
-        raise UsageError(f"{model}: answers {probabilities.shape[1:]}, not 10 probabilities")
-    if args.save_digits:
-        folder = Path(args.save_digits)
-        folder.mkdir(parents=True, exist_ok=True)
-        for image, digit in zip(args.images, digits, strict=True):
-            save_digit(digit, folder / f"{Path(image).stem}_28x28.png")
-    results = [
-        {"image": image, "label": int(p.argmax()), "confidence": float(p.max()), "probabilities": p.round(6).tolist()}
-        for image, p in zip(args.images, probabilities, strict=True)
-    ]
-    for row in results:
-        bars = "  ".join(f"{d}:{p:.2f}" for d, p in enumerate(row["probabilities"]))
-        log(f"{row['image']}: {row['label']} ({row['confidence']:.1%})   {bars}")
+    require_pillow()  # one line naming the extra, not one per picture
+    digits: dict[str, np.ndarray] = {}
+    unreadable: dict[str, str] = {}
+    for image in dict.fromkeys(args.images):  # a picture named twice is read once
+        try:
+            digits[image] = mnist_digit(image)
+        except LenetEdgeError as exc:  # named after the picture, whatever the reason says
+            unreadable[image] = str(exc) if str(exc).startswith(f"{image}: ") else f"{image}: {exc}"
+    results: list[dict] = []
+    answers: dict[str, np.ndarray] = {}
+    if digits:
+        try:
+            runner = open_runner(runtime, model)
+        except RuntimeNotInstalled as exc:  # a one-runtime device given the other runtime's file
+            raise UsageError(f"{model}: {exc}") from None
+        except Exception as exc:
+            raise UsageError(f"{model}: cannot be loaded by {runtime} ({type(exc).__name__})") from None
+        try:
+            probabilities = runner.predict(np.stack(list(digits.values())))
+        except Exception as exc:  # a foreign model: another input shape or type
+            raise UsageError(
+                f"{model}: does not answer 28×28 raw-pixel digits with 10 probabilities ({one_line(exc)[:160]})"
+            ) from None
+        if probabilities.shape != (len(digits), 10):
+            raise UsageError(f"{model}: answers {probabilities.shape[1:]}, not 10 probabilities")
+        if args.save_digits:
+            folder = Path(args.save_digits)
+            folder.mkdir(parents=True, exist_ok=True)
+            for image, digit in digits.items():
+                save_digit(digit, folder / f"{Path(image).stem}_28x28.png")
+        answers = dict(zip(digits, probabilities, strict=True))
+    for image in dict.fromkeys(args.images):
+        if image in unreadable:
+            print(f"lenet-edge: error: {unreadable[image]}", file=sys.stderr)
+            results.append({"image": image, "error": unreadable[image]})
+            continue
+        p = answers[image]
+        row = {
+            "image": image,
+            "label": int(p.argmax()),
+            "confidence": float(p.max()),
+            "probabilities": p.round(6).tolist(),
+        }
+        bars = "  ".join(f"{d}:{q:.2f}" for d, q in enumerate(row["probabilities"]))
+        log(f"{image}: {row['label']} ({row['confidence']:.1%})   {bars}")
+        results.append(row)
     _emit(args, results)
-    return 0
+    return 2 if unreadable else 0
 
 
 def cmd_serve(args) -> int:
@@ -773,7 +832,7 @@ def cmd_serve(args) -> int:
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port {args.port}: not a port number")
     try:
-        mnist, data_error = _load_data(args), None
+        mnist, data_error = _load_data(args, args.bundle), None
     except DataError as exc:  # the page still draws; only its test-digit run needs MNIST
         mnist, data_error = None, str(exc)
         log(f"(no test digits for the page: {exc})")

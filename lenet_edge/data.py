@@ -42,10 +42,21 @@ NPZ_KEYS = {"train-images": "x_train", "train-labels": "y_train", "t10k-images":
 _IDX_NAME = re.compile(r"^(train|t10k)-(images|labels)[.-]idx[13]-ubyte(\.gz)?$")
 _IDX_UBYTE = 0x08
 
-NOT_FOUND_HELP = (
-    "MNIST not found: pass --data PATH (a folder of the four IDX files, .gz or raw, or a Keras mnist.npz), "
-    f"set {ENV_VAR}, put mnist.npz in the Keras cache (~/.keras/datasets), or go online for the Keras download"
-)
+DATA_FORMS = "a folder of the four IDX files, .gz or raw, or a Keras mnist.npz"
+
+
+def not_found_help(download: bool = True, note: str = "") -> str:
+    """Why MNIST was not found (``note``: what became of the bundle's own data), and only the remedies that can
+    work on this install."""
+    where = f" ({note})" if note else ""
+    remedies = [
+        f"pass --data PATH ({DATA_FORMS})",
+        f"set {ENV_VAR}",
+        "put mnist.npz in the Keras cache (~/.keras/datasets)",
+    ]
+    if importlib.util.find_spec("keras") is not None:  # a runtime-only install has no Keras to download with
+        remedies.append("go online for the Keras download" if download else "drop --offline for the Keras download")
+    return f"MNIST not found{where}: {', '.join(remedies[:-1])} or {remedies[-1]}"
 
 
 @dataclass
@@ -58,13 +69,21 @@ class Mnist:
     y_test: np.ndarray
     source: str
     files: dict[str, str] = field(default_factory=dict)  # file name -> sha256 of the file as read
+    path: str = ""  # the folder or npz file it was read from, absolute
+
+    def test_sha256(self) -> str:
+        """One checksum of the test images and labels as arrays, whatever file form they came in."""
+        return _sha256(self.x_test.tobytes() + self.y_test.tobytes())
 
     def describe(self) -> dict:
-        """What the manifest records about the data."""
+        """What the manifest records about the data: verify and bench find it again by ``path`` when no other
+        source is given, if its test set still has ``test_sha256``."""
         return {
             "source": self.source,
+            "path": self.path,
             "train_images": len(self.x_train),
             "test_images": len(self.x_test),
+            "test_sha256": self.test_sha256(),
             "file_sha256": self.files,
             "content_sha256": IDX_CONTENT_SHA256,
         }
@@ -195,11 +214,17 @@ def load_path(path: str | os.PathLike, check: bool = True) -> Mnist:
     """Load MNIST from a folder of IDX files, a folder holding ``mnist.npz``, or an npz file."""
     path = Path(path).expanduser()
     if path.is_file():
-        return load_npz(path, check)
-    if path.is_dir():
+        mnist = load_npz(path, check)
+    elif path.is_dir():
         if not any(_IDX_NAME.match(p.name) for p in path.iterdir()) and (path / "mnist.npz").is_file():
-            return load_npz(path / "mnist.npz", check)
-        return load_idx_folder(path, check)
+            mnist = load_npz(path / "mnist.npz", check)
+        else:
+            mnist = load_idx_folder(path, check)
+    else:
+        mnist = None
+    if mnist is not None:
+        mnist.path = str(path.resolve())
+        return mnist
     if path.exists():
         raise DataError(f"{path}: not a regular file or folder (expected MNIST IDX files or a Keras mnist.npz)")
     raise DataError(f"{path}: no such file or folder (expected MNIST IDX files or a Keras mnist.npz)")
@@ -213,28 +238,50 @@ def keras_cache_path() -> Path:
 
 def _keras_download() -> Path:
     """Let Keras download ``mnist.npz`` into its cache; return the cached path."""
-    if importlib.util.find_spec("keras") is None:  # runtime-only installs have no Keras
-        raise DataError(NOT_FOUND_HELP + " (Keras is not installed here)")
     import_tensorflow()
     import keras
 
     try:
         keras.datasets.mnist.load_data()
     except Exception as exc:  # URL errors, DNS failures, hash mismatch: Keras raises plain Exceptions
-        raise DataError(f"{NOT_FOUND_HELP} (download failed: {first_line(exc)[:160]})") from None
+        raise DataError(f"{not_found_help()} (download failed: {first_line(exc)[:160]})") from None
     return keras_cache_path()
 
 
-def load_mnist(data: str | os.PathLike | None = None, download: bool = True, check: bool = True) -> Mnist:
-    """Find and load MNIST: ``data``, then $LENET_EDGE_DATA, then the Keras cache, then the Keras download."""
+def _recorded_data(recorded: dict, check: bool) -> Mnist | str:
+    """The data a bundle was made from, read again from its recorded path, or why it cannot be."""
+    path = Path(recorded["path"])
+    if not path.exists():
+        return "is gone"
+    try:
+        mnist = load_path(path, check)
+    except DataError as exc:
+        return f"cannot be read now ({exc})"
+    if recorded.get("test_sha256") and mnist.test_sha256() != recorded["test_sha256"]:
+        return f"holds other test images now (sha256 {mnist.test_sha256()[:12]}…, not {recorded['test_sha256'][:12]}…)"
+    mnist.source += " (the data this bundle was made from)"
+    return mnist
+
+
+def load_mnist(
+    data: str | os.PathLike | None = None, download: bool = True, check: bool = True, recorded: dict | None = None
+) -> Mnist:
+    """Find and load MNIST: ``data``, then $LENET_EDGE_DATA, then the data a bundle was made from (``recorded``,
+    its manifest's dataset record), then the Keras cache, then the Keras download."""
     if data:
         return load_path(data, check)
     if os.environ.get(ENV_VAR):
         return load_path(os.environ[ENV_VAR], check)
+    note = ""
+    if recorded and recorded.get("path"):
+        found = _recorded_data(recorded, check)
+        if isinstance(found, Mnist):
+            return found
+        note = f"this bundle was made from {recorded['path']}, which {found}"
     if keras_cache_path().is_file():
         return load_path(keras_cache_path(), check)
-    if not download:
-        raise DataError(NOT_FOUND_HELP)
+    if not download or importlib.util.find_spec("keras") is None:
+        raise DataError(not_found_help(download, note))
     mnist = load_path(_keras_download(), check)
     mnist.source = f"Keras download ({mnist.source})"
     return mnist

@@ -3,12 +3,19 @@ drawn (an ImportError then means it is not installed)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .files import atomic_output
 from .formats import runtime_label
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+EXACT_SNR_DB = 100.0  # a tensor int8 carries unchanged (the raw pixels: ~400 dB) drawn cut at the axis' end
 
 
 def _pyplot():
@@ -21,42 +28,81 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> None:
-    """Write the PNG through a temp file and a rename: no half-written picture."""
+def _save(fig: Figure, path: Path) -> Figure:
+    """Write the PNG through a temp file and a rename: no half-written picture. Returns the (closed) figure."""
+    import matplotlib.pyplot as plt
+
     with atomic_output(path) as tmp:
         fig.savefig(tmp, format="png")
-    fig.clf()
+    plt.close(fig)
+    return fig
+
+
+def _epoch_ticks(count: int) -> list[int]:
+    """Every epoch up to 15 of them; beyond, epoch 1 and round numbers up to ``count``."""
+    if count <= 15:
+        return list(range(1, count + 1))
+    from matplotlib.ticker import MaxNLocator
+
+    ticks = MaxNLocator(nbins=10, integer=True, steps=[1, 2, 5, 10]).tick_values(1, count)
+    return sorted({1, *(int(tick) for tick in ticks if 1 <= tick <= count)})
+
+
+def _plain_log_ticks(axis, formatter=None) -> None:
+    """Ticks of a log axis at 1, 2 and 5 times powers of ten, written as plain numbers (20, 50, 100, not 10²)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(formatter or (lambda value, _: f"{value:g}")))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _thousands(value: float, _=None) -> str:
+    """500, 2k, 100k: images per second as a person says them."""
+    return f"{value / 1000:g}k" if value >= 1000 else f"{value:g}"
 
 
 def plot_training_curves(
     history: dict[str, list[float]], path: Path, best_epoch: int | None = None, augmented: bool = False
-) -> None:
-    """Loss and accuracy per epoch, train against validation, with the kept epoch marked."""
+) -> Figure:
+    """Loss and accuracy per epoch, train against validation, with the kept epoch marked: every epoch on the
+    axes (numbered from 1), every point inside them."""
     plt = _pyplot()
-    epochs = range(1, len(history["loss"]) + 1)
+    from matplotlib.ticker import PercentFormatter
+
+    count = len(history["loss"])
+    epochs = range(1, count + 1)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
     for ax, metric, title in ((axes[0], "loss", "loss (cross-entropy)"), (axes[1], "accuracy", "accuracy")):
+        if metric not in history:
+            ax.axis("off")
+            continue
         ax.plot(epochs, history[metric], "o-", label="train (augmented)" if augmented else "train", markersize=3)
         if f"val_{metric}" in history:
             ax.plot(epochs, history[f"val_{metric}"], "s-", label="validation", markersize=3)
         if best_epoch:
             ax.axvline(best_epoch, color="grey", linestyle=":", label=f"kept: epoch {best_epoch}")
+        ax.set_xlim(0.5, count + 0.5)
+        ax.set_xticks(_epoch_ticks(count))
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend()
     if "accuracy" in history:
-        axes[1].set_ylim(max(0.9, min(history["accuracy"] + history.get("val_accuracy", [])) - 0.005), 1.0)
+        values = history["accuracy"] + history.get("val_accuracy", [])
+        pad = max(0.002, 0.05 * (max(values) - min(values)))
+        axes[1].set_ylim(min(values) - pad, max(values) + pad)  # every epoch's point, the first one too
+        axes[1].yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0 if max(values) - min(values) > 0.05 else 1))
     fig.suptitle("LeNet-5 on MNIST: training curves")
     fig.tight_layout()
-    _save(fig, path)
+    return _save(fig, path)
 
 
-def plot_confusion_matrices(rows: list[dict], path: Path) -> None:
+def plot_confusion_matrices(rows: list[dict], path: Path) -> Figure | None:
     """One panel per artifact: counts of true digit (rows) against predicted digit (columns)."""
     rows = [row for row in rows if row.get("confusion")]
     if not rows:
-        return  # nothing ran: nothing to draw
+        return None  # nothing ran: nothing to draw
     plt = _pyplot()
     columns = min(4, len(rows))
     lines = -(-len(rows) // columns)
@@ -77,58 +123,89 @@ def plot_confusion_matrices(rows: list[dict], path: Path) -> None:
         ax.set_xlabel("predicted", fontsize=8)
         ax.set_ylabel("true", fontsize=8)
     fig.suptitle("Confusion matrices on the MNIST test set")
-    fig.tight_layout()
-    _save(fig, path)
+    top = 1 - 1.0 / fig.get_figheight()  # fixed margins: tight_layout would draw the 700 labels once more
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.9 / fig.get_figheight(), top=top, wspace=0.3, hspace=0.55)
+    return _save(fig, path)
 
 
-def plot_layer_errors(fmt: str, data: dict, path: Path) -> None:
-    """A bar per quantized tensor, in graph order, suspects in red, the suspect threshold dashed."""
+def layer_labels(rows: list[dict]) -> list[str]:
+    """'C1 (Conv)': each row's layer and, where the row has one, its op; a label met twice gets '#2', '#3'…"""
+    labels = [f"{row['layer']} ({row['op']})" if row.get("op") else row["layer"] for row in rows]
+    counts, seen = Counter(labels), Counter[str]()
+    for i, label in enumerate(labels):
+        if counts[label] > 1:
+            seen[label] += 1
+            labels[i] = f"{label} #{seen[label]}"
+    return labels
+
+
+def plot_layer_errors(fmt: str, data: dict, path: Path) -> Figure:
+    """A bar per quantized tensor, in graph order (input at the top), labelled by its layer and op, suspects in
+    red, the suspect threshold dashed. An SNR too high to share the axis (an exact tensor) is cut and written."""
     plt = _pyplot()
     rows = data["rows"]
     metric = data["metric"]
-    labels = [f"{row['layer']} ({row['op']})" if "op" in row else row["layer"] for row in rows]
     values = [row[metric] for row in rows]
     colours = ["#d62728" if row["suspect"] else "#1f77b4" for row in rows]
-    fig, ax = plt.subplots(figsize=(8, 0.32 * len(rows) + 1.6), dpi=110)
-    ax.barh(range(len(rows)), values, color=colours)
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(rows) + 2.0), dpi=110)
+    limit = None
+    if metric == "snr_qdq_db" and any(value > EXACT_SNR_DB for value in values):
+        limit = 1.3 * max([data["threshold"], *(value for value in values if value <= EXACT_SNR_DB)])
+    ax.barh(range(len(rows)), [min(value, limit or value) for value in values], color=colours)
+    for y, value in enumerate(values):
+        if limit and value > limit:
+            ax.text(0.98 * limit, y, f"{value:.0f} dB: exact ›", ha="right", va="center", color="white", fontsize=8)
+        elif metric == "rmse_over_scale" and value == 0:  # no bar to see: say why
+            ax.text(0.01, y, "0: exact", va="center", color="grey", fontsize=8, transform=ax.get_yaxis_transform())
     ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels(labels, fontsize=8)
-    ax.invert_yaxis()
+    ax.set_yticklabels(layer_labels(rows), fontsize=8)
+    ax.set_ylim(len(rows) - 0.3, -0.7)  # graph order, from the input at the top to the output at the bottom
+    ax.set_ylabel("input → output", fontsize=8)
     if metric == "rmse_over_scale":
-        ax.axvline(data["threshold"], color="grey", linestyle="--", label="suspect above")
+        ax.axvline(data["threshold"], color="grey", linestyle="--", label=f"suspect above ({data['threshold']:g})")
         ax.axvline(1 / np.sqrt(12), color="green", linestyle=":", label="rounding noise alone (0.29)")
-        ax.set_xlabel("RMSE / scale (quantization steps)")
+        ax.set_xlabel("RMSE / scale (quantization steps, lower is better)")
     else:
-        ax.axvline(data["threshold"], color="grey", linestyle="--", label="suspect below")
+        ax.axvline(data["threshold"], color="grey", linestyle="--", label=f"suspect below ({data['threshold']:g} dB)")
         ax.set_xlabel("SNR of the tensor's own Q/DQ step (dB, higher is better)")
-    ax.legend(fontsize=8, loc="lower right")
+    if limit:
+        ax.set_xlim(0, limit)
     ax.grid(axis="x", alpha=0.3)
     kept = data.get("keep_float")
     ax.set_title(
         f"{fmt}: quantization error by layer ({data['tool']})" + (f"\nkept float: {', '.join(kept)}" if kept else ""),
         fontsize=10,
     )
-    fig.tight_layout()
-    _save(fig, path)
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=8, loc="lower center", ncol=2, frameon=False)
+    fig.tight_layout(rect=(0, 0.3 / fig.get_figheight(), 1, 1))  # the legend below the axis, clear of the bars
+    return _save(fig, path)
 
 
 def _label(row: dict) -> str:
     return runtime_label(row["runtime"], row["delegate"])
 
 
-def plot_bench(rows: list[dict], profile: str, path: Path) -> None:
-    """Batch-1 p50 by format and runtime (per thread count); throughput against batch size (host profile)."""
+def plot_bench(rows: list[dict], profile: str, path: Path) -> Figure | None:
+    """Batch-1 p50 by format and runtime (per thread count); throughput against batch size (host profile), one
+    colour per runtime and one marker per format, its legend beside the axes from the fastest line down."""
     if not any(r["batch"] == 1 for r in rows):
-        return  # nothing was measured: nothing to draw
+        return None  # nothing was measured: nothing to draw
     plt = _pyplot()
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import NullLocator
 
     single = [r for r in rows if r["batch"] == 1]
     labels = sorted({(r["format"], _label(r)) for r in single}, key=lambda k: (k[1], k[0]))
     threads = sorted({r["threads"] for r in single})
     batches = sorted({r["batch"] for r in rows})
     panels = 2 if len(batches) > 1 else 1
-    fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 0.38 * len(labels) + 2), dpi=110, squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        panels,
+        figsize=(7 if panels == 1 else 17, 0.38 * len(labels) + 2),
+        dpi=110,
+        squeeze=False,
+        gridspec_kw={"width_ratios": [1, 0.8]} if panels == 2 else None,
+    )
     ax = axes[0][0]
     height = 0.8 / len(threads)
     for i, count in enumerate(threads):
@@ -143,15 +220,17 @@ def plot_bench(rows: list[dict], profile: str, path: Path) -> None:
     ax.set_yticklabels([f"{fmt} · {runtime}" for fmt, runtime in labels], fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(NullFormatter())  # 2×10¹, 3×10¹… ran into each other
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    ax.set_xlabel("batch-1 latency, p50 (µs, log scale)")
+    _plain_log_ticks(ax.xaxis)
+    one = "" if len(threads) > 1 else f", {threads[0]} thread{'s' * (threads[0] > 1)}"
+    ax.set_xlabel(f"batch-1 latency, p50 (µs, log scale{one})")
+    ax.set_title("latency of one image (shorter is faster)", fontsize=10)
     ax.grid(axis="x", alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    if len(threads) > 1:
+        ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0, 1.04), ncol=len(threads), frameon=False)
     if panels == 2:
         ax = axes[0][1]
-        ax.set_prop_cycle(color=plt.cm.tab20.colors)  # more lines than the default ten colours
         most = max(threads)
+        lines = {}
         for fmt, runtime in labels:
             points = sorted(
                 (r["batch"], r["throughput_ips"])
@@ -159,19 +238,48 @@ def plot_bench(rows: list[dict], profile: str, path: Path) -> None:
                 if r["threads"] == most and (r["format"], _label(r)) == (fmt, runtime)
             )
             if points:
-                ax.plot(*zip(*points, strict=True), "o-", markersize=3, label=f"{fmt} · {runtime}")
+                lines[(fmt, runtime)] = points
+        runtimes = list(dict.fromkeys(runtime for _, runtime in lines))
+        formats = sorted({fmt for fmt, _ in lines})
+        colours, markers = plt.cm.tab10.colors, "osD^vP*Xhp"
+        # legend order: the lines reaching the largest batch first, fastest on top, as they end on the right
+        for (fmt, runtime), points in sorted(lines.items(), key=lambda item: (-item[1][-1][0], -item[1][-1][1])):
+            ax.plot(
+                *zip(*points, strict=True),
+                "-",
+                marker=markers[formats.index(fmt) % len(markers)],
+                color=colours[runtimes.index(runtime) % len(colours)],
+                markersize=5,
+                label=f"{fmt} · {runtime}",
+            )
+        measured = sorted({batch for points in lines.values() for batch, _ in points})
+        low, high = measured[0], measured[-1]
+        ticks = sorted({*(1 << k for k in range(high.bit_length()) if low <= 1 << k <= high), *measured})
         ax.set_xscale("log", base=2)
+        ax.set_xticks(ticks, [str(tick) for tick in ticks])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlim(low / 1.4, high * 1.4)
         ax.set_yscale("log")
-        ax.set_xlabel("batch size")
-        ax.set_ylabel(f"images/s ({most} threads)")
+        _plain_log_ticks(ax.yaxis, _thousands)
+        ax.set_xlabel("batch size (images per call)")
+        ax.set_ylabel("images/s (log scale)")
+        ax.set_title(f"throughput against batch size, {most} thread{'s' * (most > 1)} (higher is faster)", fontsize=10)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=6)
+        ax.legend(
+            fontsize=8,
+            loc="upper left",
+            bbox_to_anchor=(1.02, 1.0),
+            borderaxespad=0,
+            frameon=False,
+            title=f"format · runtime\n(fastest at batch {high} first)",
+            title_fontsize=8,
+        )
     fig.suptitle(f"lenet-edge bench: {profile} profile")
     fig.tight_layout()
-    _save(fig, path)
+    return _save(fig, path)
 
 
-def plot_instruction_counts(costs: dict[str, list[dict]], path: Path) -> None:
+def plot_instruction_counts(costs: dict[str, list[dict]], path: Path) -> Figure:
     """Million guest instructions per image, one group of bars per artifact, one bar per emulated core."""
     plt = _pyplot()
     cores = list(costs)
@@ -188,4 +296,4 @@ def plot_instruction_counts(costs: dict[str, list[dict]], path: Path) -> None:
     ax.legend(title="core", ncol=len(cores), loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    _save(fig, path)
+    return _save(fig, path)

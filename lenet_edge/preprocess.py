@@ -3,10 +3,13 @@ bounding box scaled to fit 20×20 with its aspect ratio kept, then placed in 28�
 
 Before that: colour and transparency to grey (transparent is background), dark ink on a light background
 inverted (MNIST is white on black), and a stroke much thinner than MNIST's pen thickened so that it is about
-as wide, once scaled, as the strokes the model learnt from. NumPy only; Pillow decodes files."""
+as wide, once scaled, as the strokes the model learnt from. NumPy, and Pillow to decode and scale pictures: the
+``pictures`` extra, which the runtime-only install leaves out (without it, reading a picture is a one-line
+UsageError naming the extra)."""
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from pathlib import Path
 from typing import BinaryIO
@@ -24,11 +27,23 @@ MAX_FILE_BYTES = 64 << 20  # a photo or a drawing, not more
 MAX_PIXELS = 50_000_000  # checked from the header, before decoding: a 50 MP phone photo at most
 WORK_SIDE = 1024  # larger pictures are scaled down to this before any float copy: a digit needs no more
 _OPENING = threading.Lock()  # serve opens pictures on several threads; Pillow's limit is one global
+NO_PILLOW = "reading pictures needs Pillow, which this install leaves out: pip install 'lenet-edge[pictures]'"
+
+
+def require_pillow() -> None:
+    """A UsageError naming the extra to install where Pillow is missing (the runtime-only install)."""
+    try:
+        found = importlib.util.find_spec("PIL") is not None
+    except ValueError:  # imported without a spec: it is here
+        found = True
+    if not found:
+        raise UsageError(NO_PILLOW)
 
 
 def load_image(path: str | Path | BinaryIO, name: str | None = None) -> np.ndarray:
     """A PNG, JPEG (any size, colour or not; a path or an open file) as float32 grey 0-255, white ink on
     black. ``name`` is what errors call it (default: the path)."""
+    require_pillow()
     from PIL import Image, UnidentifiedImageError
 
     name = name or str(path)
@@ -86,6 +101,7 @@ def _border(grey: np.ndarray) -> float:
 
 def to_mnist(ink: np.ndarray) -> np.ndarray:
     """White-on-black grey (any size) to a uint8 28×28 MNIST-style digit. UsageError if there is no ink."""
+    require_pillow()
     from PIL import Image
 
     ink = np.asarray(ink, np.float32)
@@ -148,6 +164,7 @@ def mnist_digit(path: str | Path) -> np.ndarray:
 
 def save_digit(digit: np.ndarray, path: Path) -> None:
     """A 28×28 uint8 digit as a greyscale PNG."""
+    require_pillow()
     from PIL import Image
 
     with atomic_output(path) as tmp:

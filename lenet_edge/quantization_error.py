@@ -24,7 +24,7 @@ from .errors import one_line
 from .exporters.tflite import float_layer_nodes, make_converter
 from .files import atomic_output, is_regular_file
 from .formats import float_twin
-from .layer_names import layer_of
+from .layer_names import INPUT_OP, layer_of, onnx_tensor_layers
 from .manifest import Manifest
 from .model import INPUT_NAME, deployment_graph
 from .plots import plot_layer_errors
@@ -44,7 +44,7 @@ TFLITE_COLUMNS = (
     "max_abs_error",
     "mean_squared_error",
 )
-ONNX_COLUMNS = ("layer", "tensor", "snr_qdq_db", "snr_xmodel_db")
+ONNX_COLUMNS = ("layer", "op", "tensor", "snr_qdq_db", "snr_xmodel_db")
 
 
 def tflite_layer_errors(
@@ -94,7 +94,9 @@ def tflite_layer_errors(
 
 
 def onnx_layer_errors(fp32_path: Path, int8_path: Path, images: np.ndarray) -> list[dict]:
-    """SNR of every quantized tensor of the QDQ model: its own Q/DQ step and accumulated against float."""
+    """SNR of every quantized tensor of the QDQ model: its own Q/DQ step and accumulated against float. Rows come
+    in graph order (input to output), each labelled by its Keras layer and the op that makes the tensor."""
+    import onnx
     from onnxruntime.quantization import qdq_loss_debug as qdq
 
     feeds = images.reshape(-1, 28, 28, 1).astype(np.float32)
@@ -108,18 +110,25 @@ def onnx_layer_errors(fp32_path: Path, int8_path: Path, images: np.ndarray) -> l
     matching = qdq.create_activation_matching(qdq_acts, float_acts)
     # tensors renamed by the pre-processing have no float twin: compare only those present in both models
     errors = qdq.compute_activation_error({k: v for k, v in matching.items() if "float" in v})
-    rows = [
-        {
-            "layer": layer_of(tensor),
-            "tensor": tensor,
-            "snr_qdq_db": float(err["qdq_err"]),
-            "snr_xmodel_db": float(err["xmodel_err"]),
-        }
-        for tensor, err in errors.items()
-    ]
+    # the float model's tensors (those compared) name the layers; the int8 model's nodes, the ops that ran
+    layers = onnx_tensor_layers(onnx.load(str(fp32_path)).graph)
+    ran = {out: node.op_type for node in onnx.load(str(int8_path)).graph.node for out in node.output}
+    order = {tensor: index for index, tensor in enumerate(layers)}
+    rows: list[dict[str, Any]] = []
+    for tensor, err in errors.items():
+        layer, op = layers.get(tensor, (layer_of(tensor), ""))
+        rows.append(
+            {
+                "layer": layer,
+                "op": op if op == INPUT_OP else ran.get(tensor, op),
+                "tensor": tensor,
+                "snr_qdq_db": float(err["qdq_err"]),
+                "snr_xmodel_db": float(err["xmodel_err"]),
+            }
+        )
     for row in rows:
         row["suspect"] = row["snr_qdq_db"] < SUSPECT_SNR_DB
-    return sorted(rows, key=lambda row: row["snr_xmodel_db"], reverse=True)
+    return sorted(rows, key=lambda row: order.get(row["tensor"], len(order)))
 
 
 def _write_csv(path: Path, rows: list[dict], columns: tuple[str, ...]) -> None:

@@ -37,12 +37,23 @@ def update_report(bundle: str | Path, sections: dict) -> dict:
     return report
 
 
+def chart_lines(name: str, alt: str, drawn: bool | None, tail: str = "") -> list[str]:
+    """A chart's image link when the last run of its section drew it; a note when that run could not (the file
+    left in the bundle is an earlier run's); nothing when no run recorded drawing it."""
+    if drawn:
+        return ["", f"![{alt}]({name}){tail}"]
+    if drawn is False:
+        return ["", f"({name} was not redrawn by the last run: matplotlib is not installed here.)"]
+    return []
+
+
 def _pct(value: float | None, digits: int = 2) -> str:
     return "—" if value is None else f"{value * 100:.{digits}f}%"
 
 
 def render_markdown(report: dict, manifest: Manifest) -> str:
     model = manifest.model
+    charts = report.get("charts", {})  # chart file -> drawn by the last run of its section
     lines = [
         "# lenet-edge report",
         "",
@@ -52,13 +63,13 @@ def render_markdown(report: dict, manifest: Manifest) -> str:
         "",
     ]
     if "verify" in report:
-        lines += _verify_section(report["verify"], report.get("verify_info", {}))
+        lines += _verify_section(report["verify"], report.get("verify_info", {}), charts.get(CONFUSION_PNG))
     if "consumers" in report:
         lines += _consumers_section(report["consumers"])
     if "layers" in report:
-        lines += _layers_section(report["layers"], report.get("verify", []), manifest)
+        lines += _layers_section(report["layers"], report.get("verify", []), manifest, charts)
     for profile, result in report.get("bench", {}).items():
-        lines += _bench_section(profile, result)
+        lines += _bench_section(profile, result, chart=charts.get(f"bench_{profile}.png"))
     if "profile" in report:
         lines += _profile_section(report["profile"], report.get("bench", {}))
     found = report.get("recommendation")  # update_report computes it from the bench and verify sections
@@ -66,11 +77,11 @@ def render_markdown(report: dict, manifest: Manifest) -> str:
         machine = report["bench"][found["profile"]]["info"].get("machine", {})
         lines += _recommendation_section(found, machine)
     if report.get("targets"):
-        lines += _targets_section(report["targets"])
+        lines += _targets_section(report["targets"], charts.get(TARGETS_PNG))
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _verify_section(rows: list[dict], info: dict) -> list[str]:
+def _verify_section(rows: list[dict], info: dict, chart: bool | None = None) -> list[str]:
     lines = [
         f"## Parity: every export on the {info.get('images', 10000):,} MNIST test images",
         "",
@@ -103,7 +114,7 @@ def _verify_section(rows: list[dict], info: dict) -> list[str]:
         lines.append("|---|" + "---:|" * 10)
         for row in judged:
             lines.append(f"| {row['format']} | " + " | ".join(_pct(a, 1) for a in row["per_class_accuracy"]) + " |")
-        lines += ["", f"![confusion matrices]({CONFUSION_PNG})"]
+        lines += chart_lines(CONFUSION_PNG, "confusion matrices", chart)
     return [*lines, ""]
 
 
@@ -152,7 +163,7 @@ def _consumers_section(table: dict) -> list[str]:
 WORST_SHOWN = 5
 
 
-def _layers_section(layers: dict, verify_rows: list[dict], manifest: Manifest) -> list[str]:
+def _layers_section(layers: dict, verify_rows: list[dict], manifest: Manifest, charts: dict) -> list[str]:
     lines = ["## Quantization error by layer", ""]
     accuracy: dict[str, float] = {}
     for row in verify_rows:  # the file's own runtime's row comes first
@@ -180,11 +191,12 @@ def _layers_section(layers: dict, verify_rows: list[dict], manifest: Manifest) -
             ]
         else:
             lines += [
-                "| Layer | Tensor | SNR of its Q/DQ (dB) | SNR vs float model (dB) | suspect |",
+                "| Layer | Op | SNR of its Q/DQ (dB) | SNR vs float model (dB) | suspect |",
                 "|---|---|---:|---:|---|",
             ]
             lines += [
-                f"| {r['layer']} | `{r['tensor']}` | {r['snr_qdq_db']:.1f} | {r['snr_xmodel_db']:.1f} | "
+                f"| {r['layer']} | {r.get('op') or '`' + r['tensor'] + '`'} | {r['snr_qdq_db']:.1f} | "
+                f"{r['snr_xmodel_db']:.1f} | "
                 f"{'⚠️' if r['suspect'] else ''} |"
                 for r in rows
             ]
@@ -199,7 +211,8 @@ def _layers_section(layers: dict, verify_rows: list[dict], manifest: Manifest) -
             )
         elif suspects:
             lines.append(f"To try: `lenet-edge export BUNDLE/lenet5.keras --keep-float {' '.join(suspects)}`.")
-        lines += ["", f"![{fmt} layers](layers_{fmt}.png) · all tensors: `layers_{fmt}.csv`", ""]
+        lines += chart_lines(f"layers_{fmt}.png", f"{fmt} layers", charts.get(f"layers_{fmt}.png"))
+        lines += ["", f"All tensors: `layers_{fmt}.csv`.", ""]
     return lines
 
 
@@ -214,7 +227,7 @@ def _accelerated(row: dict) -> str:
     return "—"
 
 
-def _bench_section(profile: str, result: dict, title: str = "", chart: bool = True) -> list[str]:
+def _bench_section(profile: str, result: dict, title: str = "", chart: bool | None = True) -> list[str]:
     info, rows = result["info"], result["rows"]
     machine = info["machine"]
     single = [row for row in rows if row["batch"] == 1]
@@ -263,8 +276,11 @@ def _bench_section(profile: str, result: dict, title: str = "", chart: bool = Tr
         lines += ["", info["memory"]]
     for error in info.get("errors", []):
         lines.append(f"\nNot measured: {error['combination']}: {error['reason']}")
-    if chart:
-        lines += ["", f"![{profile} latency](bench_{profile}.png) · every row: `bench.json` (last profile run)"]
+    if info.get("not_run"):
+        lines += ["", "Not run here: " + "; ".join(info["not_run"]) + "."]
+    lines += chart_lines(f"bench_{profile}.png", f"{profile} latency", chart)
+    if not title:  # this host's bench; a target's rows are in report.json only
+        lines += ["", "Every row: `bench.json` (last profile run)."]
     return [*lines, ""]
 
 
@@ -496,7 +512,7 @@ def costs_by_core(targets: dict) -> dict[str, list[dict]]:
     return dict(sorted((t["cost"]["identity"]["core"], t["cost"]["rows"]) for t in targets.values() if "cost" in t))
 
 
-def _targets_section(targets: dict) -> list[str]:
+def _targets_section(targets: dict, chart: bool | None = None) -> list[str]:
     """ARM64 targets: who they are, parity on their kernels, cost per image per core, device speed."""
     lines = [
         "## Mobile-class targets",
@@ -521,18 +537,18 @@ def _targets_section(targets: dict) -> list[str]:
     lines.append("")
     costs = costs_by_core(targets)
     if costs:
-        lines += _cost_table(costs, targets)
+        lines += _cost_table(costs, targets, chart)
     for name, entry in targets.items():
         if "verify" in entry:
             lines += _target_parity(name, entry["verify"])
     for name, entry in targets.items():
         for profile, result in entry.get("bench", {}).items():
             title = f"### Speed on {name}: {profile} profile ({entry['identity'].get('cpu')})"
-            lines += _bench_section(profile, result, title=title, chart=False)
+            lines += _bench_section(profile, result, title=title, chart=None)
     return lines
 
 
-def _cost_table(costs: dict[str, list[dict]], targets: dict) -> list[str]:
+def _cost_table(costs: dict[str, list[dict]], targets: dict, chart: bool | None = None) -> list[str]:
     cores = list(costs)
     formats = list(dict.fromkeys(row["format"] for rows in costs.values() for row in rows))
     cell = {(core, row["format"]): row for core, rows in costs.items() for row in rows}
@@ -572,7 +588,7 @@ def _cost_table(costs: dict[str, list[dict]], targets: dict) -> list[str]:
             f"- **{core}** ({about}): cheapest {'is' if len(cheapest) == 1 else 'are'} "
             f"**{' ≈ '.join(cheapest)}** ({least / 1e6:.3f} M); {', '.join(ratios)}."
         )
-    lines += ["", f"![instructions per image]({TARGETS_PNG})", ""]
+    lines += [*chart_lines(TARGETS_PNG, "instructions per image", chart), ""]
     return lines
 
 

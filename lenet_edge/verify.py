@@ -17,9 +17,9 @@ from .console import STATUS_ICON, log
 from .data import Mnist
 from .errors import BundleError, one_line
 from .files import is_regular_file, sha256_file
-from .formats import PRECISIONS, Gate
+from .formats import PRECISIONS, RUNTIMES, Gate
 from .manifest import REFERENCE, Artifact, FileRef, Manifest, read_manifest
-from .runtimes import Runner, open_runner
+from .runtimes import Runner, open_runner, runtime_missing
 
 DEFAULT_GATES = {name: precision.verify for name, precision in PRECISIONS.items()}
 MICRO_RUNTIME = "tflm"  # where verify runs the formats a microcontroller runs, beside their own runtime
@@ -171,6 +171,7 @@ def verify_bundle(
 
     rows: list[VerifyRow] = []
     skipped = 0  # microcontroller rows not run: no TFLite Micro here
+    absent: dict[str, int] = {}  # rows not run: this install lacks their runtime (a one-runtime device)
     have_micro = importlib.util.find_spec("tflite_micro") is not None
     for entry in manifest.artifacts:
         if not entry.on_device and not have_tf:
@@ -180,6 +181,9 @@ def verify_bundle(
             runtimes += [MICRO_RUNTIME] if have_micro else []
             skipped += not have_micro
         for runtime in runtimes:
+            if runtime_missing(runtime):
+                absent[runtime] = absent.get(runtime, 0) + 1
+                continue
             row = _verify_artifact(bundle, entry, mnist, reference, gates, threads, runtime)
             rows.append(row)
             mark = STATUS_ICON[row.status]
@@ -187,9 +191,13 @@ def verify_bundle(
             log(f"  {mark} {row.format:<15} {row.runtime:<12} {figures}  {row.reason}".rstrip())
     if skipped:
         log(f"  (TFLite Micro is not installed here: {skipped} microcontroller rows not run)")
+    not_run = [f"{skipped} TFLite Micro rows: tflite-micro is not installed here"] if skipped else []
+    for runtime, count in absent.items():
+        not_run.append(f"{count} {RUNTIMES[runtime].label} rows: {runtime_missing(runtime)}")
+        log(f"  ({RUNTIMES[runtime].label} is not installed here: {count} rows not run)")
     return {
         "rows": rows,
-        "not_run": [f"{skipped} TFLite Micro rows: tflite-micro is not installed here"] if skipped else [],
+        "not_run": not_run,
         "reference": reference_source,
         "images": len(labels),
         "seconds": round(time.perf_counter() - start, 2),

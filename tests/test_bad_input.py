@@ -241,10 +241,10 @@ def loaded_once(monkeypatch, mnist, raw_mnist_dir):
 
     real = getattr(lenet_edge.cli, "load_mnist", lenet_edge.data.load_mnist)
 
-    def load_mnist(data=None, download=True, check=True):
+    def load_mnist(data=None, download=True, check=True, recorded=None):
         if data is not None and Path(data) == raw_mnist_dir:
             return mnist
-        return real(data, download=download, check=check)
+        return real(data, download=download, check=check, recorded=recorded)
 
     monkeypatch.setattr(lenet_edge.cli, "load_mnist", load_mnist, raising=False)  # (where the CLI finds it)
     return raw_mnist_dir

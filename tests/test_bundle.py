@@ -222,3 +222,31 @@ def test_every_file_says_what_it_is_in_its_own_metadata(tiny_bundle):
         assert about["labels"] == "0,1,2,3,4,5,6,7,8,9" and "raw pixels 0-255" in about["input"]
         assert about["source_model_sha256"] == source and about["seed"] == str(manifest["seed"])
         assert about["producer"].startswith("lenet-edge ")
+
+
+def test_bundle_files_and_folder_get_the_usual_permissions(tiny_bundle, tmp_path):
+    """0644 files in a 0755 folder under the usual umask 022 (a device copy or a web server reads them as another
+    user), and the user's umask honoured: 0640/0750 under 027."""
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(tiny_bundle.stat().st_mode) == 0o777 & ~umask
+    for path in tiny_bundle.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path.name
+    script = (
+        "import os, sys; os.umask(0o027); from pathlib import Path\n"
+        "from lenet_edge.bundle_writer import publish, staged_folder\n"
+        "from lenet_edge.files import write_json\n"
+        "out = Path(sys.argv[1])\n"
+        "with staged_folder(out) as staging:\n"
+        "    write_json(staging / 'manifest.json', {})\n"
+        "    publish(staging, out, failed=False)\n"
+    )
+    out = tmp_path / "bundle"
+    subprocess.run([sys.executable, "-c", script, str(out)], check=True)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o750
+    assert stat.S_IMODE((out / "manifest.json").stat().st_mode) == 0o640

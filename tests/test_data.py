@@ -133,3 +133,44 @@ def test_validation_split_is_seeded_and_disjoint(mnist):
     assert len(yv) == 500 and len(yt) == 1500 and not set(yv) & set(yt)
     assert np.array_equal(split_validation(x, y, 500, seed=3)[3], yv)
     assert not np.array_equal(split_validation(x, y, 500, seed=4)[3], yv)
+
+
+def test_a_bundle_finds_the_data_it_was_made_from(tiny_bundle, mnist_dir, tmp_path, monkeypatch):
+    """With no --data, no $LENET_EDGE_DATA and no Keras cache, verify/bench read the MNIST the bundle's manifest
+    records (path and test-set checksum): while it is there; when it moved, the error names it and --data."""
+    from conftest import manifest_json
+
+    recorded = manifest_json(tiny_bundle)["dataset"]
+    assert recorded["path"] == str(mnist_dir.resolve()) and len(recorded["test_sha256"]) == 64
+    monkeypatch.delenv("LENET_EDGE_DATA", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # an empty Keras cache
+    found = load_mnist(download=False, recorded=recorded)
+    assert found.path == recorded["path"] and "the data this bundle was made from" in found.source
+
+    moved = {**recorded, "path": str(tmp_path / "moved")}
+    with pytest.raises(DataError) as gone:
+        load_mnist(download=False, recorded=moved)
+    assert f"this bundle was made from {tmp_path / 'moved'}, which is gone" in str(gone.value)
+    assert "pass --data PATH" in str(gone.value)
+
+    other = {**recorded, "test_sha256": "0" * 64}  # the folder now holds another test set
+    with pytest.raises(DataError, match="holds other test images now"):
+        load_mnist(download=False, recorded=other)
+
+
+def test_the_advice_is_only_what_can_work_on_this_install(tmp_path, monkeypatch):
+    """Offline with Keras: drop --offline; without Keras (a runtime-only install): no download is offered."""
+    import importlib.util
+
+    monkeypatch.delenv("LENET_EDGE_DATA", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    with pytest.raises(DataError, match="drop --offline for the Keras download"):
+        load_mnist(download=False)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "keras" else real_find_spec(name, *a)
+    )
+    for download in (True, False):
+        with pytest.raises(DataError) as nothing:
+            load_mnist(download=download)
+        assert "pass --data PATH" in str(nothing.value) and "download" not in str(nothing.value)

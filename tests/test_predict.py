@@ -97,3 +97,28 @@ def test_thin_strokes_are_read_as_well_as_a_marker(trained_bundle, mnist):
     on_mnist = float(np.mean(runner.predict(digits).argmax(1) == labels))
     assert accuracy[3] >= accuracy[18] - 0.015, accuracy
     assert accuracy[3] >= on_mnist - 0.04, (accuracy, on_mnist)
+
+
+def test_predict_reads_every_picture_and_names_each_bad_one(tiny_bundle, mnist, tmp_path, capsys):
+    """Bad pictures among good ones: every good one is answered, every bad one named with its reason, in the
+    order given, and the exit code is 2."""
+    good = _pictures(mnist, tmp_path, 2)
+    blank, text, missing = tmp_path / "blank.png", tmp_path / "notes.png", tmp_path / "missing.png"
+    Image.new("L", (200, 120), 255).save(blank)
+    text.write_text("not a picture")
+    given = [blank, good[0], text, missing, good[1]]
+    model = str(tiny_bundle / "lenet5_int8.tflite")
+    assert main(["predict", *map(str, given), "--model", model]) == 2
+    out, err = capsys.readouterr()
+    answered = out.strip().splitlines()
+    assert [line.split(":")[0] for line in answered] == [str(good[0]), str(good[1])]
+    errors = err.strip().splitlines()  # one line for each bad picture, nothing else
+    assert len(errors) == 3 and "Traceback" not in err
+    assert errors[0].startswith(f"lenet-edge: error: {blank}: ") and "no digit in the image" in errors[0]
+    assert errors[1].startswith(f"lenet-edge: error: {text}: ") and "not a readable image" in errors[1]
+    assert errors[2].startswith(f"lenet-edge: error: {missing}: ") and "no such file" in errors[2]
+
+    assert main(["predict", *map(str, given), "--model", model, "--json", "-"]) == 2
+    rows = json.loads(capsys.readouterr().out)
+    assert [row["image"] for row in rows] == list(map(str, given))
+    assert [("error" in row) for row in rows] == [True, False, True, True, False]

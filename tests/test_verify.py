@@ -73,6 +73,7 @@ def test_good_bundle_passes_with_the_promised_report(bundle_copy, raw_mnist_dir,
     markdown = (bundle_copy / "report.md").read_text()
     assert "| Format | Runtime | Status | Size KB | Accuracy | Δ vs Keras (pt) | Agreement | max\\|Δp\\| |" in markdown
     assert (bundle_copy / "verify_confusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert "![confusion matrices](verify_confusion.png)" in markdown  # drawn by this run: shown
 
 
 def test_int8_calibrated_on_blank_images_fails_the_gate(bundle_copy, raw_mnist_dir):
@@ -203,3 +204,22 @@ def test_every_tflite_export_runs_in_one_xnnpack_partition(trained_bundle):
         assert left <= ({"QUANTIZE", "SOFTMAX"} if fmt.endswith("int8") else set()), left
     assert any("Tanh" in node for node in rows["onnx-int8"]["float_nodes"])  # tanh has no int8 kernel in ORT
     assert rows["onnx-fp32"]["float_nodes"] == [] and rows["keras"]["partitions"] is None
+
+
+def test_report_never_links_a_chart_the_run_did_not_redraw(bundle_copy, mnist, monkeypatch, capsys):
+    """A verify that cannot draw (no matplotlib on a runtime-only install) leaves the earlier run's chart file
+    alone but no longer shows it in report.md, and says why (a verify that draws links it: the test above)."""
+    import lenet_edge.cli
+
+    def no_matplotlib(*args):
+        raise ImportError("No module named 'matplotlib'")
+
+    monkeypatch.setattr(lenet_edge.cli, "plot_confusion_matrices", no_matplotlib)
+    stale = bundle_copy / "verify_confusion.png"
+    stale.write_bytes(b"an earlier run's chart")
+    assert main(["verify", str(bundle_copy), "--data", str(mnist.path)]) == 0
+    report = (bundle_copy / "report.md").read_text()
+    assert "](verify_confusion.png)" not in report
+    assert "verify_confusion.png was not redrawn by the last run: matplotlib is not installed here" in report
+    assert stale.read_bytes() == b"an earlier run's chart"
+    assert "verify_confusion.png not redrawn" in capsys.readouterr().out

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..formats import RUNTIMES
-from .base import InProcessRunner, Runner, time_calls
+from .base import InProcessRunner, Runner, RuntimeNotInstalled, time_calls
 from .keras import KerasRunner
 from .litert import LiteRTRunner
 from .onnxruntime import OnnxRuntimeRunner
@@ -22,8 +22,25 @@ assert set(RUNNERS) == set(RUNTIMES), "every runtime of the table has exactly on
 
 
 def open_runner(runtime: str, path: str | Path, **options) -> Runner:
-    """Load ``path`` in ``runtime`` (a key of RUNTIMES); options (threads, delegate, …) go to that Runner."""
+    """Load ``path`` in ``runtime`` (a key of RUNTIMES); options (threads, delegate, …) go to that Runner.
+    RuntimeNotInstalled where this install lacks the runtime's library."""
     return RUNNERS[runtime](path, **options)
 
 
-__all__ = ["RUNNERS", "InProcessRunner", "KerasRunner", "Runner", "open_runner", "time_calls"]
+def runtime_missing(runtime: str) -> str | None:
+    """Why ``runtime`` (a key of RUNTIMES) cannot run in this install, e.g. 'onnxruntime is not installed here
+    (pip install onnxruntime)' on a device that has LiteRT only; None when it can, or when another check says
+    (Keras: the TensorFlow loader; the page's runtimes: ``wasm.browser_missing``). Imports nothing."""
+    return RUNNERS[runtime].missing()
+
+
+__all__ = [
+    "RUNNERS",
+    "InProcessRunner",
+    "KerasRunner",
+    "Runner",
+    "RuntimeNotInstalled",
+    "open_runner",
+    "runtime_missing",
+    "time_calls",
+]

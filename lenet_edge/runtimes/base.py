@@ -3,6 +3,7 @@ the first call, the memory and (where the runtime has one) a per-op profile. Num
 
 from __future__ import annotations
 
+import importlib.util
 import resource
 import time
 from abc import ABC, abstractmethod
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import LenetEdgeError
 from ..formats import RUNTIMES
 from ..manifest import Tensor
 
@@ -66,19 +68,43 @@ def reset_peak_memory() -> bool:
     return True
 
 
+class RuntimeNotInstalled(LenetEdgeError):
+    """A runtime whose library this install lacks (a device install with one runtime): one line, with the pip
+    command that brings it."""
+
+    exit_code = 2
+
+
 class Runner(ABC):
     """A model file loaded in one runtime with one delegate: raw uint8 digits in, float32 probabilities out.
 
     ``load_ms`` is the time the load took (the runtime's import included, as an app's cold start pays it).
     ``library`` is the module that loads the runtime: imported alone, it is the baseline a model's memory is
-    measured against."""
+    measured against. ``distribution`` is the package that brings it and ``install`` what to pip install for it
+    (None: no such check here; Keras says so through the TensorFlow loader, the page's runtimes through
+    ``wasm.browser_missing``)."""
 
     runtime: str = ""
     library: str | None = None
+    distribution: str | None = None
+    install: str | None = None
     input: Tensor
     output: Tensor
 
+    @classmethod
+    def missing(cls) -> str | None:
+        """Why this runtime cannot load here (its library is not installed), or None. Nothing is imported."""
+        if cls.library is None or cls.distribution is None:
+            return None
+        try:
+            found = importlib.util.find_spec(cls.library.split(".")[0]) is not None
+        except ValueError:  # a module already imported without a spec: it is here
+            found = True
+        return None if found else f"{cls.distribution} is not installed here (pip install {cls.install})"
+
     def __init__(self, path: str | Path, threads: int | None = None, delegate: str | None = None, **options):
+        if reason := self.missing():
+            raise RuntimeNotInstalled(reason)
         self.path = Path(path)
         delegates = RUNTIMES[self.runtime].delegates
         self.delegate = delegate or next(iter(delegates))

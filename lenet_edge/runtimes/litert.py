@@ -69,6 +69,7 @@ def xnnpack_partitions(interpreter) -> dict:
 class LiteRTRunner(InProcessRunner):
     runtime = "litert"
     library = "ai_edge_litert.interpreter"
+    distribution = install = "ai-edge-litert"
 
     def _load(self, threads: int | None, **options) -> None:
         self.interpreter = _interpreter(self.path, threads, xnnpack=self.delegate == "xnnpack")

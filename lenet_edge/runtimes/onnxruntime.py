@@ -57,6 +57,7 @@ def _kind(op: str, quantized: bool) -> str:
 class OnnxRuntimeRunner(InProcessRunner):
     runtime = "onnxruntime"
     library = "onnxruntime"
+    distribution = install = "onnxruntime"
 
     def _load(self, threads: int | None, **options) -> None:
         self.session = _session(self.path, threads)

@@ -80,6 +80,7 @@ def _refusal(error: Exception, log: str) -> Exception:
 class TFLMRunner(InProcessRunner):
     runtime = "tflm"
     library = "tflite_micro.python.tflite_micro.runtime"
+    distribution, install = "tflite-micro", "'lenet-edge[consumers]'"
 
     def _load(self, threads: int | None, arena_size: int = ARENA_SIZE, **options) -> None:
         """Load the file into an arena of ``arena_size`` bytes (TFLite Micro is single-threaded: ``threads`` is
