@@ -78,7 +78,12 @@ def verify_on_target(bundle: str | Path, mnist, target: Target, limit: int | Non
             job["threads"] = usable_cores()
         answer = space.run(job)
         outputs = {item["format"]: item for item in answer["artifacts"]}
+        not_run = [f"{item['format']}: {item['not_run']}" for item in answer["artifacts"] if "not_run" in item]
+        for line in not_run:
+            log(f"  (not run on {target.name}: {line})")
         for entry in entries:
+            if "not_run" in outputs[entry.format]:
+                continue
             remote = np.load(space.get(f"out/{entry.format}.npy", tmp / "remote.npy"), allow_pickle=False)
             local = open_runner(entry.runtime, folder / entry.file).predict(images, raw=True)
             row = parity_row(entry.spec, local, remote, outputs[entry.format]["output"], labels)
@@ -95,6 +100,7 @@ def verify_on_target(bundle: str | Path, mnist, target: Target, limit: int | Non
         "rows": rows,
         "images": len(images),
         "against": "the same artifacts run on this machine",
+        "not_run": not_run,
         "seconds": round(time.perf_counter() - started, 1),
     }
 

@@ -619,4 +619,6 @@ def _target_parity(name: str, result: dict) -> list[str]:
             f"{row['outputs_differing']:,} of {row['outputs']:,} | {_pct(row['accuracy'])} | {partitions} | "
             f"{(row['reason'] or row['gate']).replace('|', chr(92) + '|')} |"
         )
+    if result.get("not_run"):
+        lines += ["", "Not run there (its runtime is not installed): " + "; ".join(result["not_run"]) + "."]
     return [*lines, ""]

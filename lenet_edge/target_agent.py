@@ -23,7 +23,7 @@ import numpy as np
 from .bench import bench_bundle
 from .errors import one_line
 from .host import machine_info
-from .runtimes import InProcessRunner, open_runner
+from .runtimes import InProcessRunner, open_runner, runtime_missing
 from .runtimes.litert import LiteRTRunner
 
 MARK_MAGIC = 0x4C454E4554000000  # "LENET": the instruction counter's mark, see targets/insn_count.c
@@ -63,6 +63,11 @@ def predict(job: dict) -> dict:
     Path("out").mkdir(exist_ok=True)
     done = []
     for entry in job["artifacts"]:
+        missing = runtime_missing(entry["runtime"])
+        if missing:  # a device with one runtime: the other's files are said, not failed
+            done.append({"format": entry["format"], "not_run": missing})
+            progress(f"  {entry['format']:<15} not run on the target: {missing}")
+            continue
         start = time.perf_counter()
         runner = open_artifact(entry, job.get("threads"))
         raw = runner.predict(images, raw=True)

@@ -232,3 +232,33 @@ def test_ssh_refuses_an_unknown_host_key(loopback_sshd, trained_bundle, mnist_di
     assert main(["verify", str(trained_bundle), "--data", str(mnist_dir), "--target", url, "--limit", "10"]) == 1
     err = capsys.readouterr().err
     assert "Host key verification failed" in err and "Traceback" not in err
+
+
+def test_a_one_runtime_device_answers_for_what_it_has(tiny_bundle, mnist, tmp_path, monkeypatch):
+    """The agent on a device with LiteRT only: the .tflite files answer; the .onnx files come back as not run,
+    with the pip command that would add their runtime, instead of failing the whole job."""
+    import sys
+
+    import numpy as np
+
+    from lenet_edge import target_agent
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # this device has no ONNX Runtime
+    monkeypatch.chdir(tmp_path)
+    np.save("images.npy", mnist.x_test[:5])
+    entries = [
+        {"format": a["format"], "runtime": a["runtime"], "file": str(tiny_bundle / a["file"])}
+        for a in manifest_json(tiny_bundle)["artifacts"]
+        if a["format"] in ("tflite-int8", "onnx-fp32", "onnx-int8")
+    ]
+    answer = {
+        item["format"]: item
+        for item in target_agent.predict({"images": "images.npy", "artifacts": entries})["artifacts"]
+    }
+    assert answer["onnx-fp32"] == {
+        "format": "onnx-fp32",
+        "not_run": "onnxruntime is not installed here (pip install onnxruntime)",
+    }
+    assert "not_run" in answer["onnx-int8"] and "not_run" not in answer["tflite-int8"]
+    assert np.load(tmp_path / "out" / "tflite-int8.npy").shape == (5, 10)
+    assert not (tmp_path / "out" / "onnx-fp32.npy").exists()
