@@ -90,16 +90,8 @@ def variants(deployed) -> dict:
             return None
         kernel = op.get_weights()[0]
         kh, kw, cin, cout = kernel.shape
-        x = one_hot_depthwise_rows(x, kh)
+        x = one_hot_depthwise(x, (kh, 1), "C3_rows", padding="valid")
         return conv_as(x, op, np.transpose(kernel, (1, 2, 0, 3)).reshape(1, kw, cin * kh, cout), (1, kw))
-
-    def one_hot_depthwise_rows(x, kh):
-        layer = keras.layers.DepthwiseConv2D((kh, 1), depth_multiplier=kh, use_bias=False, name="C3_rows")
-        layer.build(x.shape)
-        weights = np.zeros((kh, 1, x.shape[-1], kh), np.float32)
-        weights[np.arange(kh), 0, :, np.arange(kh)] = 1.0
-        layer.set_weights([weights])
-        return layer(x)
 
     def c5_dense(op, x):  # C5 (5×5 over a 5×5 map) as a dense layer on the flattened map
         if op.name.startswith("reshape"):

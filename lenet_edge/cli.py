@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
+import functools
 import json
 import math
 import os
@@ -48,7 +48,7 @@ from .manifest import (
 )
 from .model import ACTIVATIONS, ARCHITECTURES, build_model, count_macs, count_params
 from .on_target import bench_on_target, count_on_target, verify_on_target
-from .plots import plot_bench, plot_confusion_matrices, plot_instruction_counts
+from .plots import plot_bench, plot_confusion_matrices, plot_instruction_counts, plot_layer_errors
 from .preprocess import mnist_digit, require_pillow, save_digit
 from .quantization_error import layer_report
 from .report import costs_by_core, read_report, update_report
@@ -491,8 +491,10 @@ def _verify(args, bundle: str, mnist: Mnist, layers: bool) -> tuple[int, list[di
         update_report(bundle, sections | {"charts": read_report(bundle).get("charts", {}) | drawn})
         if layers:
             found = layer_report(Path(bundle), read_manifest(bundle), mnist)
-            plotted = importlib.util.find_spec("matplotlib") is not None  # layer_report draws where it can
-            drawn = {f"layers_{fmt}.png": plotted and "rows" in data for fmt, data in found.items()}
+            drawn = {f"layers_{fmt}.png": False for fmt in found}  # not measured: no chart
+            for fmt, data in found.items():
+                if "rows" in data:
+                    drawn |= _draw(functools.partial(plot_layer_errors, fmt), data, bundle, f"layers_{fmt}.png")
             update_report(bundle, {"layers": found, "charts": read_report(bundle).get("charts", {}) | drawn})
     except OSError as exc:
         log(f"verify: {verdict} ({result['seconds']:.1f} s)")

@@ -193,7 +193,14 @@ def row_shifted_first_conv(model, keep: tuple[str, ...] = ()):
         one_hot[np.arange(kh), 0, 0, np.arange(kh)] = 1.0  # output channel i is the input shifted by row i
         rows.set_weights([one_hot])
         x = rows(x)
-        split = keras.layers.Conv2D(filters, (1, kw), padding=padding, activation=config["activation"], name=conv.name)
+        split = keras.layers.Conv2D(
+            filters,
+            (1, kw),
+            padding=padding,
+            activation=config["activation"],
+            use_bias=config["use_bias"],
+            name=conv.name,
+        )
         split.build(x.shape)
         kernel, *bias = conv.get_weights()
         split.set_weights([np.transpose(kernel, (2, 1, 0, 3)), *bias])  # [row, col, 1, f] -> [1, col, row, f]

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import importlib.util
 import io
@@ -27,7 +26,6 @@ from .formats import float_twin
 from .layer_names import INPUT_OP, layer_of, onnx_tensor_layers
 from .manifest import Manifest
 from .model import INPUT_NAME, deployment_graph
-from .plots import plot_layer_errors
 from .runtimes import open_runner
 from .tensorflow_loader import import_tensorflow
 
@@ -193,7 +191,7 @@ MEASURES = {"tflite": (_tflite_report, TFLITE_COLUMNS), "onnx": (_onnx_report, O
 
 def layer_report(bundle: Path, manifest: Manifest, mnist: Mnist) -> dict:
     """Measure every quantized artifact of the bundle layer by layer (a variant with another input only once,
-    as the model it is a variant of); write CSVs and PNGs; return report data."""
+    as the model it is a variant of); write CSVs; return report data (the CLI draws each one's chart)."""
     images = mnist.x_test[:DEBUG_IMAGES]
     report: dict[str, dict] = {}
     for artifact in manifest.artifacts:
@@ -210,6 +208,4 @@ def layer_report(bundle: Path, manifest: Manifest, mnist: Mnist) -> dict:
         report[artifact.format] = data
         if "rows" in data:
             _write_csv(bundle / f"layers_{artifact.format}.csv", data["rows"], columns)
-            with contextlib.suppress(ImportError):  # no matplotlib: the CSV stays, the chart is not drawn
-                plot_layer_errors(artifact.format, data, bundle / f"layers_{artifact.format}.png")
     return report

@@ -37,11 +37,11 @@ def update_report(bundle: str | Path, sections: dict) -> dict:
     return report
 
 
-def chart_lines(name: str, alt: str, drawn: bool | None, tail: str = "") -> list[str]:
+def chart_lines(name: str, alt: str, drawn: bool | None) -> list[str]:
     """A chart's image link when the last run of its section drew it; a note when that run could not (the file
     left in the bundle is an earlier run's); nothing when no run recorded drawing it."""
     if drawn:
-        return ["", f"![{alt}]({name}){tail}"]
+        return ["", f"![{alt}]({name})"]
     if drawn is False:
         return ["", f"({name} was not redrawn by the last run: matplotlib is not installed here.)"]
     return []

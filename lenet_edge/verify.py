@@ -172,7 +172,7 @@ def verify_bundle(
     rows: list[VerifyRow] = []
     skipped = 0  # microcontroller rows not run: no TFLite Micro here
     absent: dict[str, int] = {}  # rows not run: this install lacks their runtime (a one-runtime device)
-    have_micro = importlib.util.find_spec("tflite_micro") is not None
+    have_micro = runtime_missing(MICRO_RUNTIME) is None
     for entry in manifest.artifacts:
         if not entry.on_device and not have_tf:
             continue
