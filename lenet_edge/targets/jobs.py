@@ -17,13 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from .console import STATUS_ICON, log
-from .errors import UsageError
-from .formats import Format
-from .host import usable_cores
-from .manifest import MANIFEST, Artifact, read_manifest, write_manifest
-from .runtimes import open_runner
-from .targets import Target, TargetError
+from ..console import STATUS_ICON, log
+from ..errors import UsageError
+from ..formats import Format
+from ..host import usable_cores
+from ..manifest import MANIFEST, REPORT_MD, Artifact, read_manifest, write_manifest
+from ..records import StepResult
+from ..report import record_target
+from ..runtimes import open_runner
+from .base import Target, TargetError
 
 
 def _stage(space, bundle: Path, entries: list[Artifact], images: np.ndarray, tmp: Path) -> list[dict]:
@@ -176,4 +178,42 @@ def bench_on_target(bundle: str | Path, mnist, target: Target, profile: str, sec
     return {"identity": target.describe(answer.pop("identity")), **answer}
 
 
-__all__ = ["bench_on_target", "count_on_target", "parity_row", "verify_on_target"]
+def verify_there(bundle: str, mnist, target: Target, limit: int | None = None) -> StepResult:
+    """verify --target: parity on ``target``, recorded in the report; status 1 if a file differs beyond its gate."""
+    result = verify_on_target(bundle, mnist, target, limit)
+    record_target(bundle, target.name, "verify", result)
+    failed = [row["format"] for row in result["rows"] if row["status"] != "pass"]
+    verdict = (
+        f"{len(failed)} of {len(result['rows'])} differ beyond the gate: {', '.join(failed)}"
+        if failed
+        else "all answer like this machine"
+    )
+    log(f"verify on {target.name}: {verdict} ({result['seconds']:.0f} s); see {Path(bundle) / REPORT_MD}")
+    return StepResult(1 if failed else 0, result["rows"])
+
+
+def bench_there(bundle: str, mnist, target: Target, profile: str, seconds: float) -> StepResult:
+    """bench --target ssh://…: the bench table measured on the device, recorded in the report."""
+    result = bench_on_target(bundle, mnist, target, profile, seconds)
+    record_target(bundle, target.name, "bench", result)
+    log(f"bench on {target.name}: {len(result['rows'])} rows; see {Path(bundle) / REPORT_MD}")
+    return StepResult(0, result["rows"])
+
+
+def cost_there(bundle: str, mnist, target: Target, calls: int) -> StepResult:
+    """cost: instructions per image on an emulated core, recorded in the report with the chart of every core."""
+    result = count_on_target(bundle, mnist, target, calls)
+    record_target(bundle, target.name, "cost", result)
+    log(f"cost on {target.name}: {len(result['rows'])} rows; see {Path(bundle) / REPORT_MD}")
+    return StepResult(0, result["rows"])
+
+
+__all__ = [
+    "bench_on_target",
+    "bench_there",
+    "cost_there",
+    "count_on_target",
+    "parity_row",
+    "verify_on_target",
+    "verify_there",
+]
