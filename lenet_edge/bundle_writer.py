@@ -47,7 +47,8 @@ from .manifest import (
     read_manifest,
     write_manifest,
 )
-from .model import deployment_graph
+from .model import REWRITE_COST, deployment
+from .model_origin import TRAINED_HERE
 from .plots import plot_training_curves
 from .runtimes import Runner, open_runner
 from .runtimes.litert import graph_ops
@@ -406,17 +407,22 @@ def write_bundle(
         reference = keras_runner.predict(mnist.x_test)
         np.save(staging / REFERENCE, reference)
         keras_accuracy = float(np.mean(reference.argmax(1) == mnist.y_test))
+        deployed, skipped = deployment(model) if formats else (None, None)
+        facts = {"name": model.name, "origin": TRAINED_HERE} | training["model"]
+        if formats:
+            facts["deployment_rewrite"] = "applied" if skipped is None else f"skipped: {skipped}; costs: {REWRITE_COST}"
+            if skipped:
+                log(f"  (deployment rewrite skipped: {skipped}; the graph is exported as it is)")
         (staging / LABELS).write_text("".join(f"{digit}\n" for digit in range(10)))
         (staging / README).write_bytes(resources.files("lenet_edge").joinpath("bundle_README.md").read_bytes())
-        write_json(staging / TRAINING_RECORD, training)
+        write_json(staging / TRAINING_RECORD, training | {"model": facts})
         if training.get("history"):
             augmented = training["config"].get("augment", False)
             plot_training_curves(training["history"], staging / TRAINING_CURVES, training.get("best_epoch"), augmented)
 
+        failed = []
         if formats:
             log(f"exporting {len(formats)} formats into {out} (int8 calibration: {calibration_count} training images)")
-        failed = []
-        deployed = deployment_graph(model) if formats else None
         for fmt in formats:
             try:
                 about = describe_file(fmt, seed, artifacts[0].sha256, training["model"])
@@ -435,7 +441,7 @@ def write_bundle(
             version=__version__,
             created=None if stamped is None else stamped.isoformat(timespec="seconds"),
             app_contract=APP_CONTRACT,
-            model=training["model"],
+            model=facts,
             labels=LABELS,
             seed=seed,
             deterministic=training.get("deterministic", False),

@@ -38,6 +38,7 @@ from .errors import DataError, LenetEdgeError, UsageError
 from .files import write_json
 from .formats import GATE_FLAGS, PRECISIONS, Gate, get_formats
 from .manifest import read_manifest
+from .model_origin import PREPROCESSINGS
 from .pipeline import Checks, ExportOptions, export_model, train_and_export
 from .predict import PictureAnswer, predict_pictures
 from .runtimes import open_runner
@@ -47,6 +48,7 @@ from .targets import TARGET_HELP, parse_target
 from .targets.arm64_emu import setup as setup_arm64_emu
 from .targets.jobs import bench_there, cost_there, verify_there
 from .train import TrainConfig
+from .user_model import AUTO, INPUT_SCALES
 
 # --- one builder per subcommand ------------------------------------------------------------------------------
 
@@ -84,8 +86,20 @@ def _export_command(commands) -> None:
         help="export a trained .keras model into a bundle",
         description="Export a trained Keras model to every format into one bundle; verify and bench it.",
     )
-    export.add_argument("model", metavar="MODEL.keras", help="trained model (its training.json beside it is kept)")
+    export.add_argument(
+        "model",
+        metavar="MODEL.keras",
+        help="a trained Keras model, .keras or .h5 (our training.json beside it is kept)",
+    )
     export.add_argument("--seed", type=seed, help="seed of the calibration pick (default: the training seed)")
+    export.add_argument(
+        "--input-scale",
+        choices=INPUT_SCALES,
+        default=AUTO,
+        help="the preprocessing the model was trained on, folded into every export: "
+        + "; ".join(f"{name}: {p.label}" for name, p in PREPROCESSINGS.items())
+        + " (default auto: found by scoring the test digits under each)",
+    )
     add_out_option(export)
     add_data_options(export)
     add_export_options(export)
@@ -303,7 +317,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_export(args) -> int:
-    result = export_model(Path(args.model), args.seed, _data(args), _export_options(args), _checks(args))
+    result = export_model(
+        Path(args.model), args.seed, _data(args), _export_options(args), _checks(args), args.input_scale
+    )
     _emit(args, result.to_dict())
     return result.status
 

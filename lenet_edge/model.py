@@ -1,4 +1,6 @@
-"""LeNet-5 and its two seed variants as Keras functional models (tf2onnx cannot convert Sequential ones).
+"""LeNet-5 and its two seed variants as Keras functional models (tf2onnx cannot convert Sequential ones), and
+the deployment rewrite every export is converted from (any Keras model: a graph it does not understand is
+exported as it is).
 
 Every model takes raw pixels [batch, 28, 28, 1] in 0-255 and rescales inside the graph (the app contract).
 """
@@ -7,9 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-from .errors import UsageError
+from .errors import UsageError, one_line
 
 ACTIVATIONS = ("tanh", "relu")
 INPUT_SHAPE = (28, 28, 1)
@@ -91,9 +92,87 @@ def build_model(arch: str = "classic", activation: str = "tanh"):
     return keras.Model(image, probabilities, name=f"lenet5_{arch.replace('-', '_')}")
 
 
+NOT_A_CHAIN = "the model is not a plain chain of layers (a branch, a merge, a shared layer or an op outside a layer)"
+REWRITE_COST = (
+    "the input scaling runs as a multiply over every pixel, average pools stay AVERAGE_POOL_2D (no int8 kernel in "
+    "XNNPACK: an int8 model leaves them to the reference kernels) and Flatten keeps its dynamic-shape ops "
+    "(SHAPE, STRIDED_SLICE, PACK), which no delegate takes"
+)
+PROBE_IMAGES = 16  # seeded random raw-pixel images on which the rewritten graph must answer as the model
+PROBE_TOLERANCE = 1e-4  # largest |Δ| of any output between the model and its rewrite on the probe images
+
+
+def layer_chain(model) -> list | None:
+    """The layers of ``model`` in order when it is a plain chain: one input, one output, every step one Keras
+    layer called on the previous step's output alone (a nested chain model counts as its layers, in order).
+    None for anything else: a branch or merge, a layer used twice, an op that is not a layer (``x / 255``
+    written on a tensor), a call with extra arguments."""
+    import keras
+
+    if isinstance(model, keras.Sequential):
+        steps = list(model.layers)
+    else:
+        if len(model.inputs) != 1 or len(model.outputs) != 1:
+            return None
+        steps, tensor = [], model.outputs[0]
+        while tensor is not model.inputs[0]:
+            operation, node_index, _ = tensor._keras_history
+            node = operation._inbound_nodes[node_index]
+            if isinstance(operation, keras.layers.InputLayer) or len(node.input_tensors) != 1:
+                return None
+            if len(node.arguments.args) != 1 or node.arguments.kwargs:
+                return None
+            steps.append(operation)
+            tensor = node.input_tensors[0]
+        steps.reverse()
+    chain: list = []
+    for step in steps:
+        if isinstance(step, keras.Model):
+            inner = layer_chain(step)
+            if inner is None:
+                return None
+            chain += inner
+        elif isinstance(step, keras.layers.Layer) and not isinstance(step, keras.layers.InputLayer):
+            chain.append(step)
+        else:
+            return None
+    if len({id(layer) for layer in chain}) != len(chain):
+        return None
+    return chain
+
+
+def deployment(model):
+    """The graph every export is converted from and, when it is ``model`` itself, why: (graph, None) when the
+    deployment rewrite applied, (model, reason) when it was skipped.
+
+    The rewrite takes a plain chain of layers (layer_chain) whose rewritten graph answers as the model does on
+    seeded random raw-pixel images; any other graph is exported as it is, which costs speed, not answers
+    (REWRITE_COST)."""
+    import numpy as np
+
+    chain = layer_chain(model)
+    if chain is None or len(chain) != len(model.layers) - 1:
+        return model, NOT_A_CHAIN
+    try:
+        graph = _rewritten(model)
+    except Exception as exc:  # a layer the rewrite cannot clone: exported as it is
+        return model, f"the rewrite could not rebuild it ({one_line(exc)[:160]})"
+    shape = (PROBE_IMAGES, *model.inputs[0].shape[1:])
+    probe = np.random.default_rng(0).integers(0, 256, shape).astype(np.float32)
+    apart = float(np.max(np.abs(np.asarray(model(probe)) - np.asarray(graph(probe)))))
+    if not apart <= PROBE_TOLERANCE:
+        return model, f"the rewritten graph answered differently (by up to {apart:.1e})"
+    return graph, None
+
+
 def deployment_graph(model):
-    """The graph every export is converted from: the trained model's arithmetic, rebuilt so that the mobile
-    accelerators take it whole (XNNPACK in one partition, int8 included; no dynamic-shape op) and that
+    """The graph every export is converted from (``deployment``, without the reason)."""
+    return deployment(model)[0]
+
+
+def _rewritten(model):
+    """The deployment rewrite of a plain chain (see ``deployment``): the trained model's arithmetic, rebuilt so
+    that the mobile accelerators take it whole (XNNPACK in one partition, int8 included; no dynamic-shape op) and that
     does no work it need not do:
     - the input rescaling (x / 255) is folded into the first convolution's weights (padding zeros stay
       zeros), so raw pixels still go in but no multiply runs over the image (15% of ONNX Runtime's time);
@@ -239,12 +318,3 @@ def model_facts(model, arch: str, activation: str | None) -> dict:
         "params": count_params(model),
         "macs": count_macs(model),
     }
-
-
-def check_digit_model(model, path: Path) -> None:
-    """A model lenet-edge can export takes [batch, 28, 28, 1] raw pixels and gives 10 probabilities."""
-    if tuple(model.inputs[0].shape[1:]) != (28, 28, 1) or tuple(model.outputs[0].shape[1:]) != (10,):
-        raise UsageError(
-            f"{path}: takes {model.inputs[0].shape} and gives {model.outputs[0].shape}, "
-            "not [batch, 28, 28, 1] raw pixels to 10 probabilities"
-        )

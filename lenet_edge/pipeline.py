@@ -13,20 +13,18 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .bundle_writer import check_keep_float, check_output_folder, write_bundle
 from .console import log
 from .data import Mnist, calibration_images
-from .errors import UsageError
 from .files import write_json
 from .formats import Format
 from .manifest import LABELS, MANIFEST, README, TIMINGS, TRAINING_CURVES, TRAINING_RECORD, Manifest
-from .model import build_model, check_digit_model, model_facts
-from .runtimes import KerasRunner
+from .model import build_model, model_facts
 from .steps import BenchOptions, DataSource, VerifyOptions, bench_step, load_data, verify_step
 from .tensorflow_loader import import_tensorflow
 from .train import TrainConfig, TrainResult, train
+from .user_model import AUTO, for_export, load_user_model
 
 
 @dataclass(frozen=True)
@@ -81,27 +79,17 @@ def train_and_export(config: TrainConfig, data: DataSource, export: ExportOption
 
 
 def export_model(
-    path: Path, seed: int | None, data: DataSource, export: ExportOptions, checks: Checks
+    path: Path, seed: int | None, data: DataSource, export: ExportOptions, checks: Checks, input_scale: str = AUTO
 ) -> PipelineResult:
-    """export: a trained .keras digit model (its training.json beside it is kept) into a bundle, verified and
-    benched; ``seed`` overrides the training seed for the calibration pick."""
-    if not path.is_file() or path.suffix != ".keras":
-        raise UsageError(f"{path}: not a .keras model file")
-    import_tensorflow()
+    """export: any saved Keras digit classifier (a training.json of ours beside it is kept) into a bundle,
+    verified and benched, its preprocessing found and folded in (user_model); ``seed`` overrides the training
+    seed for the calibration pick, ``input_scale`` names the preprocessing instead of finding it."""
+    user = load_user_model(path)  # one-line refusals (exit 2) before any data is read
     check_output_folder(export.out)
-    try:
-        model = KerasRunner(path).model
-    except Exception as exc:
-        raise UsageError(f"{path}: cannot load as a Keras model ({type(exc).__name__})") from None
-    check_digit_model(model, path)
-    check_keep_float(model, export.keep_float)
-    record_path = path.with_name(TRAINING_RECORD)
-    record: dict[str, Any] = json.loads(record_path.read_text()) if record_path.is_file() else {"config": {"seed": 0}}
-    if seed is not None:
-        record["config"]["seed"] = seed
-    config = record["config"]
-    record["model"] = model_facts(model, config.get("arch", model.name), config.get("activation"))
-    return write_and_check_bundle(model, record, load_data(data), export, checks)
+    check_keep_float(user.model, export.keep_float)
+    mnist = load_data(data)
+    model, record = for_export(user, mnist, input_scale, seed)
+    return write_and_check_bundle(model, record, mnist, export, checks)
 
 
 def write_and_check_bundle(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..console import STATUS_ICON
 from ..formats import KERAS, RUNTIMES, runtime_label
 from ..manifest import CONFUSION_PNG, TARGETS_PNG, Manifest
+from ..model_origin import model_origin_section
 from ..records import BenchRow, VerifyRow
 from .advice import batch1_p50, bench_rows, costs_by_core, float_ops, grouped, int8_pairs
 
@@ -37,6 +38,7 @@ def render_markdown(report: dict, manifest: Manifest) -> str:
         f"Seed {manifest.seed}.",
         "",
     ]
+    lines += model_origin_section(manifest)
     verified = [VerifyRow.from_dict(row) for row in report.get("verify", [])]
     if "verify" in report:
         lines += _verify_section(verified, report.get("verify_info", {}), charts.get(CONFUSION_PNG))

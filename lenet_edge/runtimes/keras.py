@@ -30,7 +30,8 @@ class KerasRunner(InProcessRunner):
         self.model = model
         self.input = Tensor(model.inputs[0].name, "float32", [-1 if d is None else d for d in model.inputs[0].shape])
         shape = [-1 if d is None else d for d in model.outputs[0].shape]
-        self.output = Tensor(model.output_names[0], "float32", shape)
+        names = getattr(model, "output_names", None) or [model.layers[-1].name]  # a Sequential has no output_names
+        self.output = Tensor(names[0], "float32", shape)
         return None
 
     def precision(self) -> str:
