@@ -120,7 +120,8 @@ def layer_chain(model) -> list | None:
             node = operation._inbound_nodes[node_index]
             if isinstance(operation, keras.layers.InputLayer) or len(node.input_tensors) != 1:
                 return None
-            if len(node.arguments.args) != 1 or node.arguments.kwargs:
+            extra = {k: v for k, v in node.arguments.kwargs.items() if not (k in ("training", "mask") and not v)}
+            if len(node.arguments.args) != 1 or extra:  # (Keras records training=False, mask=None itself)
                 return None
             steps.append(operation)
             tensor = node.input_tensors[0]

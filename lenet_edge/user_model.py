@@ -32,7 +32,7 @@ INPUT_SCALES = (AUTO, *PREPROCESSINGS)
 # the image shapes a model may take (batch left out) -> zero pixels added on each side of the 28x28 digit
 INPUT_SIZES = {(28, 28, 1): 0, (28, 28): 0, (32, 32, 1): 2, (32, 32): 2}
 CHANCE = 0.2  # a best score below this reads no candidate: the model is not trained (or not on MNIST)
-CLOSE_PT = 0.5  # another candidate this close in accuracy to the chosen one is said in the log
+CLOSE_PT = 1.0  # candidates this close to the best accuracy are a close call, settled by the cross-entropy
 SCORE_BATCH = 500
 SELF_CHECK_DIGITS = 1000  # test digits on which the wrapped model must answer as the model under its preprocessing
 SELF_CHECK_TOLERANCE = 1e-4
@@ -218,9 +218,12 @@ def score(user: UserModel, mnist: Mnist) -> Scores:
 
 
 def choose(scores: Scores, named: str = AUTO) -> tuple[str, str]:
-    """The preprocessing to fold in, and how it was found: the one named, else the candidate under which the
-    model's cross-entropy on the test digits is lowest (the input it was trained on makes it most confident
-    where it is right), else, when no candidate scores above chance, raw pixels."""
+    """The preprocessing to fold in, and how it was found: the one named; else the candidate under which the
+    model reads the test digits best, candidates within CLOSE_PT of that accuracy settled by the lowest
+    cross-entropy (neither alone is enough: a briefly trained model can read digits a little better under
+    MNIST mean/std than under the pixels / 255 it was trained on, and a model whose batch-norm statistics are
+    still settling can be better calibrated under the wrong scale); raw pixels when no candidate reads the
+    digits better than chance."""
     if named != AUTO:
         return named, "named with --input-scale"
     best = max(scores.accuracy.values())
@@ -229,8 +232,14 @@ def choose(scores: Scores, named: str = AUTO) -> tuple[str, str]:
             f"no candidate reads the test digits better than chance (best {best:.1%}): taken as raw pixels; "
             "name the right one with --input-scale"
         )
-    chosen = min(scores.loss, key=lambda name: scores.loss[name])
-    return chosen, "found by scoring the 10,000 test digits under each candidate: the lowest cross-entropy"
+    close = [name for name, accuracy in scores.accuracy.items() if (best - accuracy) * 100 <= CLOSE_PT]
+    if len(close) == 1:
+        return close[0], "found by scoring the 10,000 test digits under each candidate: the best accuracy"
+    chosen = min(close, key=lambda name: scores.loss[name])
+    return chosen, (
+        f"found by scoring the 10,000 test digits under each candidate: {len(close)} within {CLOSE_PT:g} pt of the "
+        "best accuracy, the lowest cross-entropy of them; a close call, name it with --input-scale if it is wrong"
+    )
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -344,13 +353,6 @@ def for_export(
         mark = "  <- chosen" if name == chosen else ""
         log(f"  {PREPROCESSINGS[name].label:<50} {accuracy:7.2%}  cross-entropy {scores.loss[name]:.3f}{mark}")
     log(f"  input: {PREPROCESSINGS[chosen].label} ({how})")
-    close = [
-        PREPROCESSINGS[name].label
-        for name, accuracy in scores.accuracy.items()
-        if name != chosen and abs(accuracy - scores.accuracy[chosen]) * 100 < CLOSE_PT
-    ]
-    if close and input_scale == AUTO and scores.accuracy[chosen] >= CHANCE:
-        log(f"  (close in accuracy: {', '.join(close)}; if it was trained on one of them, name it with --input-scale)")
     wrapped, inside = wrap(user, PREPROCESSINGS[chosen], scores.logits)
     apart = _self_check(user, wrapped, PREPROCESSINGS[chosen], scores.logits, mnist)
     for item in inside:
