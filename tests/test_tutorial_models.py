@@ -6,6 +6,9 @@ Slow tier: each test fits a model (one epoch on a few thousand training digits, 
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import manifest_json
@@ -14,8 +17,18 @@ from lenet_edge.cli import main
 
 pytestmark = pytest.mark.slow
 
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "train_tutorial_lenet.py"
 TRAIN_IMAGES = 6_000
 SEED = 3
+
+
+def _example():
+    """examples/train_tutorial_lenet.py as a module (it trains nothing when imported)."""
+    spec = importlib.util.spec_from_file_location("train_tutorial_lenet", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _three_by_three(layers):
@@ -48,17 +61,11 @@ def _five_by_five_valid_logits(layers):
 
 
 def _classic_same(layers):
-    """The classic LeNet-5 on 28x28: C1 'same'-padded, C5 a 5x5 convolution down to 1x1x120."""
-    return (28, [
-        layers.Conv2D(6, 5, padding="same", activation="tanh"),
-        layers.AveragePooling2D(2),
-        layers.Conv2D(16, 5, activation="tanh"),
-        layers.AveragePooling2D(2),
-        layers.Conv2D(120, 5, activation="tanh"),
-        layers.Flatten(),
-        layers.Dense(84, activation="tanh"),
-        layers.Dense(10, activation="softmax"),
-    ])  # fmt: skip
+    """The classic LeNet-5 on 28x28 (C1 'same'-padded, C5 a 5x5 convolution down to 1x1x120): the model of
+    examples/train_tutorial_lenet.py, layer for layer."""
+    import keras
+
+    return (28, _example().tutorial_lenet(keras).layers)
 
 
 def _classic_padded_32(layers):
