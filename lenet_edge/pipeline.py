@@ -128,7 +128,7 @@ def write_and_check_bundle(
         benched = bench_step(export.out, mnist, checks.bench)
         result.status, result.bench = max(result.status, benched.status), benched.rows
         steps["bench"] = time.perf_counter() - started
-    print_next_steps(export.out)
+    print_next_steps(export.out, next((layer.name for layer in model.layers if layer.weights), "C1"))
     record_step_times(Path(export.out), steps, None if trained is None else trained.epoch_seconds)
     return result
 
@@ -160,8 +160,9 @@ def command_name() -> str:
     return f"{sys.executable} -m lenet_edge.cli"
 
 
-def print_next_steps(out: str) -> None:
-    """Close a run with the commands a user runs next, as they can be typed here."""
+def print_next_steps(out: str, first_layer: str = "C1") -> None:
+    """Close a run with the commands a user runs next, as they can be typed here (``first_layer``: the model's
+    first layer with weights, which the --keep-float example names)."""
     me = command_name()
     log("\nnext:")
     log(f"  read {out}/README.md for how an app feeds each model, and {out}/report.md for what each one is worth")
@@ -169,7 +170,7 @@ def print_next_steps(out: str) -> None:
     log(f"  {me} bench {out} --profile mobile   # latency under one phone core's constraints")
     log(f"  {me} predict one.png two.jpg --model {out}/lenet5_int8.tflite   # read digits from your pictures")
     log(f"  {me} serve {out}   # draw a digit in your browser and let every runtime answer")
-    log(f"  {me} export {out}/lenet5.keras --keep-float C1   # int8 with the named layers left in float")
+    log(f"  {me} export {out}/lenet5.keras --keep-float {first_layer}   # int8 with the named layers left in float")
 
 
 def record_step_times(bundle: Path, steps: dict[str, float], epochs: list[float] | None) -> None:
