@@ -88,7 +88,7 @@ def origin_lines(model: dict) -> list[str]:
         lines += [f"Inside every export: {'; '.join(inside)}. The app feeds raw pixels 0-255, [batch, 28, 28, 1].", ""]
     rewrite = model.get("deployment_rewrite")
     if rewrite and rewrite != "applied":
-        lines += [f"Deployment rewrite skipped: {rewrite}.", ""]
+        lines += [f"Deployment rewrite skipped: {rewrite.removeprefix('skipped: ')}.", ""]
     return lines
 
 
