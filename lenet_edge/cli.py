@@ -28,7 +28,9 @@ from .bench import PROFILES, bench_bundle, profile_bundle
 from .bundle_writer import check_keep_float, check_output_folder, write_bundle
 from .console import interrupt_note, interrupted_message, log, log_to_stderr
 from .consumers import consumers_table
+from .cycle_cost import device_lines
 from .data import Mnist, calibration_images, load_mnist
+from .devices import DEVICES, find_device
 from .errors import DataError, LenetEdgeError, UsageError, one_line
 from .files import write_json
 from .formats import FORMAT_NAMES, FORMATS, GATE_FLAGS, PRECISIONS, Gate, get_formats
@@ -47,7 +49,7 @@ from .manifest import (
     read_manifest,
 )
 from .model import ACTIVATIONS, ARCHITECTURES, build_model, count_macs, count_params
-from .on_target import bench_on_target, count_on_target, verify_on_target
+from .on_target import bench_on_target, cost_on_device, count_on_target, verify_on_target
 from .plots import plot_bench, plot_confusion_matrices, plot_instruction_counts, plot_layer_errors
 from .preprocess import mnist_digit, require_pillow, save_digit
 from .quantization_error import layer_report
@@ -345,6 +347,11 @@ def _cost_command(commands) -> None:
         "arm64-emu[:CORE] (default arm64-emu: cortex-a76); CORE: cortex-a53, cortex-a72, cortex-a76, neoverse-n1"
     )
     _add_target_option(cost, "arm64-emu", core_help)
+    cost.add_argument(
+        "--device",
+        metavar="NAME",
+        help=f"estimated µs per image on every core type of a named device, and what to deploy: {', '.join(DEVICES)}",
+    )
     cost.add_argument("--calls", type=_positive, default=20, help="batch-1 inferences counted per export (default 20)")
     _add_json(cost, "the instruction-count rows")
     cost.set_defaults(handler=cmd_cost)
@@ -747,10 +754,16 @@ def cmd_bench(args) -> int:
 
 
 def cmd_cost(args) -> int:
+    device = find_device(args.device) if args.device else None
     target = parse_target(args.target)
     if target.kind != "emulated":
         raise UsageError(f"{target.name}: instruction counts need an emulated target (arm64-emu[:CORE])")
     read_manifest(args.bundle)
+    if device is not None:  # the cores the device needs, whatever --target says
+        estimate = cost_on_device(args.bundle, _load_data(args, args.bundle), device, args.calls, _record_target)
+        update_report(args.bundle, {"devices": read_report(args.bundle).get("devices", {}) | {device.name: estimate}})
+        print("\n".join(device_lines(estimate)))
+        return 0
     result = count_on_target(args.bundle, _load_data(args, args.bundle), target, args.calls)
     _record_target(args.bundle, target, "cost", result)
     _emit(args, result["rows"])

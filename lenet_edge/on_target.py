@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,17 @@ from typing import Any
 import numpy as np
 
 from .console import STATUS_ICON, log
+from .cycle_cost import CYCLES_METHOD, device_estimate, price_count
+from .devices import Device
 from .errors import UsageError
 from .formats import Format
 from .host import usable_cores
 from .manifest import MANIFEST, Artifact, read_manifest, write_manifest
+from .report import read_report
 from .runtimes import open_runner
 from .targets import Target, TargetError
+from .targets.arm64_emu import Arm64EmuTarget
+from .targets.base import blocks_file
 
 
 def _stage(space, bundle: Path, entries: list[Artifact], images: np.ndarray, tmp: Path) -> list[dict]:
@@ -120,6 +126,7 @@ def count_on_target(bundle: str | Path, mnist, target: Target, calls: int = 20) 
         job["artifacts"] = _stage(space, folder, entries, mnist.x_test[:1], tmp)
         answer = space.run(job, plugin_out=counts_file)
         marks = _read_marks(counts_file)
+        cycles = price_count(blocks_file(counts_file), answer["plan"], calls, str(target.core))
     rows = []
     for item in answer["plan"]:
         try:
@@ -131,10 +138,13 @@ def count_on_target(bundle: str | Path, mnist, target: Target, calls: int = 20) 
         rows.append(
             {"format": item["format"], "runtime": item["runtime"], "core": target.core,
              "instructions_per_image": round(per_image), "loop_instructions_per_call": round(loop / calls)}
+            | cycles.get(item["format"], {})
         )  # fmt: skip
     _ratios(rows, {entry.format: entry.precision for entry in entries})
     for row in rows:
-        log(f"  {row['format']:<15} {row['instructions_per_image'] / 1e6:7.3f} M instructions/image")
+        own = row.get("cycles_per_image", {}).get(target.core)
+        priced = f"  {own / 1e6:7.3f} M cycles/image on {target.core}'s model" if own is not None else ""
+        log(f"  {row['format']:<15} {row['instructions_per_image'] / 1e6:7.3f} M instructions/image{priced}")
     return {
         "identity": target.describe(answer["identity"]),
         "rows": rows,
@@ -142,7 +152,23 @@ def count_on_target(bundle: str | Path, mnist, target: Target, calls: int = 20) 
         "seconds": round(time.perf_counter() - started, 1),
         "method": "guest instructions retired between marks, counted by a QEMU TCG plugin, minus an empty "
         "loop's; batch 1, 1 thread, a real test digit; address randomisation off, PYTHONHASHSEED=0",
+        "cycles_method": CYCLES_METHOD if any("cycles_per_image" in row for row in rows) else None,
     }
+
+
+def cost_on_device(bundle: str | Path, mnist, device: Device, calls: int, record: Callable) -> dict:
+    """µs per image of every artifact on every core type of ``device``: each emulated core its cores need is
+    counted and priced (unless report.json has its cycles already, then reused), ``record(bundle, target,
+    "cost", result)`` keeps each count; the estimate comes from report.json's cost rows."""
+    for emulated, models in device.models().items():
+        known = read_report(bundle).get("targets", {}).get(f"arm64-emu:{emulated}", {})
+        rows = known.get("cost", {}).get("rows", [])
+        if rows and all(model in row.get("cycles_per_image", {}) for row in rows for model in models):
+            log(f"{device.name}: cycles on {', '.join(sorted(models))} from the count on {emulated} in report.json")
+            continue
+        target = Arm64EmuTarget(emulated)
+        record(bundle, target, "cost", count_on_target(bundle, mnist, target, calls))
+    return device_estimate(read_report(bundle).get("targets", {}), device)
 
 
 def _read_marks(path: Path) -> dict[int, int]:
@@ -176,4 +202,4 @@ def bench_on_target(bundle: str | Path, mnist, target: Target, profile: str, sec
     return {"identity": target.describe(answer.pop("identity")), **answer}
 
 
-__all__ = ["bench_on_target", "count_on_target", "parity_row", "verify_on_target"]
+__all__ = ["bench_on_target", "cost_on_device", "count_on_target", "parity_row", "verify_on_target"]
