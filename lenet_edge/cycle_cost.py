@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .console import log
-from .cycles import AARCH64, CyclesError, estimate, llvm_missing
+from .cycles import CyclesError, Isa, estimate, llvm_missing
 from .devices import EMULATED_ISA, SOURCES, Device
 
 CYCLES_METHOD = (
@@ -34,8 +34,8 @@ def models_for(core: str) -> list[str]:
     return sorted({core} | {model for model, isa in EMULATED_ISA.items() if isa == core})
 
 
-def price_count(trace_file: Path, plan: list[dict], calls: int, core: str) -> dict[str, dict]:
-    """Cycles per image of each planned format on every model of ``core``; {} (and one line) without LLVM."""
+def price_count(trace_file: Path, plan: list[dict], calls: int, isa: Isa, models: list[str]) -> dict[str, dict]:
+    """Cycles per image of each planned format on each of ``models``; {} (and one line) without LLVM."""
     missing = llvm_missing()
     if missing:
         log(f"  (instructions only: {missing})")
@@ -44,10 +44,9 @@ def price_count(trace_file: Path, plan: list[dict], calls: int, core: str) -> di
         log("  (no block trace from the counter: instructions only)")
         return {}
     regions = {item["format"]: item["marks"] for item in plan}
-    models = models_for(core)
     log(f"  pricing the executed blocks with llvm-mca on {len(models)} core models: {', '.join(models)}")
     try:
-        return estimate(trace_file, regions, calls, AARCH64, models)
+        return estimate(trace_file, regions, calls, isa, models)
     except CyclesError as exc:
         log(f"  (instructions only: {exc})")
         return {}
@@ -77,24 +76,25 @@ def device_estimate(targets: dict, device: Device) -> dict:
 
 
 def _advice(cores: list[dict]) -> dict | None:
-    """The artifact with fewest cycles on the first (biggest) core type, and on how many core types it wins."""
+    """The artifact with fewest cycles on the first (biggest) core type, against the fp32 file of its runtime,
+    and on how many core types it wins."""
     priced = [core for core in cores if core["artifacts"]]
     if not priced:
         return None
     lead = priced[0]
-    ranked = sorted(lead["artifacts"], key=lambda a: a["cycles_per_image"])
-    best = ranked[0]
+    best = min(lead["artifacts"], key=lambda a: a["cycles_per_image"])
     wins = sum(
         1 for core in priced if min(core["artifacts"], key=lambda a: a["cycles_per_image"])["format"] == best["format"]
     )
-    time = (
-        f"{best['us_per_image']:g} µs" if best["us_per_image"] is not None else f"{best['cycles_per_image']:,} cycles"
+    took = f"{best['cycles_per_image']:,} cycles"
+    if best["us_per_image"] is not None:
+        took = f"{best['us_per_image']:g} µs"
+    reason = f"fewest cycles per image on the {lead['role']} core ({lead['core']}): {took}"
+    fp32 = next(
+        (a for a in lead["artifacts"] if a["runtime"] == best["runtime"] and a["format"].endswith("fp32")), None
     )
-    reason = f"fewest cycles per image on the {lead['role']} core ({lead['core']}): {time}"
-    if len(ranked) > 1:
-        runner_up = ranked[1]
-        factor = runner_up["cycles_per_image"] / best["cycles_per_image"] if best["cycles_per_image"] else 0
-        reason += f", {factor:.2f}× faster than the next, {runner_up['format']}"
+    if fp32 is not None and fp32 is not best and best["cycles_per_image"]:
+        reason += f"; {fp32['format']} takes {fp32['cycles_per_image'] / best['cycles_per_image']:.1f}× as long"
     reason += f"; fastest on {wins} of {len(priced)} core types"
     return {"format": best["format"], "runtime": best["runtime"], "reason": reason}
 
@@ -140,8 +140,12 @@ def cycles_section(report: dict) -> list[str]:
         return []
     lines = ["## Time on named cores (estimated)", "", ESTIMATE_IS, ""]
     for name, cost in sorted(priced.items()):
-        models = sorted({m for row in cost["rows"] for m in row.get("cycles_per_image", {})})
+        groups = _same_schedule(cost["rows"])
+        models = list(groups)
         lines += [f"**{name}**: thousands of cycles per image on each core's model ({cost.get('cycles_method')}).", ""]
+        shared = [f"{' = '.join([m, *others])}" for m, others in groups.items() if others]
+        if shared:
+            lines += ["LLVM 19 prices these cores alike (one scheduling model): " + "; ".join(shared) + ".", ""]
         lines += ["| artifact | instructions (k) | " + " | ".join(models) + " | unpriced |"]
         lines += ["|---|---:|" + "---:|" * len(models) + "---:|"]
         for row in cost["rows"]:
@@ -179,6 +183,15 @@ def cycles_section(report: dict) -> list[str]:
     if validation:
         lines += validation_lines(validation)
     return lines
+
+
+def _same_schedule(rows: list[dict]) -> dict[str, list[str]]:
+    """Models by the cycles they give every row: the first of each group, and the others that price alike."""
+    models = sorted({m for row in rows for m in row.get("cycles_per_image", {})})
+    groups: dict[tuple, list[str]] = {}
+    for model in models:
+        groups.setdefault(tuple(row.get("cycles_per_image", {}).get(model) for row in rows), []).append(model)
+    return {names[0]: names[1:] for names in groups.values()}
 
 
 def validation_lines(validation: dict) -> list[str]:

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from .console import STATUS_ICON, log
-from .cycle_cost import CYCLES_METHOD, device_estimate, price_count
+from .cycle_cost import CYCLES_METHOD, device_estimate, models_for, price_count
+from .cycles import AARCH64, Isa
 from .devices import Device
 from .errors import UsageError
 from .formats import Format
@@ -111,8 +112,12 @@ def verify_on_target(bundle: str | Path, mnist, target: Target, limit: int | Non
     }
 
 
-def count_on_target(bundle: str | Path, mnist, target: Target, calls: int = 20) -> dict:
-    """Guest instructions per batch-1 inference of every artifact on an emulated core (Python loop excluded)."""
+def count_on_target(
+    bundle: str | Path, mnist, target: Target, calls: int = 20, pricing: tuple[Isa, list[str]] | None = None
+) -> dict:
+    """Guest instructions per batch-1 inference of every artifact on an emulated core (Python loop excluded),
+    and cycles on LLVM's models (``pricing``: the instruction set and models; default the ARM core's own and
+    every device core that runs its instruction set)."""
     if target.kind != "emulated":
         raise UsageError(f"{target.name}: instruction counts need an emulated target (arm64-emu[:CORE])")
     folder = Path(bundle)
@@ -126,7 +131,8 @@ def count_on_target(bundle: str | Path, mnist, target: Target, calls: int = 20) 
         job["artifacts"] = _stage(space, folder, entries, mnist.x_test[:1], tmp)
         answer = space.run(job, plugin_out=counts_file)
         marks = _read_marks(counts_file)
-        cycles = price_count(blocks_file(counts_file), answer["plan"], calls, str(target.core))
+        isa, models = pricing or (AARCH64, models_for(str(target.core)))
+        cycles = price_count(blocks_file(counts_file), answer["plan"], calls, isa, models)
     rows = []
     for item in answer["plan"]:
         try:
