@@ -34,6 +34,16 @@ LLVM_HINT = "cycles need LLVM 19's llvm-mca and llvm-mc: apt-get install llvm-19
 WARNING = re.compile(r"^<stdin>:(\d+):\d+: warning", re.MULTILINE)
 REGION = re.compile(r"^\[(\d+)\] Code Region(?: - (\S+))?")
 TOTAL = re.compile(r"^Total Cycles:\s+(\d+)")
+RTHROUGHPUT = re.compile(r"^Block RThroughput:\s+([0-9.]+)")
+# A block that branches back to its own start is a loop: its loop-carried dependencies are real
+X86_BRANCH = re.compile(r"^j\w+\s+(-?\d+)$")  # displacement from the end of the instruction
+ARM_BRANCH = re.compile(r"^(?:b\.\w+|b|cbn?z|tbn?z)\s.*#(-?\d+)$")  # offset from the instruction itself
+# x86 string instructions with a rep prefix: QEMU runs one element per block entry (each counted as a run)
+REP_STRING = re.compile(r"^rep\w*\s+(stos|movs|cmps|scas|lods)([bwlq])\b")
+REP_BYTES_PER_CYCLE = 32  # fast-string stores and copies move about a 32-byte line per cycle once started
+ELEMENT_BYTES = {"b": 1, "w": 2, "l": 4, "q": 8}
+# In-order cores: no overlap between blocks, so a block's own dependencies stall it as in a loop
+IN_ORDER = {"cortex-a53", "cortex-a55", "cortex-a510", "cortex-a520"}
 
 Block = tuple[str, ...]  # each instruction's bytes in hex, in memory order
 
@@ -166,9 +176,9 @@ class Pricer:
     def __init__(self, isa: Isa, mcpu: str, mattr: str | None = None):
         self.isa, self.mcpu = isa, mcpu
         self.mattr = isa.mattr if mattr is None else mattr
-        self.path = cache_home() / f"{isa.name}-{mcpu}-{ITERATIONS}.json"
+        self.path = cache_home() / f"{isa.name}-{mcpu}-{ITERATIONS}-2.json"
         try:
-            self.cache: dict[str, float] = json.loads(self.path.read_text())
+            self.cache: dict[str, list[float]] = json.loads(self.path.read_text())
         except (OSError, json.JSONDecodeError):
             self.cache = {}
 
@@ -176,8 +186,9 @@ class Pricer:
     def key(text: list[str]) -> str:
         return hashlib.sha256("\n".join(text).encode()).hexdigest()[:24]
 
-    def price(self, blocks: dict[Block, list[str]]) -> dict[Block, float]:
-        """Cycles per iteration of each block (given as its assembly lines); every block gets a price."""
+    def price(self, blocks: dict[Block, list[str]]) -> dict[Block, list[float]]:
+        """Each block's [cycles per iteration run back to back, block reciprocal throughput] (llvm-mca's steady
+        state with the block's loop-carried dependencies, and its resource bound without any)."""
         keys = {block: self.key(text) for block, text in blocks.items()}
         todo = {keys[b]: text for b, text in blocks.items() if keys[b] not in self.cache}
         if todo:
@@ -187,7 +198,7 @@ class Pricer:
                 tmp.write_text(json.dumps(self.cache, sort_keys=True))
         return {block: self.cache[keys[block]] for block in blocks}
 
-    def _run_mca(self, todo: dict[str, list[str]]) -> dict[str, float]:
+    def _run_mca(self, todo: dict[str, list[str]]) -> dict[str, list[float]]:
         """One llvm-mca call per share of the blocks, the shares run side by side (one per usable core)."""
         names = sorted(todo)
         workers = max(1, min(len(os.sched_getaffinity(0)), len(names) // 200 or 1))
@@ -196,7 +207,7 @@ class Pricer:
             results = list(pool.map(lambda share: self._run_share(share, todo), shares))
         return {name: price for result in results for name, price in result.items()}
 
-    def _run_share(self, names: list[str], todo: dict[str, list[str]]) -> dict[str, float]:
+    def _run_share(self, names: list[str], todo: dict[str, list[str]]) -> dict[str, list[float]]:
         source = "".join(
             f"# LLVM-MCA-BEGIN {name}\n" + "".join(f"{line}\n" for line in todo[name]) + f"# LLVM-MCA-END {name}\n"
             for name in names
@@ -208,15 +219,17 @@ class Pricer:
         if done.returncode != 0:
             tail = done.stderr.strip().splitlines()[-1:] or ["no message"]
             raise CyclesError(f"llvm-mca -mcpu={self.mcpu} failed: {tail[0]}")
-        prices: dict[str, float] = {}
+        prices: dict[str, list[float]] = {}
         region: str | None = None
         for line in done.stdout.splitlines():
             if matched := REGION.match(line):
                 region = matched.group(2)
+                prices[str(region)] = [0.0, 0.0]
             elif (matched := TOTAL.match(line)) and region is not None:
-                prices[region] = int(matched.group(1)) / ITERATIONS
-                region = None
-        return {name: prices.get(name, 0.0) for name in names}  # a region left empty (all skipped) costs 0
+                prices[region][0] = int(matched.group(1)) / ITERATIONS
+            elif (matched := RTHROUGHPUT.match(line)) and region is not None:
+                prices[region][1] = float(matched.group(1))
+        return {name: prices.get(name, [0.0, 0.0]) for name in names}  # a region left empty (all skipped) costs 0
 
 
 @dataclass
@@ -237,6 +250,28 @@ class Priced:
         )
 
 
+def block_cycles(isa: Isa, mcpu: str, block: Block, text: list[str], price: list[float]) -> float:
+    """Cycles of one run of a block. A block that loops to itself, or any block on an in-order core: llvm-mca's
+    steady state (its dependencies stall it). Any other block on an out-of-order core: its reciprocal
+    throughput, as the core overlaps it with its neighbours (run back to back by llvm-mca, a straight-line
+    block would carry dependencies from its end to its start that the real program does not have). An x86
+    rep-string instruction, one element per run: its bytes at a fast-string rate."""
+    loop, throughput = price
+    if isa.name == "x86_64" and len(text) == 1 and (rep := REP_STRING.match(text[0])):
+        return ELEMENT_BYTES[rep.group(2)] / REP_BYTES_PER_CYCLE
+    return loop if mcpu in IN_ORDER or loops_to_itself(isa, block, text) else throughput
+
+
+def loops_to_itself(isa: Isa, block: Block, text: list[str]) -> bool:
+    """Whether the block's last instruction is a branch back to the block's first."""
+    last = text[-1] if text else ""
+    if isa.name == "x86_64":
+        branch = X86_BRANCH.match(last)
+        return branch is not None and int(branch.group(1)) == -sum(len(insn) // 2 for insn in block)
+    branch = ARM_BRANCH.match(last)
+    return branch is not None and int(branch.group(1)) == -4 * (len(block) - 1)
+
+
 def price_regions(isa: Isa, mcpu: str, regions: dict[str, Counter[Block]]) -> dict[str, Priced]:
     """Each region's cycles on ``mcpu``: every distinct block priced once (one llvm-mc and one llvm-mca call)."""
     insns = {insn for runs in regions.values() for block in runs for insn in block}
@@ -247,7 +282,8 @@ def price_regions(isa: Isa, mcpu: str, regions: dict[str, Counter[Block]]) -> di
         for block in runs
         if block and all(insn in text for insn in block)
     }
-    prices = Pricer(isa, mcpu).price(readable)
+    prices = {block: block_cycles(isa, mcpu, block, readable[block], price)
+              for block, price in Pricer(isa, mcpu).price(readable).items()}  # fmt: skip
     result = {}
     for name, runs in regions.items():
         priced = Priced()

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from .console import STATUS_ICON
+from .cycle_cost import cycles_section
 from .files import write_json, write_text
 from .formats import BY_NAME, FORMATS, KERAS, RUNTIMES, Format, float_twin, runtime_label
 from .layer_names import layer_of
@@ -78,6 +79,7 @@ def render_markdown(report: dict, manifest: Manifest) -> str:
         lines += _recommendation_section(found, machine)
     if report.get("targets"):
         lines += _targets_section(report["targets"], charts.get(TARGETS_PNG))
+    lines += cycles_section(report)  # time on named cores: lenet_edge/cycle_cost.py
     return "\n".join(lines).rstrip() + "\n"
 
 

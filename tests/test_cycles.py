@@ -43,6 +43,25 @@ def test_an_in_order_little_core_takes_more_cycles_than_a_big_one_on_the_same_bl
     assert again.cycles == a76.cycles
 
 
+FORWARD = "40000054"  # b.eq 8 bytes on
+LOOP = "e0ffff54"  # b.eq 4 bytes back: after one instruction, the block's start
+
+
+def test_a_loop_pays_its_dependency_chain_and_a_straight_block_only_its_throughput_on_an_out_of_order_core(llvm):
+    regions = {"loop": Counter({(FMLA, LOOP): 100}), "straight": Counter({(FMLA, FORWARD): 100})}
+    big = price_regions(AARCH64, "cortex-a76", regions)
+    assert big["loop"].cycles >= 300  # each run waits for the previous fmla into v0 (latency 4 on the A76)
+    assert big["straight"].cycles <= 100  # overlapped with its neighbours: throughput only
+    little = price_regions(AARCH64, "cortex-a55", regions)  # in order: the chain stalls it either way
+    assert little["straight"].cycles == little["loop"].cycles
+
+
+def test_an_x86_rep_string_run_costs_one_element_at_a_fast_string_rate(llvm):
+    rep_stosb, rep_stosq = ("f3aa",), ("f348ab",)
+    priced = price_regions(X86_64, "znver4", {"b": Counter({rep_stosb: 3200}), "q": Counter({rep_stosq: 400})})
+    assert priced["b"].cycles == pytest.approx(100) and priced["q"].cycles == pytest.approx(100)
+
+
 def test_a_block_llvm_cannot_decode_is_counted_not_priced(llvm):
     good, bad = (ADD, BRANCH), (ADD, UNDECODABLE, BRANCH)
     priced = price_regions(AARCH64, "cortex-a76", {"run": Counter({good: 10, bad: 5})})["run"]
