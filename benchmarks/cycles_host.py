@@ -101,7 +101,13 @@ def timings(listing: dict) -> dict:
             p50[name].append(float(np.median(time_calls(call, SECONDS))) / 1e3)
             ghz += [shim.cpuid_patch_ghz(GHZ_ADDS) for _ in range(GHZ_SAMPLES)]
     traps = ctypes.c_uint32.in_dll(shim, "cpuid_patch_traps").value
-    return {"p50_us": {n: float(np.median(v)) for n, v in p50.items()}, "ghz": ghz, "cpuid_traps": traps}
+    return {
+        "p50_us": {n: float(np.median(v)) for n, v in p50.items()},
+        "quietest_p50_us": {n: float(np.min(v)) for n, v in p50.items()},
+        "ghz": ghz,
+        "cpuid_traps": traps,
+        "loadavg": Path("/proc/loadavg").read_text().split()[:3],
+    }
 
 
 def emulated_cycles(bundle: Path, mnist, mcpu: str) -> dict:
@@ -179,14 +185,15 @@ def main() -> None:
     rows = []
     for row in counted["rows"]:
         cycles = row.get("cycles_per_image", {}).get(mcpu)
-        measured = hidden["p50_us"][row["format"]]
+        measured = hidden["quietest_p50_us"][row["format"]]
         estimated = cycles / (ghz * 1e3)
         rows.append(
             {"format": row["format"], "runtime": row["runtime"],
              "instructions_per_image": row["instructions_per_image"], "cycles_per_image": cycles,
              "estimated_us": round(estimated, 2), "measured_us": round(measured, 2),
              "ratio": round(estimated / measured, 3), "unpriced_share": row.get("unpriced_share"),
-             "measured_as_it_is_us": round(runs["as it is"]["p50_us"][row["format"]], 2)}
+             "measured_median_round_us": round(hidden["p50_us"][row["format"]], 2),
+             "measured_as_it_is_us": round(runs["as it is"]["quietest_p50_us"][row["format"]], 2)}
         )  # fmt: skip
     machine = machine_info()
     validation = {
@@ -194,8 +201,9 @@ def main() -> None:
         "host": f"{machine.get('cpu', 'this CPU')} ({os.cpu_count()} cores), {ghz:.2f} GHz measured",
         "mcpu": mcpu,
         "ghz": ghz,
-        "measured_with": f"batch-1 p50 on 1 thread, AVX-512/VNNI/AMX hidden by patching {hidden['cpuid_traps']} "
-        "CPUID answers",
+        "measured_with": f"batch-1 p50 on 1 thread of the quietest of {ROUNDS} rounds (the host is shared: load "
+        f"average {' '.join(hidden['loadavg'])} at the end), AVX-512/VNNI/AMX hidden by patching "
+        f"{hidden['cpuid_traps']} CPUID answers",
         "rows": rows,
         "runs": runs,
         "machine": machine,
@@ -222,14 +230,14 @@ def markdown(result: dict) -> str:
         f"`-mcpu={result['mcpu']}`; measured: {result['measured_with']}.",
         "",
         "| artifact | instructions | estimated cycles | estimated µs | measured µs | estimate / measured | "
-        "measured with AVX-512 µs |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "median round µs | measured with AVX-512 µs |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in result["rows"]:
         lines.append(
             f"| {row['format']} | {row['instructions_per_image']:,} | {row['cycles_per_image']:,} | "
             f"{row['estimated_us']:.1f} | {row['measured_us']:.1f} | {row['ratio']:.2f} | "
-            f"{row['measured_as_it_is_us']:.1f} |"
+            f"{row['measured_median_round_us']:.1f} | {row['measured_as_it_is_us']:.1f} |"
         )
     lines += ["", result["note"], ""]
     return "\n".join(lines)

@@ -3,6 +3,7 @@ the microseconds and advice per device."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -10,13 +11,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import require
+from conftest import manifest_json, require, slow_fixture
 
 from lenet_edge.cli import main
 from lenet_edge.cycle_cost import device_estimate, device_lines, models_for
 from lenet_edge.cycles import AARCH64, X86_64, llvm_missing, price_regions, read_trace
 from lenet_edge.devices import DEVICES, CoreType, Device, core_models, find_device
 from lenet_edge.errors import UsageError
+from lenet_edge.files import write_json
 from lenet_edge.targets.arm64_emu import build_plugin
 
 ADD = "0000018b"  # add x0, x0, x1
@@ -60,6 +62,15 @@ def test_an_x86_rep_string_run_costs_one_element_at_a_fast_string_rate(llvm):
     rep_stosb, rep_stosq = ("f3aa",), ("f348ab",)
     priced = price_regions(X86_64, "znver4", {"b": Counter({rep_stosb: 3200}), "q": Counter({rep_stosq: 400})})
     assert priced["b"].cycles == pytest.approx(100) and priced["q"].cycles == pytest.approx(100)
+
+
+def test_an_endbr64_hint_costs_nothing_though_the_zen_4_model_charges_25_cycles(llvm):
+    endbr64, push, pop = "f30f1efa", "55", "5d"
+    priced = price_regions(
+        X86_64, "znver4", {"with": Counter({(endbr64, push, pop): 10}), "without": Counter({(push, pop): 10})}
+    )
+    assert priced["with"].cycles == priced["without"].cycles < 50
+    assert priced["with"].instructions == 30  # still counted as executed
 
 
 def test_a_block_llvm_cannot_decode_is_counted_not_priced(llvm):
@@ -170,3 +181,37 @@ def test_the_blocks_file_sits_beside_the_marks_file():
     from lenet_edge.targets.base import blocks_file
 
     assert blocks_file(Path("/x/counts.txt")) == Path("/x/counts.txt.blocks")
+
+
+@slow_fixture(scope="module")
+def arm64_userland() -> None:
+    from lenet_edge.targets import arm64_emu
+
+    for tool in ("qemu-aarch64", "setarch"):
+        require(shutil.which(tool) is not None, f"{tool} missing: apt-get install qemu-user util-linux")
+    record = arm64_emu.status()
+    require(record is not None and arm64_emu.current(record), "run `lenet-edge target setup arm64-emu` first")
+    require(llvm_missing() is None, "llvm-mca and llvm-mc missing: apt-get install llvm-19")
+
+
+def test_cost_for_a_named_device_gives_microseconds_per_core_type_and_what_to_deploy(
+    arm64_userland, trained_bundle, mnist_dir, tmp_path, capsys
+):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(trained_bundle, bundle)
+    manifest = manifest_json(bundle)
+    manifest["artifacts"] = [a for a in manifest["artifacts"] if a["format"] in ("tflite-fp32", "tflite-int8")]
+    write_json(bundle / "manifest.json", manifest)
+    args = ["cost", str(bundle), "--data", str(mnist_dir), "--device", "Raspberry Pi 4", "--calls", "5"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "Raspberry Pi 4 (Broadcom BCM2711)" in out and "deploy: tflite-" in out
+    estimate = json.loads((bundle / "report.json").read_text())["devices"]["Raspberry Pi 4"]
+    us = {a["format"]: a["us_per_image"] for a in estimate["cores"][0]["artifacts"]}
+    assert set(us) == {"tflite-fp32", "tflite-int8"} and all(5 < v < 5000 for v in us.values())
+    cycles = {a["format"]: a["cycles_per_image"] for a in estimate["cores"][0]["artifacts"]}
+    assert us["tflite-int8"] == round(cycles["tflite-int8"] / 1.8e3, 2)  # at the Pi 4's 1.8 GHz
+    assert main(args) == 0  # the count report.json keeps is reused: the same figures
+    assert json.loads((bundle / "report.json").read_text())["devices"]["Raspberry Pi 4"] == estimate
+    markdown = (bundle / "report.md").read_text()
+    assert "## Time on named cores (estimated)" in markdown and "Deploy **tflite-" in markdown
