@@ -760,7 +760,8 @@ def cmd_cost(args) -> int:
         raise UsageError(f"{target.name}: instruction counts need an emulated target (arm64-emu[:CORE])")
     read_manifest(args.bundle)
     if device is not None:  # the cores the device needs, whatever --target says
-        estimate = cost_on_device(args.bundle, _load_data(args, args.bundle), device, args.calls, _record_target)
+        load = functools.partial(_load_data, args, args.bundle)  # only when a count runs
+        estimate = cost_on_device(args.bundle, load, device, args.calls, _record_target)
         update_report(args.bundle, {"devices": read_report(args.bundle).get("devices", {}) | {device.name: estimate}})
         print("\n".join(device_lines(estimate)))
         return 0

@@ -88,7 +88,7 @@ def _advice(cores: list[dict]) -> dict | None:
     )
     took = f"{best['cycles_per_image']:,} cycles"
     if best["us_per_image"] is not None:
-        took = f"{best['us_per_image']:g} µs"
+        took = f"{best['us_per_image']:.1f} µs"
     reason = f"fewest cycles per image on the {lead['role']} core ({lead['core']}): {took}"
     fp32 = next(
         (a for a in lead["artifacts"] if a["runtime"] == best["runtime"] and a["format"].endswith("fp32")), None

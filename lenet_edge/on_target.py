@@ -162,10 +162,11 @@ def count_on_target(
     }
 
 
-def cost_on_device(bundle: str | Path, mnist, device: Device, calls: int, record: Callable) -> dict:
+def cost_on_device(bundle: str | Path, load_mnist: Callable, device: Device, calls: int, record: Callable) -> dict:
     """µs per image of every artifact on every core type of ``device``: each emulated core its cores need is
-    counted and priced (unless report.json has its cycles already, then reused), ``record(bundle, target,
-    "cost", result)`` keeps each count; the estimate comes from report.json's cost rows."""
+    counted and priced (unless report.json has its cycles already, then reused; ``load_mnist()`` only when a
+    count runs), ``record(bundle, target, "cost", result)`` keeps each count; the estimate comes from
+    report.json's cost rows."""
     for emulated, models in device.models().items():
         known = read_report(bundle).get("targets", {}).get(f"arm64-emu:{emulated}", {})
         rows = known.get("cost", {}).get("rows", [])
@@ -173,7 +174,7 @@ def cost_on_device(bundle: str | Path, mnist, device: Device, calls: int, record
             log(f"{device.name}: cycles on {', '.join(sorted(models))} from the count on {emulated} in report.json")
             continue
         target = Arm64EmuTarget(emulated)
-        record(bundle, target, "cost", count_on_target(bundle, mnist, target, calls))
+        record(bundle, target, "cost", count_on_target(bundle, load_mnist(), target, calls))
     return device_estimate(read_report(bundle).get("targets", {}), device)
 
 
