@@ -89,7 +89,8 @@ def timings(listing: dict) -> dict:
         shim = ctypes.CDLL(listing["shim"])
     shim.cpuid_patch_ghz.restype = ctypes.c_double
     shim.cpuid_patch_ghz.argtypes = [ctypes.c_uint64]
-    from lenet_edge.runtimes import open_runner, time_calls
+    from lenet_edge.measure import time_calls
+    from lenet_edge.runtimes import open_runner
 
     digit = np.load(listing["images"])[:1]
     runners = {name: open_runner(runtime, path, threads=1) for name, (runtime, path) in listing["files"].items()}
@@ -113,9 +114,9 @@ def timings(listing: dict) -> dict:
 def emulated_cycles(bundle: Path, mnist, mcpu: str) -> dict:
     """The count job under qemu-x86_64 with the block counter; cycles priced on ``mcpu``."""
     from lenet_edge.cycles import X86_64
-    from lenet_edge.on_target import count_on_target
     from lenet_edge.targets.arm64_emu import build_plugin
     from lenet_edge.targets.base import CODE, LocalWorkspace, Target, Workspace, blocks_file, cache_dir
+    from lenet_edge.targets.jobs import count_on_target
 
     plugin = build_plugin(cache_dir() / "x86-64" / "plugins")
 
@@ -124,7 +125,7 @@ def emulated_cycles(bundle: Path, mnist, mcpu: str) -> dict:
             counter = ["-plugin", f"{plugin},out={plugin_out},blocks={blocks_file(plugin_out)}"] if plugin_out else []
             env = os.environ | {"PYTHONPATH": str(self.root / CODE), "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
             qemu = ["setarch", "-R", "qemu-x86_64", "-cpu", "max", *counter, sys.executable]
-            return [*qemu, "-m", "lenet_edge.target_agent", str(job_file)], env
+            return [*qemu, "-m", "lenet_edge.targets.agent", str(job_file)], env
 
     class X86EmuTarget(Target):
         name, kind, core = "x86-64-emu", "emulated", "x86-64"

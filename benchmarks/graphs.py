@@ -25,8 +25,9 @@ from lenet_edge.exporters import onnx as onnx_exporter
 from lenet_edge.exporters import tflite as tflite_exporter
 from lenet_edge.files import write_json
 from lenet_edge.host import machine_info
+from lenet_edge.measure import time_calls
 from lenet_edge.model import deployment_graph
-from lenet_edge.runtimes import open_runner, time_calls
+from lenet_edge.runtimes import open_runner
 
 HERE = Path(__file__).resolve().parent
 ROUNDS, SECONDS = 5, 0.3

@@ -30,7 +30,8 @@ ROUNDS, SECONDS = 11, 0.15
 
 def timings(files: dict[str, str]) -> dict:
     """Batch-1 p50 µs per file, 1 thread, medians over rounds alternating between the files."""
-    from lenet_edge.runtimes import open_runner, time_calls
+    from lenet_edge.measure import time_calls
+    from lenet_edge.runtimes import open_runner
 
     runners = {name: open_runner("litert" if path.endswith(".tflite") else "onnxruntime", path, threads=1)
                for name, path in files.items()}  # fmt: skip

@@ -24,15 +24,10 @@ from lenet_edge.cli import main as lenet_edge
 from lenet_edge.data import load_mnist
 from lenet_edge.files import write_json
 from lenet_edge.host import machine_info
-from lenet_edge.manifest import read_manifest
-from lenet_edge.report import (
-    TARGETS_PNG,
-    _bench_section,
-    _profile_section,
-    _recommendation_section,
-    _targets_section,
-    read_report,
-)
+from lenet_edge.manifest import TARGETS_PNG, read_manifest
+from lenet_edge.records import BenchRow
+from lenet_edge.report import read_report
+from lenet_edge.report.markdown import bench_section, profile_section, recommendation_section, targets_section
 from lenet_edge.targets import arm64_emu
 
 HERE = Path(__file__).resolve().parent
@@ -149,14 +144,16 @@ def main() -> int:
         "",
     ]
     for profile in ("host", "mobile"):
-        lines += _bench_section(profile, report["bench"][profile])
-    lines += _profile_section(report["profile"], report["bench"])
+        measured = report["bench"][profile]
+        rows = [BenchRow.from_dict(row) for row in measured["rows"]]
+        lines += bench_section(profile, measured["info"], rows)
+    lines += profile_section(report["profile"], report["bench"])
     if report.get("recommendation"):
-        lines += _recommendation_section(report["recommendation"], report["bench"]["host"]["info"]["machine"])
+        lines += recommendation_section(report["recommendation"], report["bench"]["host"]["info"]["machine"])
     if training:
         lines += _training_section(training)
     if arm64:
-        lines += _targets_section(report["targets"])
+        lines += targets_section(report["targets"])
         shutil.copyfile(bundle / TARGETS_PNG, HERE / TARGETS_PNG)
     else:
         lines += ["## ARM64", "", "Not measured: the emulated ARM64 target is not set up (`make arm64-emu`).", ""]

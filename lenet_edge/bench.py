@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -26,17 +26,14 @@ from .files import is_regular_file
 from .formats import BY_NAME, RUNTIMES
 from .host import machine_info, usable_cores
 from .manifest import Manifest, read_manifest
-from .runtimes import RUNNERS, open_runner, runtime_missing, time_calls
-from .runtimes.base import process_memory_mb, reset_peak_memory
+from .measure import process_memory_mb, reset_peak_memory, time_calls
+from .records import BenchRow
+from .runtimes import RUNNERS, open_runner, runtime_missing
 from .runtimes.litert import LiteRTRunner
 from .runtimes.onnxruntime import OnnxRuntimeRunner
 from .runtimes.wasm import browser_missing
 
-ROW_KEYS = (
-    "format", "runtime", "delegate", "profile", "threads", "batch", "p50_us", "p90_us", "p99_us", "mean_us",
-    "std_us", "throughput_ips", "load_ms", "first_ms", "model_mb", "footprint_mb", "footprint_peak_mb",
-    "process_peak_mb", "size_bytes",
-)  # fmt: skip
+ROW_KEYS = tuple(f.name for f in fields(BenchRow))  # bench.json's columns, in order
 PROFILES = {
     "host": "this machine as it is: 1 thread and all cores, batches 1, 32 and 256, LiteRT with and without XNNPACK",
     "mobile": "one phone core's constraints: 1 thread, the process pinned to one core, batch 1, XNNPACK on. "
@@ -199,7 +196,7 @@ def bench_bundle(bundle: str | Path, mnist, profile: str = "host", seconds: floa
                     "format": combo.format, "runtime": combo.runtime, "delegate": combo.delegate,
                     "profile": profile, "threads": combo.threads, "size_bytes": combo.size_bytes, **measured,
                 }  # fmt: skip
-                rows.append({key: row[key] for key in ROW_KEYS})
+                rows.append(BenchRow.from_dict(row).to_dict())
         progress(len(combos), len(combos), "done")
     for note in not_run:
         log(f"  (not measured: {note})")

@@ -203,7 +203,7 @@ def is_bundle(folder: Path) -> bool:
     return True
 
 
-class _Reader:
+class _FieldReader:
     """Typed field access on one JSON object; errors name the field's path in the manifest."""
 
     def __init__(self, data: Any, where: str, source: str):
@@ -235,13 +235,13 @@ class _Reader:
         value = self.get(key, (int, float), "a number", default, none)
         return None if value is None else float(value)
 
-    def whole(self, key: str, default: Any = ...) -> int:
+    def integer(self, key: str, default: Any = ...) -> int:
         return self.get(key, int, "a whole number", default)
 
-    def obj(self, key: str, default: Any = ...) -> dict:
+    def nested(self, key: str, default: Any = ...) -> dict:
         return self.get(key, dict, "an object", default)
 
-    def items(self, key: str, default: Any = ...) -> list:
+    def array(self, key: str, default: Any = ...) -> list:
         return self.get(key, list, "a list", default)
 
     def file_name(self, key: str) -> str:
@@ -259,8 +259,8 @@ def _kind(value: Any) -> str:
 
 
 def _tensor(data: Any, where: str, source: str, rank: int) -> Tensor:
-    r = _Reader(data, where, source)
-    shape = r.items("shape")
+    r = _FieldReader(data, where, source)
+    shape = r.array("shape")
     if not all(isinstance(d, int) and not isinstance(d, bool) and d >= -1 for d in shape) or len(shape) != rank:
         raise BundleError(f"{source}: {where}shape {shape} is not {rank} whole numbers (-1 for a dynamic dimension)")
     dtype = r.text("dtype")
@@ -273,14 +273,14 @@ def _tensor(data: Any, where: str, source: str, rank: int) -> Tensor:
     return Tensor(r.text("name"), dtype, list(shape), scale, zero_point)
 
 
-def _size(r: _Reader) -> int:
-    size = r.whole("bytes")
+def _size(r: _FieldReader) -> int:
+    size = r.integer("bytes")
     if size < 0:
         raise BundleError(f"{r.source}: {r.where}bytes is {size}, not a file size")
     return size
 
 
-def _digest(r: _Reader) -> str:
+def _digest(r: _FieldReader) -> str:
     digest = r.text("sha256")
     if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
         raise BundleError(f"{r.source}: {r.where}sha256 {digest[:80]!r} is not 64 lowercase hex digits")
@@ -288,22 +288,22 @@ def _digest(r: _Reader) -> str:
 
 
 def _file_ref(data: Any, where: str, source: str) -> FileRef:
-    r = _Reader(data, where, source)
+    r = _FieldReader(data, where, source)
     return FileRef(r.file_name("file"), _size(r), _digest(r), r.text("what", ""))
 
 
 def _micro(data: Any, where: str, source: str) -> Micro:
-    r = _Reader(data, where, source)
-    sizes = {key: r.whole(key) for key in ("arena_bytes", "flash_bytes")}
+    r = _FieldReader(data, where, source)
+    sizes = {key: r.integer(key) for key in ("arena_bytes", "flash_bytes")}
     if any(size <= 0 for size in sizes.values()):
         raise BundleError(f"{source}: {where}arena_bytes and flash_bytes must be positive, not {sizes}")
-    c_files = [_file_ref(item, f"{where}c_files[{i}].", source) for i, item in enumerate(r.items("c_files", []))]
+    c_files = [_file_ref(item, f"{where}c_files[{i}].", source) for i, item in enumerate(r.array("c_files", []))]
     return Micro(r.text("runtime", ""), sizes["arena_bytes"], sizes["flash_bytes"], c_files)
 
 
 def _artifact(data: Any, index: int, source: str) -> Artifact:
     where = f"artifacts[{index}]."
-    r = _Reader(data, where, source)
+    r = _FieldReader(data, where, source)
     fmt = r.text("format")
     spec = BY_NAME.get(fmt)
     if spec is None:
@@ -317,11 +317,13 @@ def _artifact(data: Any, index: int, source: str) -> Artifact:
         runtime=r.text("runtime"),
         precision=r.text("precision"),
         description=r.text("description", ""),
-        input=_tensor(r.obj("input"), f"{where}input.", source, rank=4),
-        output=_tensor(r.obj("output"), f"{where}output.", source, rank=2),
-        keep_float=[str(layer) for layer in r.items("keep_float", [])],
-        without_keep_float=r.obj("without_keep_float", None) if r.data.get("without_keep_float") is not None else None,
-        micro=_micro(r.obj("micro"), f"{where}micro.", source) if r.data.get("micro") is not None else None,
+        input=_tensor(r.nested("input"), f"{where}input.", source, rank=4),
+        output=_tensor(r.nested("output"), f"{where}output.", source, rank=2),
+        keep_float=[str(layer) for layer in r.array("keep_float", [])],
+        without_keep_float=r.nested("without_keep_float", None)
+        if r.data.get("without_keep_float") is not None
+        else None,
+        micro=_micro(r.nested("micro"), f"{where}micro.", source) if r.data.get("micro") is not None else None,
     )
     claims = (("precision", artifact.precision, spec.precision), ("runtime", artifact.runtime, spec.runtime))
     for key, claimed, table in claims:
@@ -332,37 +334,37 @@ def _artifact(data: Any, index: int, source: str) -> Artifact:
 
 def parse_manifest(data: Any, source: str = MANIFEST) -> Manifest:
     """A Manifest from parsed JSON, every field checked."""
-    r = _Reader(data, "", source)
+    r = _FieldReader(data, "", source)
     generator = r.text("generator")
     if generator != GENERATOR:
         raise BundleError(f"{source}: written by {generator!r}, not by {GENERATOR}")
     reference = None
     if r.data.get("reference") is not None:
-        reference = _file_ref(r.obj("reference"), "reference.", source)
-    artifacts = [_artifact(item, i, source) for i, item in enumerate(r.items("artifacts"))]
+        reference = _file_ref(r.nested("reference"), "reference.", source)
+    artifacts = [_artifact(item, i, source) for i, item in enumerate(r.array("artifacts"))]
     formats = [a.format for a in artifacts]
     if len(set(formats)) != len(formats):
         raise BundleError(f"{source}: artifacts lists a format twice")
-    if not all(isinstance(item, dict) for item in r.items("failed", [])):
+    if not all(isinstance(item, dict) for item in r.array("failed", [])):
         raise BundleError(f"{source}: failed holds something other than objects")
     return Manifest(
         generator=generator,
         version=r.text("version", ""),
         created=r.get("created", str, "text", None, none=True),
         app_contract=r.text("app_contract", ""),
-        model=r.obj("model", {}),
+        model=r.nested("model", {}),
         labels=r.text("labels", "labels.txt"),
-        seed=r.whole("seed", 0),
+        seed=r.integer("seed", 0),
         deterministic=r.get("deterministic", bool, "true or false", False),
         determinism=r.text("determinism", ""),
         keras_test_accuracy=r.number("keras_test_accuracy", None, none=True),
         reference=reference,
-        training=r.obj("training", {}),
-        dataset=r.obj("dataset", {}),
-        calibration=r.obj("calibration", {}),
-        tools=r.obj("tools", {}),
+        training=r.nested("training", {}),
+        dataset=r.nested("dataset", {}),
+        calibration=r.nested("calibration", {}),
+        tools=r.nested("tools", {}),
         artifacts=artifacts,
-        failed=r.items("failed", []),
+        failed=r.array("failed", []),
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from .errors import UsageError
 
@@ -226,3 +227,24 @@ def count_macs(model) -> int:
 def count_params(model) -> int:
     """Trainable parameters (what model.summary() calls 'Trainable params')."""
     return int(sum(int(w.numpy().size) for w in model.trainable_weights))
+
+
+def model_facts(model, arch: str, activation: str | None) -> dict:
+    """The manifest's ``model``: architecture, activation, summary, parameters and MACs per image."""
+    known = ARCHITECTURES.get(arch)
+    return {
+        "architecture": arch,
+        "activation": activation,
+        "summary": known.summary if known else model.name,
+        "params": count_params(model),
+        "macs": count_macs(model),
+    }
+
+
+def check_digit_model(model, path: Path) -> None:
+    """A model lenet-edge can export takes [batch, 28, 28, 1] raw pixels and gives 10 probabilities."""
+    if tuple(model.inputs[0].shape[1:]) != (28, 28, 1) or tuple(model.outputs[0].shape[1:]) != (10,):
+        raise UsageError(
+            f"{path}: takes {model.inputs[0].shape} and gives {model.outputs[0].shape}, "
+            "not [batch, 28, 28, 1] raw pixels to 10 probabilities"
+        )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,35 +18,11 @@ from .errors import BundleError, one_line
 from .files import is_regular_file, sha256_file
 from .formats import PRECISIONS, RUNTIMES, Gate
 from .manifest import REFERENCE, Artifact, FileRef, Manifest, read_manifest
+from .records import VerifyRow
 from .runtimes import Runner, open_runner, runtime_missing
 
 DEFAULT_GATES = {name: precision.verify for name, precision in PRECISIONS.items()}
 MICRO_RUNTIME = "tflm"  # where verify runs the formats a microcontroller runs, beside their own runtime
-
-
-@dataclass
-class VerifyRow:
-    format: str
-    runtime: str
-    status: str  # pass | fail | error
-    accuracy: float | None = None
-    delta_vs_keras_pt: float | None = None
-    agreement: float | None = None
-    max_abs_dp: float | None = None
-    mean_abs_dp: float | None = None
-    reason: str = ""
-    precision: str = ""
-    size_bytes: int | None = None
-    gate: str = ""
-    per_class_accuracy: list[float] = field(default_factory=list)
-    confusion: list[list[int]] = field(default_factory=list)  # [true][predicted]
-    seconds: float | None = None
-    partitions: int | None = None  # LiteRT: XNNPACK delegate partitions (1: the whole graph in one)
-    left_to_cpu: list[str] = field(default_factory=list)  # LiteRT: ops XNNPACK left to the reference kernels
-    float_nodes: list[str] = field(default_factory=list)  # ONNX: nodes left in float inside a quantized model
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _integrity(bundle: Path, entry: Artifact | FileRef) -> str:

@@ -153,6 +153,34 @@ def raw_mnist_dir(mnist_dir, tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture
+def loaded_once(monkeypatch, mnist, raw_mnist_dir):
+    """The CLI's MNIST load of ``raw_mnist_dir`` answered by the session's copy, loaded and checked once (the
+    same four arrays; 0.2 s saved per command). Any other --data path is loaded as usual: the cases about bad
+    data never come here."""
+    import lenet_edge.steps
+
+    real = lenet_edge.steps.load_mnist
+
+    def load_mnist(data=None, download=True, check=True, recorded=None):
+        if data is not None and Path(data) == raw_mnist_dir:
+            return mnist
+        return real(data, download=download, check=check, recorded=recorded)
+
+    monkeypatch.setattr(lenet_edge.steps, "load_mnist", load_mnist)  # where every command's data step finds it
+    return raw_mnist_dir
+
+
+@pytest.fixture
+def good_picture(mnist, tmp_path) -> Path:
+    """A real test digit as a user has it (bad_input.digit_png), tmp_path/good.png."""
+    from bad_input import digit_png
+
+    path = tmp_path / "good.png"
+    path.write_bytes(digit_png(mnist))
+    return path
+
+
 # --- bundles --------------------------------------------------------------------------------------------------
 
 TINY_SEED = 7

@@ -20,7 +20,7 @@ from lenet_edge.cli import main
 from lenet_edge.files import write_json
 from lenet_edge.formats import FORMATS
 from lenet_edge.manifest import read_manifest
-from lenet_edge.runtimes import time_calls
+from lenet_edge.measure import time_calls
 from lenet_edge.runtimes.wasm import browser_missing
 
 REPO = Path(__file__).resolve().parents[1]

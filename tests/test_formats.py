@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from lenet_edge.cli import MODEL_SUFFIXES, _gates, build_parser
+from lenet_edge.cli import _gates, build_parser
 from lenet_edge.errors import UsageError
 from lenet_edge.exporters import EXPORTERS
 from lenet_edge.formats import (
@@ -23,6 +23,7 @@ from lenet_edge.formats import (
     get_formats,
     runtime_label,
 )
+from lenet_edge.predict import MODEL_SUFFIXES
 from lenet_edge.runtimes import RUNNERS, Runner
 
 

@@ -20,8 +20,8 @@ from conftest import manifest_json, require, slow_fixture
 from lenet_edge.cli import main
 from lenet_edge.files import write_json
 from lenet_edge.formats import BY_NAME, FORMATS, PRECISIONS
-from lenet_edge.on_target import parity_row, verify_on_target
 from lenet_edge.targets import TargetError, arm64_emu, parse_target
+from lenet_edge.targets.jobs import parity_row, verify_on_target
 
 
 def test_target_names_parse_or_fail_clearly():
@@ -241,7 +241,7 @@ def test_a_one_runtime_device_answers_for_what_it_has(tiny_bundle, mnist, tmp_pa
 
     import numpy as np
 
-    from lenet_edge import target_agent
+    from lenet_edge.targets import agent as target_agent
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # this device has no ONNX Runtime
     monkeypatch.chdir(tmp_path)

@@ -214,7 +214,7 @@ def test_report_never_links_a_chart_the_run_did_not_redraw(bundle_copy, mnist, m
     def no_matplotlib(*args):
         raise ImportError("No module named 'matplotlib'")
 
-    monkeypatch.setattr(lenet_edge.cli, "plot_confusion_matrices", no_matplotlib)
+    monkeypatch.setattr(lenet_edge.steps, "plot_confusion_matrices", no_matplotlib)
     stale = bundle_copy / "verify_confusion.png"
     stale.write_bytes(b"an earlier run's chart")
     assert main(["verify", str(bundle_copy), "--data", str(mnist.path)]) == 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..formats import RUNTIMES
-from .base import InProcessRunner, Runner, RuntimeNotInstalled, time_calls
+from .base import InProcessRunner, Runner, RuntimeNotInstalled
 from .keras import KerasRunner
 from .litert import LiteRTRunner
 from .onnxruntime import OnnxRuntimeRunner
@@ -42,5 +42,4 @@ __all__ = [
     "RuntimeNotInstalled",
     "open_runner",
     "runtime_missing",
-    "time_calls",
 ]

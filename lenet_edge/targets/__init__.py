@@ -2,7 +2,7 @@
 userland under QEMU user-mode emulation) and ``ssh://user@host[:port]`` (a real device).
 
 Every target does the same three things: put files in a workspace of its own, run ``python -m
-lenet_edge.target_agent JOB`` there, and hand back the files the agent wrote. The project's own code travels
+lenet_edge.targets.agent JOB`` there, and hand back the files the agent wrote. The project's own code travels
 with the files, so the target runs exactly the code of this checkout and needs only Python, NumPy and the
 runtimes (``pip install lenet-edge`` on a device)."""
 

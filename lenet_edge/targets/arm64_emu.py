@@ -284,7 +284,7 @@ class EmulatedWorkspace(LocalWorkspace):
             "OMP_NUM_THREADS": "1",
             "OPENBLAS_NUM_THREADS": "1",
         }
-        return ["setarch", "-R", *qemu, "-m", "lenet_edge.target_agent", str(job_file)], env
+        return ["setarch", "-R", *qemu, "-m", "lenet_edge.targets.agent", str(job_file)], env
 
 
 class Arm64EmuTarget(Target):

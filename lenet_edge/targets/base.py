@@ -107,7 +107,7 @@ class LocalWorkspace(Workspace):
 
     def command(self, job_file: Path, plugin_out: Path | None) -> tuple[list[str], dict]:
         env = os.environ | {"PYTHONPATH": str(self.root / CODE)}
-        return [sys.executable, "-m", "lenet_edge.target_agent", str(job_file)], env
+        return [sys.executable, "-m", "lenet_edge.targets.agent", str(job_file)], env
 
     def run(self, job: dict, plugin_out: Path | None = None) -> dict:
         job_file = self.root / "job.json"

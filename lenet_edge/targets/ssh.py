@@ -56,7 +56,7 @@ class SshWorkspace(Workspace):
         root = shlex.quote(self.root)
         command = (
             f"cd {root} && printf %s {shlex.quote(json.dumps(job))} > job.json && "
-            f"PYTHONPATH={root}/{CODE} exec {shlex.quote(self.target.python)} -m lenet_edge.target_agent job.json"
+            f"PYTHONPATH={root}/{CODE} exec {shlex.quote(self.target.python)} -m lenet_edge.targets.agent job.json"
         )
         done = self.target.ssh_process(command, capture_stderr=False)
         return agent_answer(done.returncode, done.stdout.decode(), self.target.name)

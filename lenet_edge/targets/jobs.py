@@ -18,19 +18,19 @@ from typing import Any
 
 import numpy as np
 
-from .console import STATUS_ICON, log
-from .cycle_cost import CYCLES_METHOD, device_estimate, models_for, price_count
-from .cycles import AARCH64, Isa
-from .devices import Device
-from .errors import UsageError
-from .formats import Format
-from .host import usable_cores
-from .manifest import MANIFEST, Artifact, read_manifest, write_manifest
-from .report import read_report
-from .runtimes import open_runner
-from .targets import Target, TargetError
-from .targets.arm64_emu import Arm64EmuTarget
-from .targets.base import blocks_file
+from ..console import STATUS_ICON, log
+from ..cycle_cost import CYCLES_METHOD, device_estimate, device_lines, models_for, price_count
+from ..cycles import AARCH64, Isa
+from ..devices import Device
+from ..errors import UsageError
+from ..formats import Format
+from ..host import usable_cores
+from ..manifest import MANIFEST, REPORT_MD, Artifact, read_manifest, write_manifest
+from ..records import StepResult
+from ..report import read_report, record_target, update_report
+from ..runtimes import open_runner
+from .arm64_emu import Arm64EmuTarget
+from .base import Target, TargetError, blocks_file
 
 
 def _stage(space, bundle: Path, entries: list[Artifact], images: np.ndarray, tmp: Path) -> list[dict]:
@@ -162,11 +162,10 @@ def count_on_target(
     }
 
 
-def cost_on_device(bundle: str | Path, load_mnist: Callable, device: Device, calls: int, record: Callable) -> dict:
+def cost_on_device(bundle: str | Path, load_mnist: Callable, device: Device, calls: int) -> dict:
     """µs per image of every artifact on every core type of ``device``: each emulated core its cores need is
-    counted and priced (unless report.json has its cycles already, then reused; ``load_mnist()`` only when a
-    count runs), ``record(bundle, target, "cost", result)`` keeps each count; the estimate comes from
-    report.json's cost rows."""
+    counted, priced and recorded in the report (unless report.json has its cycles already, then reused;
+    ``load_mnist()`` only when a count runs); the estimate comes from report.json's cost rows."""
     for emulated, models in device.models().items():
         known = read_report(bundle).get("targets", {}).get(f"arm64-emu:{emulated}", {})
         rows = known.get("cost", {}).get("rows", [])
@@ -174,7 +173,7 @@ def cost_on_device(bundle: str | Path, load_mnist: Callable, device: Device, cal
             log(f"{device.name}: cycles on {', '.join(sorted(models))} from the count on {emulated} in report.json")
             continue
         target = Arm64EmuTarget(emulated)
-        record(bundle, target, "cost", count_on_target(bundle, load_mnist(), target, calls))
+        record_target(bundle, target.name, "cost", count_on_target(bundle, load_mnist(), target, calls))
     return device_estimate(read_report(bundle).get("targets", {}), device)
 
 
@@ -209,4 +208,53 @@ def bench_on_target(bundle: str | Path, mnist, target: Target, profile: str, sec
     return {"identity": target.describe(answer.pop("identity")), **answer}
 
 
-__all__ = ["bench_on_target", "cost_on_device", "count_on_target", "parity_row", "verify_on_target"]
+def verify_there(bundle: str, mnist, target: Target, limit: int | None = None) -> StepResult:
+    """verify --target: parity on ``target``, recorded in the report; status 1 if a file differs beyond its gate."""
+    result = verify_on_target(bundle, mnist, target, limit)
+    record_target(bundle, target.name, "verify", result)
+    failed = [row["format"] for row in result["rows"] if row["status"] != "pass"]
+    verdict = (
+        f"{len(failed)} of {len(result['rows'])} differ beyond the gate: {', '.join(failed)}"
+        if failed
+        else "all answer like this machine"
+    )
+    log(f"verify on {target.name}: {verdict} ({result['seconds']:.0f} s); see {Path(bundle) / REPORT_MD}")
+    return StepResult(1 if failed else 0, result["rows"])
+
+
+def bench_there(bundle: str, mnist, target: Target, profile: str, seconds: float) -> StepResult:
+    """bench --target ssh://…: the bench table measured on the device, recorded in the report."""
+    result = bench_on_target(bundle, mnist, target, profile, seconds)
+    record_target(bundle, target.name, "bench", result)
+    log(f"bench on {target.name}: {len(result['rows'])} rows; see {Path(bundle) / REPORT_MD}")
+    return StepResult(0, result["rows"])
+
+
+def device_there(bundle: str, load_mnist: Callable, device: Device, calls: int) -> StepResult:
+    """cost --device: µs per image on every core type of a named device and what to deploy, printed and kept
+    in report.json's ``devices``."""
+    estimate = cost_on_device(bundle, load_mnist, device, calls)
+    update_report(bundle, {"devices": read_report(bundle).get("devices", {}) | {device.name: estimate}})
+    print("\n".join(device_lines(estimate)))
+    return StepResult(0, [estimate])
+
+
+def cost_there(bundle: str, mnist, target: Target, calls: int) -> StepResult:
+    """cost: instructions per image on an emulated core, recorded in the report with the chart of every core."""
+    result = count_on_target(bundle, mnist, target, calls)
+    record_target(bundle, target.name, "cost", result)
+    log(f"cost on {target.name}: {len(result['rows'])} rows; see {Path(bundle) / REPORT_MD}")
+    return StepResult(0, result["rows"])
+
+
+__all__ = [
+    "bench_on_target",
+    "bench_there",
+    "cost_on_device",
+    "cost_there",
+    "count_on_target",
+    "device_there",
+    "parity_row",
+    "verify_on_target",
+    "verify_there",
+]

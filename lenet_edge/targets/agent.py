@@ -1,7 +1,7 @@
 """The target agent: what a target runs, in its own workspace, with NumPy and the runtimes only (never
 TensorFlow).
 
-``python -m lenet_edge.target_agent JOB.json`` does one task and prints its answer as one JSON line:
+``python -m lenet_edge.targets.agent JOB.json`` does one task and prints its answer as one JSON line:
 - ``identity``: the machine (``uname -m``, CPU model and features, library versions).
 - ``predict``: every listed artifact on the given digits, raw output tensors saved as ``out/FORMAT.npy``.
 - ``count``: each artifact's batch-1 inference in a loop, bracketed by marks an instruction counter sees,
@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .bench import bench_bundle
-from .errors import one_line
-from .host import machine_info
-from .runtimes import InProcessRunner, open_runner, runtime_missing
-from .runtimes.litert import LiteRTRunner
+from ..bench import bench_bundle
+from ..errors import one_line
+from ..host import machine_info
+from ..runtimes import InProcessRunner, open_runner, runtime_missing
+from ..runtimes.litert import LiteRTRunner
 
 MARK_MAGIC = 0x4C454E4554000000  # "LENET": the instruction counter's mark, see targets/insn_count.c
 XNNPACK_MISSING = (

@@ -1,41 +1,16 @@
-"""The bundle's report: ``report.json`` holds every section's data; ``report.md`` is rendered from it whole,
-so verify (and later bench) can each update their section without disturbing the others."""
+"""report.md: every section of report.json rendered as Markdown, in a fixed order. Pure: a report and its
+manifest in, text out."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-from .console import STATUS_ICON
-from .cycle_cost import cycles_section
-from .files import write_json, write_text
-from .formats import BY_NAME, FORMATS, KERAS, RUNTIMES, Format, float_twin, runtime_label
-from .layer_names import layer_of
-from .manifest import CONFUSION_PNG, REPORT_JSON, REPORT_MD, TARGETS_PNG, Manifest, read_manifest
+from ..console import STATUS_ICON
+from ..cycle_cost import cycles_section
+from ..formats import KERAS, RUNTIMES, runtime_label
+from ..manifest import CONFUSION_PNG, TARGETS_PNG, Manifest
+from ..records import BenchRow, VerifyRow
+from .advice import batch1_p50, bench_rows, costs_by_core, float_ops, grouped, int8_pairs
 
 STATUS_MARK = {status: f"{icon} {status}" for status, icon in STATUS_ICON.items()}
-
-
-def read_report(bundle: str | Path) -> dict:
-    """report.json's sections ({} when there is none, or it is not a report)."""
-    try:
-        report = json.loads((Path(bundle) / REPORT_JSON).read_text())
-    except (FileNotFoundError, UnicodeDecodeError, json.JSONDecodeError):
-        return {}
-    return report if isinstance(report, dict) else {}
-
-
-def update_report(bundle: str | Path, sections: dict) -> dict:
-    """Merge ``sections`` into report.json and re-render report.md; return the whole report."""
-    bundle = Path(bundle)
-    report = read_report(bundle)
-    report.update(sections)
-    found = recommendations(report)
-    if found is not None:
-        report["recommendation"] = found
-    write_json(bundle / REPORT_JSON, report)
-    write_text(bundle / REPORT_MD, render_markdown(report, read_manifest(bundle)))
-    return report
 
 
 def chart_lines(name: str, alt: str, drawn: bool | None) -> list[str]:
@@ -63,27 +38,29 @@ def render_markdown(report: dict, manifest: Manifest) -> str:
         f"Seed {manifest.seed}.",
         "",
     ]
+    verified = [VerifyRow.from_dict(row) for row in report.get("verify", [])]
     if "verify" in report:
-        lines += _verify_section(report["verify"], report.get("verify_info", {}), charts.get(CONFUSION_PNG))
+        lines += _verify_section(verified, report.get("verify_info", {}), charts.get(CONFUSION_PNG))
     if "consumers" in report:
         lines += _consumers_section(report["consumers"])
     if "layers" in report:
-        lines += _layers_section(report["layers"], report.get("verify", []), manifest, charts)
+        lines += _layers_section(report["layers"], verified, manifest, charts)
     for profile, result in report.get("bench", {}).items():
-        lines += _bench_section(profile, result, chart=charts.get(f"bench_{profile}.png"))
+        rows = bench_rows(report["bench"], profile)
+        lines += bench_section(profile, result["info"], rows, chart=charts.get(f"bench_{profile}.png"))
     if "profile" in report:
-        lines += _profile_section(report["profile"], report.get("bench", {}))
-    found = report.get("recommendation")  # update_report computes it from the bench and verify sections
+        lines += profile_section(report["profile"], report.get("bench", {}))
+    found = report.get("recommendation")  # computed by the bench step, from its rows and the verify section
     if found is not None:
         machine = report["bench"][found["profile"]]["info"].get("machine", {})
-        lines += _recommendation_section(found, machine)
+        lines += recommendation_section(found, machine)
     if report.get("targets"):
-        lines += _targets_section(report["targets"], charts.get(TARGETS_PNG))
+        lines += targets_section(report["targets"], charts.get(TARGETS_PNG))
     lines += cycles_section(report)  # time on named cores: lenet_edge/cycle_cost.py
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _verify_section(rows: list[dict], info: dict, chart: bool | None = None) -> list[str]:
+def _verify_section(rows: list[VerifyRow], info: dict, chart: bool | None = None) -> list[str]:
     lines = [
         f"## Parity: every export on the {info.get('images', 10000):,} MNIST test images",
         "",
@@ -95,14 +72,14 @@ def _verify_section(rows: list[dict], info: dict, chart: bool | None = None) -> 
         "|---|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
-        size = f"{row['size_bytes'] / 1024:.1f}" if row.get("size_bytes") else "—"
-        delta = "—" if row["delta_vs_keras_pt"] is None else f"{row['delta_vs_keras_pt']:+.2f}"
-        dp = "—" if row["max_abs_dp"] is None else f"{row['max_abs_dp']:.1e}"
+        size = f"{row.size_bytes / 1024:.1f}" if row.size_bytes else "—"
+        delta = "—" if row.delta_vs_keras_pt is None else f"{row.delta_vs_keras_pt:+.2f}"
+        dp = "—" if row.max_abs_dp is None else f"{row.max_abs_dp:.1e}"
         lines.append(
-            f"| {row['format']} | {row['runtime']} | {STATUS_MARK[row['status']]} | {size} | "
-            f"{_pct(row['accuracy'])} | {delta} | {_pct(row['agreement'])} | {dp} | {_accelerated(row)} |"
+            f"| {row.format} | {row.runtime} | {STATUS_MARK[row.status]} | {size} | "
+            f"{_pct(row.accuracy)} | {delta} | {_pct(row.agreement)} | {dp} | {_accelerated(row)} |"
         )
-    reasons = [f"- **{row['format']}** ({row['runtime']}): {row['reason']}" for row in rows if row["reason"]]
+    reasons = [f"- **{row.format}** ({row.runtime}): {row.reason}" for row in rows if row.reason]
     if reasons:
         lines += ["", "Why:", "", *reasons]
     if info.get("not_run"):
@@ -110,12 +87,12 @@ def _verify_section(rows: list[dict], info: dict, chart: bool | None = None) -> 
     gates = info.get("gates", {})
     if gates:
         lines += ["", "Gates: " + "; ".join(f"{name}: {text}" for name, text in gates.items()) + "."]
-    judged = [row for row in rows if row["per_class_accuracy"]]
+    judged = [row for row in rows if row.per_class_accuracy]
     if judged:
         lines += ["", "### Per-class accuracy", "", "| Format | " + " | ".join(str(d) for d in range(10)) + " |"]
         lines.append("|---|" + "---:|" * 10)
         for row in judged:
-            lines.append(f"| {row['format']} | " + " | ".join(_pct(a, 1) for a in row["per_class_accuracy"]) + " |")
+            lines.append(f"| {row.format} | " + " | ".join(_pct(a, 1) for a in row.per_class_accuracy) + " |")
         lines += chart_lines(CONFUSION_PNG, "confusion matrices", chart)
     return [*lines, ""]
 
@@ -165,11 +142,12 @@ def _consumers_section(table: dict) -> list[str]:
 WORST_SHOWN = 5
 
 
-def _layers_section(layers: dict, verify_rows: list[dict], manifest: Manifest, charts: dict) -> list[str]:
+def _layers_section(layers: dict, verify_rows: list[VerifyRow], manifest: Manifest, charts: dict) -> list[str]:
     lines = ["## Quantization error by layer", ""]
     accuracy: dict[str, float] = {}
     for row in verify_rows:  # the file's own runtime's row comes first
-        accuracy.setdefault(row["format"], row["accuracy"])
+        if row.accuracy is not None:
+            accuracy.setdefault(row.format, row.accuracy)
     for fmt, data in layers.items():
         lines += [f"### {fmt}", ""]
         if "skipped" in data:
@@ -218,24 +196,25 @@ def _layers_section(layers: dict, verify_rows: list[dict], manifest: Manifest, c
     return lines
 
 
-def _accelerated(row: dict) -> str:
+def _accelerated(row: VerifyRow) -> str:
     """XNNPACK partitions and the ops it left to the CPU, or the float nodes of a quantized ONNX model."""
-    if row.get("partitions") is not None:
-        text = f"XNNPACK, {row['partitions']} partition{'s' * (row['partitions'] != 1)}"
-        left = ", ".join(dict.fromkeys(item.split(" (")[0] for item in row.get("left_to_cpu", [])))
+    if row.partitions is not None:
+        text = f"XNNPACK, {row.partitions} partition{'s' * (row.partitions != 1)}"
+        left = ", ".join(dict.fromkeys(item.split(" (")[0] for item in row.left_to_cpu))
         return f"{text}; CPU: {left}" if left else f"{text}, nothing left out"
-    if row.get("float_nodes"):
-        return f"float inside int8: {_float_ops(row['float_nodes'])}"
+    if row.float_nodes:
+        return f"float inside int8: {float_ops(row.float_nodes)}"
     return "—"
 
 
-def _bench_section(profile: str, result: dict, title: str = "", chart: bool | None = True) -> list[str]:
-    info, rows = result["info"], result["rows"]
+def bench_section(
+    profile: str, info: dict, rows: list[BenchRow], title: str = "", chart: bool | None = True
+) -> list[str]:
     machine = info["machine"]
-    single = [row for row in rows if row["batch"] == 1]
-    throughput = {(r["format"], r["delegate"], r["threads"]): r["throughput_ips"] for r in rows if r["batch"] == 256}
+    single = [row for row in rows if row.batch == 1]
+    throughput = {r.combination: r.throughput_ips for r in rows if r.batch == 256}
     keras = (KERAS.runtime, RUNTIMES[KERAS.runtime].default_delegate)  # Keras through a tf.function
-    keras_by_threads = {r["threads"]: r["p50_us"] for r in single if (r["runtime"], r["delegate"]) == keras}
+    keras_by_threads = {r.threads: r.p50_us for r in single if (r.runtime, r.delegate) == keras}
     lines = [
         title or f"## Speed: {profile} profile",
         "",
@@ -250,15 +229,15 @@ def _bench_section(profile: str, result: dict, title: str = "", chart: bool | No
         "| speed-up vs Keras |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for row in sorted(single, key=lambda r: (r["threads"], r["p50_us"])):
-        ips = throughput.get((row["format"], row["delegate"], row["threads"]))
-        keras_p50 = keras_by_threads.get(row["threads"])
-        speedup = "—" if keras_p50 is None else f"{keras_p50 / row['p50_us']:.1f}×"
-        label = runtime_label(row["runtime"], row["delegate"])
+    for row in sorted(single, key=lambda r: (r.threads, r.p50_us)):
+        ips = throughput.get(row.combination)
+        keras_p50 = keras_by_threads.get(row.threads)
+        speedup = "—" if keras_p50 is None else f"{keras_p50 / row.p50_us:.1f}×"
+        label = runtime_label(row.runtime, row.delegate)
         lines.append(
-            f"| {row['format']} | {label} | {row['threads']} | {row['p50_us']:.1f} | "
-            f"{row['p99_us']:.1f} | {'—' if ips is None else f'{ips:,.0f}'} | {row['load_ms']:.1f} | "
-            f"{_mb(row.get('model_mb'))} | {_mb(row.get('footprint_mb'))} | {row['size_bytes'] / 1024:.1f} | "
+            f"| {row.format} | {label} | {row.threads} | {row.p50_us:.1f} | "
+            f"{row.p99_us:.1f} | {'—' if ips is None else f'{ips:,.0f}'} | {row.load_ms:.1f} | "
+            f"{_mb(row.model_mb)} | {_mb(row.footprint_mb)} | {row.size_bytes / 1024:.1f} | "
             f"{speedup} |"
         )
     slower = _slower_with_more_threads(single)
@@ -286,11 +265,11 @@ def _bench_section(profile: str, result: dict, title: str = "", chart: bool | No
     return [*lines, ""]
 
 
-def _slower_with_more_threads(single: list[dict]) -> list[tuple[str, float, float, int]]:
+def _slower_with_more_threads(single: list[BenchRow]) -> list[tuple[str, float, float, int]]:
     """Batch-1 rows whose most-threads p50 is over 1.5× their 1-thread p50: (label, 1-thread, many, threads)."""
     by_key: dict[tuple, dict[int, float]] = {}
     for row in single:
-        by_key.setdefault((row["format"], row["runtime"], row["delegate"]), {})[row["threads"]] = row["p50_us"]
+        by_key.setdefault((row.format, row.runtime, row.delegate), {})[row.threads] = row.p50_us
     found = []
     for (fmt, runtime, delegate), p50 in by_key.items():
         most = max(p50)
@@ -318,38 +297,7 @@ def host_facts(machine: dict) -> str:
     )
 
 
-def int8_pairs() -> list[tuple[str, Format, Format]]:
-    """(runtime, its fp32 format, its int8 format): the comparisons a user weighs."""
-    pairs = []
-    for fmt in FORMATS:
-        twin = float_twin(fmt)
-        if fmt.gates.quantized and twin is not None and not fmt.variant_of:
-            pairs.append((RUNTIMES[fmt.runtime].label, twin, fmt))
-    return pairs
-
-
-def _p50(bench: dict, fmt: str, delegate: str) -> float | None:
-    """Batch-1, 1-thread p50 of a combination: the host profile's if measured, else the mobile one's."""
-    for profile in ("host", "mobile"):
-        for row in bench.get(profile, {}).get("rows", []):
-            if (row["format"], row["delegate"], row["threads"], row["batch"]) == (fmt, delegate, 1, 1):
-                return row["p50_us"]
-    return None
-
-
-def _float_ops(nodes: list[str]) -> str:
-    """ONNX node names ('C1/Tanh:0', 'Tanh_12') grouped by op, with their layers."""
-    return _grouped([{"op": n.split("/")[-1].split(":")[0].split("_")[0], "layer": layer_of(n)} for n in nodes])
-
-
-def _grouped(items: list[dict]) -> str:
-    groups: dict[str, list[str]] = {}
-    for item in items:
-        groups.setdefault(item["op"], []).append(item["layer"])
-    return ", ".join(f"{op} ({', '.join(dict.fromkeys(layers))})" for op, layers in groups.items()) or "none"
-
-
-def _profile_section(profile: dict, bench: dict) -> list[str]:
+def profile_section(profile: dict, bench: dict) -> list[str]:
     lines = [
         "## Where the time goes: what the accelerators take, op by op",
         "",
@@ -363,11 +311,11 @@ def _profile_section(profile: dict, bench: dict) -> list[str]:
     for fmt, data in profile.items():
         if data["runtime"] != "litert":
             continue
-        on, off = _p50(bench, fmt, "xnnpack"), _p50(bench, fmt, "none")
+        on, off = batch1_p50(bench, fmt, "xnnpack"), batch1_p50(bench, fmt, "none")
         timing = " / ".join("—" if v is None else f"{v:.1f}" for v in (on, off))
         lines.append(
             f"| {fmt} | {data['partitions']} | {data['delegated']} of {data['ops']} | "
-            f"{_grouped(data['left_to_cpu'])} | {timing} |"
+            f"{grouped(data['left_to_cpu'])} | {timing} |"
         )
     lines += [
         "",
@@ -381,12 +329,12 @@ def _profile_section(profile: dict, bench: dict) -> list[str]:
         lines += [f"*{fmt}*", "", "| op | kind | nodes | share |", "|---|---|---:|---:|"]
         lines += [f"| {r['op']} | {r['kind']} | {r['nodes']} | {r['share']:.0%} |" for r in data["ops"]]
         if data["float_nodes"]:
-            lines += ["", f"Float between Q/DQ pairs: {_float_ops(data['float_nodes'])}."]
+            lines += ["", f"Float between Q/DQ pairs: {float_ops(data['float_nodes'])}."]
         lines.append("")
     verdicts = []
     for runtime, fp32, int8 in int8_pairs():
         delegate = RUNTIMES[int8.runtime].default_delegate
-        a, b = _p50(bench, fp32.name, delegate), _p50(bench, int8.name, delegate)
+        a, b = batch1_p50(bench, fp32.name, delegate), batch1_p50(bench, int8.name, delegate)
         if a and b:
             verdicts.append(f"{runtime} int8 {b:.1f} µs against fp32 {a:.1f} µs ({b / a:.2f}×)")
     if verdicts:
@@ -394,90 +342,7 @@ def _profile_section(profile: dict, bench: dict) -> list[str]:
     return lines
 
 
-def _configuration(row: dict) -> str:
-    threads = f"{row['threads']} thread{'s' * (row['threads'] > 1)}"
-    return f"{row['format']} on {runtime_label(row['runtime'], row['delegate'])}, {threads}"
-
-
-def _file(row: dict) -> str:
-    return f"{row['format']}, {BY_NAME[row['format']].file}"
-
-
-def _winner(rows: list[dict], key: str, lowest: bool, name=_configuration) -> dict | None:
-    """The best row by ``key`` and how far the best of the other formats is behind it (a ratio ≥ 1)."""
-    ranked = sorted(rows, key=lambda r: r[key], reverse=not lowest)
-    if not ranked:
-        return None
-    best = ranked[0]
-    other = next((r for r in ranked[1:] if r["format"] != best["format"]), None)
-    ratio = None if other is None else (other[key] / best[key] if lowest else best[key] / other[key])
-    return {
-        "choice": name(best),
-        "format": best["format"],
-        "value": best[key],
-        "runner_up": None if other is None else name(other),
-        "ratio": None if ratio is None else round(ratio, 3),
-    }
-
-
-def _int8_cause(profile: dict, fmt: str) -> str:
-    """What the per-op profile says an int8 model pays for."""
-    data = profile.get(fmt, {})
-    if data.get("float_nodes"):
-        return (
-            f"{len(data['float_nodes'])} nodes run in float between Q/DQ pairs ({_float_ops(data['float_nodes'])}): "
-            "each pays a "
-            "dequantize and a quantize around float arithmetic"
-        )
-    if data.get("left_to_cpu"):
-        return f"XNNPACK leaves {_grouped(data['left_to_cpu'])} to the reference kernels"
-    return "the per-op profile shows no op left out: its int8 kernels themselves are slower here than float"
-
-
-def recommendations(report: dict) -> dict | None:
-    """What to deploy on this host, computed from the last bench run (the host profile if measured, else the
-    mobile one) among the files verify passed: the fastest batch-1 configuration, the fastest on one core, the
-    best throughput and the smallest file, each with its ratio to the best other format; and every int8 model
-    that is slower than its fp32 twin here, with the cause its per-op profile shows."""
-    bench = report.get("bench", {})
-    profile = next((name for name in ("host", "mobile") if name in bench), None)
-    if profile is None:
-        return None
-    passed = {r["format"] for r in report.get("verify", []) if r["status"] == "pass"}
-    failed = {r["format"] for r in report.get("verify", []) if r["status"] != "pass"}
-    rows = [r for r in bench[profile]["rows"] if r["runtime"] != KERAS.runtime and r["format"] not in failed]
-    if passed:
-        rows = [r for r in rows if r["format"] in passed]
-    single = [r for r in rows if r["batch"] == 1]
-    largest = max((r["batch"] for r in rows), default=1)
-    sizes = {r["format"]: r for r in rows}
-    int8_verdicts: list[dict] = []
-    found: dict = {
-        "profile": profile,
-        "latency": _winner(single, "p50_us", lowest=True),
-        "one_core": _winner([r for r in single if r["threads"] == 1], "p50_us", lowest=True),
-        "throughput": _winner([r for r in rows if r["batch"] == largest], "throughput_ips", lowest=False),
-        "throughput_batch": largest,
-        "size": _winner(list(sizes.values()), "size_bytes", lowest=True, name=_file),
-        "int8": int8_verdicts,
-    }
-    for runtime, fp32, int8 in int8_pairs():
-        delegate = RUNTIMES[int8.runtime].default_delegate
-        measured = {profile: bench[profile]}
-        a, b = _p50(measured, fp32.name, delegate), _p50(measured, int8.name, delegate)
-        if a and b:
-            slower = b > a * 1.05
-            int8_verdicts.append(
-                {
-                    "runtime": runtime, "int8": int8.name, "fp32": fp32.name, "int8_us": b, "fp32_us": a,
-                    "ratio": round(b / a, 3), "slower": slower,
-                    "cause": _int8_cause(report.get("profile", {}), int8.name) if slower else "",
-                }
-            )  # fmt: skip
-    return found
-
-
-def _recommendation_section(found: dict, machine: dict) -> list[str]:
+def recommendation_section(found: dict, machine: dict) -> list[str]:
     lines = [
         "## What to deploy on this host",
         "",
@@ -509,12 +374,7 @@ def _recommendation_section(found: dict, machine: dict) -> list[str]:
     return [*lines, ""]
 
 
-def costs_by_core(targets: dict) -> dict[str, list[dict]]:
-    """Instruction-count rows of every emulated core measured, oldest core first (cortex-a53 … neoverse-n1)."""
-    return dict(sorted((t["cost"]["identity"]["core"], t["cost"]["rows"]) for t in targets.values() if "cost" in t))
-
-
-def _targets_section(targets: dict, chart: bool | None = None) -> list[str]:
+def targets_section(targets: dict, chart: bool | None = None) -> list[str]:
     """ARM64 targets: who they are, parity on their kernels, cost per image per core, device speed."""
     lines = [
         "## Mobile-class targets",
@@ -546,7 +406,8 @@ def _targets_section(targets: dict, chart: bool | None = None) -> list[str]:
     for name, entry in targets.items():
         for profile, result in entry.get("bench", {}).items():
             title = f"### Speed on {name}: {profile} profile ({entry['identity'].get('cpu')})"
-            lines += _bench_section(profile, result, title=title, chart=None)
+            rows = [BenchRow.from_dict(row) for row in result["rows"]]
+            lines += bench_section(profile, result["info"], rows, title=title, chart=None)
     return lines
 
 

@@ -1,0 +1,198 @@
+"""run, train and export: train (or load) a model, write its bundle and list it, then verify and bench it as the
+command asks, and close with the next commands and the time each step took (also kept in timings.json).
+
+Arguments are checked before the long work starts: the output folder, the calibration count, TensorFlow, the
+--keep-float layers, then the data; only then training or export."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .bundle_writer import check_keep_float, check_output_folder, write_bundle
+from .console import log
+from .data import Mnist, calibration_images
+from .errors import UsageError
+from .files import write_json
+from .formats import Format
+from .manifest import LABELS, MANIFEST, README, TIMINGS, TRAINING_CURVES, TRAINING_RECORD, Manifest
+from .model import build_model, check_digit_model, model_facts
+from .runtimes import KerasRunner
+from .steps import BenchOptions, DataSource, VerifyOptions, bench_step, load_data, verify_step
+from .tensorflow_loader import import_tensorflow
+from .train import TrainConfig, TrainResult, train
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    out: str
+    formats: list[Format]
+    calibration: int = 500  # training images that calibrate the int8 models
+    keep_float: tuple[str, ...] = ()  # Keras layers the int8 models leave in float
+
+
+@dataclass(frozen=True)
+class Checks:
+    """What runs after export: verify and bench the new bundle (None: skipped)."""
+
+    verify: VerifyOptions | None = None
+    bench: BenchOptions | None = None
+
+
+@dataclass
+class PipelineResult:
+    status: int  # 0 all done and passed, 1 a format failed to export or an artifact did not pass
+    bundle: str
+    manifest: dict
+    verify: list[dict] | None = None
+    bench: list[dict] | None = None
+    steps: dict[str, float] = field(default_factory=dict)  # seconds each step took
+
+    def to_dict(self) -> dict:
+        """What --json writes: the bundle, its manifest, the verify and bench rows."""
+        return {"bundle": self.bundle, "manifest": self.manifest, "verify": self.verify, "bench": self.bench}
+
+
+def train_and_export(config: TrainConfig, data: DataSource, export: ExportOptions, checks: Checks) -> PipelineResult:
+    """run (and train, with no format): train on MNIST, then write, verify and bench the bundle."""
+    check_output_folder(export.out)
+    started = time.perf_counter()
+    mnist = load_data(data)
+    steps = {"data": time.perf_counter() - started}
+    calibration_images(mnist, export.calibration, config.seed)  # a count that cannot fit fails now, not after training
+    import_tensorflow()  # a runtime-only install says so here
+    check_keep_float(build_model(config.arch, config.activation), export.keep_float)  # the layers are named alike
+    log(f"training {config.arch} ({config.activation}) for {config.epochs} epochs, seed {config.seed}")
+    trained = train(mnist, config)
+    log(
+        f"trained in {trained.seconds:.0f} s: kept epoch {trained.best_epoch} (validation {trained.val_accuracy:.2%}), "
+        f"Keras test accuracy {trained.test_accuracy:.2%}"
+    )
+    record = trained.describe()
+    record["model"] = model_facts(trained.model, config.arch, config.activation)
+    steps["training"] = trained.seconds
+    return write_and_check_bundle(trained.model, record, mnist, export, checks, trained, steps)
+
+
+def export_model(
+    path: Path, seed: int | None, data: DataSource, export: ExportOptions, checks: Checks
+) -> PipelineResult:
+    """export: a trained .keras digit model (its training.json beside it is kept) into a bundle, verified and
+    benched; ``seed`` overrides the training seed for the calibration pick."""
+    if not path.is_file() or path.suffix != ".keras":
+        raise UsageError(f"{path}: not a .keras model file")
+    import_tensorflow()
+    check_output_folder(export.out)
+    try:
+        model = KerasRunner(path).model
+    except Exception as exc:
+        raise UsageError(f"{path}: cannot load as a Keras model ({type(exc).__name__})") from None
+    check_digit_model(model, path)
+    check_keep_float(model, export.keep_float)
+    record_path = path.with_name(TRAINING_RECORD)
+    record: dict[str, Any] = json.loads(record_path.read_text()) if record_path.is_file() else {"config": {"seed": 0}}
+    if seed is not None:
+        record["config"]["seed"] = seed
+    config = record["config"]
+    record["model"] = model_facts(model, config.get("arch", model.name), config.get("activation"))
+    return write_and_check_bundle(model, record, load_data(data), export, checks)
+
+
+def write_and_check_bundle(
+    model,
+    record: dict,
+    mnist: Mnist,
+    export: ExportOptions,
+    checks: Checks,
+    trained: TrainResult | None = None,
+    steps: dict[str, float] | None = None,
+) -> PipelineResult:
+    """Write the bundle and list it, verify and bench it as asked, close with the next commands and the time each
+    step took. A failed export leaves the previous bundle and says where this attempt is."""
+    steps = {} if steps is None else steps
+    started = time.perf_counter()
+    seconds = None if trained is None else trained.seconds
+    manifest, where = write_bundle(
+        export.out, model, record, mnist, export.formats, export.calibration, export.keep_float, seconds
+    )
+    steps["export"] = time.perf_counter() - started
+    if where.resolve() != Path(export.out).resolve():
+        for failure in manifest.failed:
+            log(f"FAILED {failure['format']}: {failure['reason']}")
+        log(f"export failed: the previous bundle in {export.out} is unchanged; this attempt is in {where} (its "
+            "manifest.json lists what failed and why)")  # fmt: skip
+        return PipelineResult(1, str(where), manifest.to_dict(), steps=steps)
+    print_bundle_contents(manifest, export.out)
+    result = PipelineResult(1 if manifest.failed else 0, export.out, manifest.to_dict(), steps=steps)
+    if export.formats and checks.verify:
+        started = time.perf_counter()
+        verified = verify_step(export.out, mnist, checks.verify)
+        result.status, result.verify = max(result.status, verified.status), verified.rows
+        steps["verify"] = time.perf_counter() - started
+    if export.formats and checks.bench:
+        started = time.perf_counter()
+        benched = bench_step(export.out, mnist, checks.bench)
+        result.status, result.bench = max(result.status, benched.status), benched.rows
+        steps["bench"] = time.perf_counter() - started
+    print_next_steps(export.out)
+    record_step_times(Path(export.out), steps, None if trained is None else trained.epoch_seconds)
+    return result
+
+
+def print_bundle_contents(manifest: Manifest, out: str) -> None:
+    """List what the bundle holds, the Keras accuracy and every format that failed."""
+    log(f"\nwrote {out}/:")
+    for entry in manifest.artifacts:
+        log(f"  {entry.file:<24} {entry.bytes / 1024:8.1f} KB  {entry.format} ({entry.runtime})")
+    for name in (LABELS, TRAINING_RECORD, TRAINING_CURVES, README, MANIFEST):
+        if (Path(out) / name).exists():
+            log(f"  {name}")
+    log(f"Keras test accuracy: {manifest.keras_test_accuracy:.2%}")
+    for failure in manifest.failed:
+        log(f"FAILED {failure['format']}: {failure['reason']}")
+
+
+def command_name() -> str:
+    """How to call this lenet-edge from here: its bare name when the shell finds this installation by it (an
+    activated venv), else its path (``.venv/bin/lenet-edge`` beside a checkout)."""
+    script = Path(sys.executable).parent / "lenet-edge"
+    found = shutil.which("lenet-edge")
+    if found and Path(found).resolve() == script.resolve():
+        return "lenet-edge"
+    if script.is_file():
+        with contextlib.suppress(ValueError):
+            return str(script.relative_to(Path.cwd()))
+        return str(script)
+    return f"{sys.executable} -m lenet_edge.cli"
+
+
+def print_next_steps(out: str) -> None:
+    """Close a run with the commands a user runs next, as they can be typed here."""
+    me = command_name()
+    log("\nnext:")
+    log(f"  read {out}/README.md for how an app feeds each model, and {out}/report.md for what each one is worth")
+    log(f"  {me} verify {out}   # judge every export again (it finds the MNIST this bundle was made from)")
+    log(f"  {me} bench {out} --profile mobile   # latency under one phone core's constraints")
+    log(f"  {me} predict one.png two.jpg --model {out}/lenet5_int8.tflite   # read digits from your pictures")
+    log(f"  {me} serve {out}   # draw a digit in your browser and let every runtime answer")
+    log(f"  {me} export {out}/lenet5.keras --keep-float C1   # int8 with the named layers left in float")
+
+
+def record_step_times(bundle: Path, steps: dict[str, float], epochs: list[float] | None) -> None:
+    """Say how long each step of the run took, and keep it in timings.json (the bundle's one file of wall-clock
+    facts: the manifest stays byte-reproducible)."""
+    spent = {name: round(seconds, 1) for name, seconds in steps.items()}
+    line = " · ".join(f"{name} {seconds:.1f} s" for name, seconds in spent.items())
+    if epochs:
+        line += f" (training: {len(epochs)} epochs, median {sorted(epochs)[len(epochs) // 2]:.1f} s each)"
+    log(f"time per step: {line}; total {sum(spent.values()):.0f} s")
+    timings_path = bundle / TIMINGS
+    with contextlib.suppress(OSError, ValueError):
+        timings = json.loads(timings_path.read_text())
+        write_json(timings_path, timings | {"step_seconds": spent, "epoch_seconds": epochs})

@@ -1,0 +1,135 @@
+"""The steps commands are made of, each recorded in the bundle's report: judge a bundle (verify, and at will its
+consumers and its int8 layers) or measure it (bench), print the verdict and write the report's sections with
+their charts. The recommendation is computed here, where the data it derives from is measured.
+
+Not runtime-only: the layer report converts with TensorFlow, so this module sits above verify and bench."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+
+from .bench import bench_bundle, profile_bundle
+from .console import log
+from .consumers import consumers_table
+from .data import Mnist, load_mnist
+from .files import write_json
+from .formats import Gate
+from .manifest import BENCH_JSON, CONFUSION_PNG, REPORT_MD, read_manifest
+from .plots import plot_bench, plot_confusion_matrices, plot_layer_errors
+from .quantization_error import layer_report
+from .records import StepResult
+from .report import draw_chart, read_report, recommendations, update_report
+from .verify import MICRO_RUNTIME, verify_bundle
+
+
+class VerifyExit(IntEnum):
+    """verify's exit codes; 2 is bad input, as for every command."""
+
+    PASSED = 0
+    FAILED = 1  # an artifact (or a consumer) did not pass
+    PASSED_REPORT_UNWRITTEN = 3  # the verdict was printed, but the report could not be written
+    FAILED_REPORT_UNWRITTEN = 4
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    gates: dict[str, Gate]
+    threads: int | None = None
+    consumers: bool = False  # also run every export in the consumers installed here
+    layers: bool = False  # also measure the int8 models' quantization error layer by layer
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    profile: str = "host"
+    seconds: float = 0.5
+    browser: bool = True
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where a command finds MNIST: ``path`` (a folder of IDX files or a Keras mnist.npz), else the usual places
+    (``data.load_mnist``); ``offline`` never tries the Keras download."""
+
+    path: str | None = None
+    offline: bool = False
+
+
+def load_data(source: DataSource, bundle: str | Path | None = None) -> Mnist:
+    """MNIST from ``source``, falling back on the data ``bundle`` was made from."""
+    recorded = read_manifest(bundle).dataset if bundle else None
+    mnist = load_mnist(source.path, download=not source.offline, recorded=recorded)
+    log(f"MNIST: {mnist.source} ({len(mnist.x_train)} train, {len(mnist.x_test)} test images, checksums ok)")
+    return mnist
+
+
+def verify_step(bundle: str | Path, mnist: Mnist, options: VerifyOptions) -> StepResult:
+    """Verify a bundle, print the verdict and write its report (verify section, consumers, layers, charts)."""
+    result = verify_bundle(bundle, mnist, options.gates, options.threads)
+    rows = [row.to_dict() for row in result.pop("rows")]
+    failed = [row["format"] + (f" in {row['runtime']}" if row["runtime"] == MICRO_RUNTIME else "")
+              for row in rows if row["status"] != "pass"]  # fmt: skip
+    verdict = f"{len(failed)} of {len(rows)} did not pass: {', '.join(failed)}" if failed else "all passed"
+    sections: dict = {"verify": rows, "verify_info": result}
+    if options.consumers:
+        log("in other consumers:")
+        sections["consumers"] = consumers_table(Path(bundle), read_manifest(bundle), mnist)
+        answered_otherwise = [f"{r['format']} in {r['consumer']}" for r in sections["consumers"]["rows"]
+                              if r["status"] in ("fail", "refused")]  # fmt: skip
+        if answered_otherwise:
+            verdict += f"; refused or answered otherwise in another consumer: {', '.join(answered_otherwise)}"
+            failed += answered_otherwise
+    try:
+        _record(bundle, sections, draw_chart(plot_confusion_matrices, rows, bundle, CONFUSION_PNG))
+        if options.layers:
+            _layers_step(bundle, mnist)
+    except OSError as exc:
+        log(f"verify: {verdict} ({result['seconds']:.1f} s)")
+        log(f"verify: the report was NOT written ({exc.filename or bundle}: {exc.strerror or exc})")
+        return StepResult(VerifyExit.FAILED_REPORT_UNWRITTEN if failed else VerifyExit.PASSED_REPORT_UNWRITTEN, rows)
+    log(f"verify: {verdict} ({result['seconds']:.1f} s); see {Path(bundle) / REPORT_MD}")
+    return StepResult(VerifyExit.FAILED if failed else VerifyExit.PASSED, rows)
+
+
+def _layers_step(bundle: str | Path, mnist: Mnist) -> None:
+    """The int8 models' quantization error layer by layer: CSVs, a chart each, the report's layers section."""
+    found = layer_report(Path(bundle), read_manifest(bundle), mnist)
+    drawn = {f"layers_{fmt}.png": False for fmt in found}  # not measured: no chart
+    for fmt, data in found.items():
+        if "rows" in data:
+            drawn |= draw_chart(functools.partial(plot_layer_errors, fmt), data, bundle, f"layers_{fmt}.png")
+    update_report(bundle, {"layers": found}, drawn)
+
+
+def bench_step(bundle: str | Path, mnist: Mnist, options: BenchOptions) -> StepResult:
+    """Bench a bundle, write bench.json, its chart and report section (with the recommendation); status 1 if a
+    combination failed."""
+    result = bench_bundle(bundle, mnist, options.profile, options.seconds, browser=options.browser)
+    machine = result["info"]["machine"]  # the host every figure depends on, beside the rows
+    write_json(Path(bundle) / BENCH_JSON, {"profile": options.profile, "machine": machine, "rows": result["rows"]})
+    drawn = draw_chart(
+        functools.partial(_plot_bench, options.profile), result["rows"], bundle, f"bench_{options.profile}.png"
+    )
+    sections = {
+        "bench": read_report(bundle).get("bench", {}) | {options.profile: result},
+        "profile": profile_bundle(Path(bundle), read_manifest(bundle)),
+    }
+    _record(bundle, sections, drawn)
+    for error in result["info"]["errors"]:
+        log(f"bench: {error['combination']} failed: {error['reason']}")
+    log(f"bench: {len(result['rows'])} rows in {result['info']['took_s']:.0f} s; see {Path(bundle) / REPORT_MD}")
+    return StepResult(1 if result["info"]["errors"] else 0, result["rows"])
+
+
+def _plot_bench(profile: str, rows: list[dict], path: Path) -> None:
+    plot_bench(rows, profile, path)
+
+
+def _record(bundle: str | Path, sections: dict, charts: dict[str, bool]) -> None:
+    """Write a verify or bench step's sections, with the recommendation they change (what to deploy derives from
+    the bench rows and the files verify passed)."""
+    found = recommendations(read_report(bundle) | sections)
+    update_report(bundle, sections | ({"recommendation": found} if found is not None else {}), charts)
