@@ -99,6 +99,11 @@ def _advice(cores: list[dict]) -> dict | None:
     return {"format": best["format"], "runtime": best["runtime"], "reason": reason}
 
 
+def device_chart(name: str) -> str:
+    """The chart file of a device's estimate in the bundle: ``device_raspberry-pi-4.png``."""
+    return "device_" + "-".join("".join(c if c.isalnum() else " " for c in name.lower()).split()) + ".png"
+
+
 def device_lines(estimate: dict) -> list[str]:
     """The terminal table: µs per image (cycles where the clock is unknown) per artifact and core type."""
     cores = [core for core in estimate["cores"] if core["artifacts"]]
@@ -175,6 +180,8 @@ def cycles_section(report: dict) -> list[str]:
                     else f"{item['cycles_per_image']:,} cycles"
                 )
             lines.append(f"| {fmt} | " + " | ".join(cells) + " |")
+        if report.get("charts", {}).get(result.get("chart")):
+            lines += ["", f"![estimated µs per image on {result['device']}]({result['chart']})"]
         advice = result["advice"]
         if advice:
             lines += ["", f"Deploy **{advice['format']}**: {advice['reason']}."]
@@ -209,4 +216,12 @@ def validation_lines(validation: dict) -> list[str]:
     return lines
 
 
-__all__ = ["CYCLES_METHOD", "cycles_section", "device_estimate", "device_lines", "models_for", "price_count"]
+__all__ = [
+    "CYCLES_METHOD",
+    "cycles_section",
+    "device_chart",
+    "device_estimate",
+    "device_lines",
+    "models_for",
+    "price_count",
+]

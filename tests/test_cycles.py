@@ -215,3 +215,5 @@ def test_cost_for_a_named_device_gives_microseconds_per_core_type_and_what_to_de
     assert json.loads((bundle / "report.json").read_text())["devices"]["Raspberry Pi 4"] == estimate
     markdown = (bundle / "report.md").read_text()
     assert "## Time on named cores (estimated)" in markdown and "Deploy **tflite-" in markdown
+    assert "](device_raspberry-pi-4.png)" in markdown
+    assert (bundle / "device_raspberry-pi-4.png").read_bytes()[:4] == b"\x89PNG"

@@ -19,15 +19,16 @@ from typing import Any
 import numpy as np
 
 from ..console import STATUS_ICON, log
-from ..cycle_cost import CYCLES_METHOD, device_estimate, device_lines, models_for, price_count
+from ..cycle_cost import CYCLES_METHOD, device_chart, device_estimate, device_lines, models_for, price_count
 from ..cycles import AARCH64, Isa
 from ..devices import Device
 from ..errors import UsageError
 from ..formats import Format
 from ..host import usable_cores
 from ..manifest import MANIFEST, REPORT_MD, Artifact, read_manifest, write_manifest
+from ..plots import plot_device_times
 from ..records import StepResult
-from ..report import read_report, record_target, update_report
+from ..report import draw_chart, read_report, record_target, update_report
 from ..runtimes import open_runner
 from .arm64_emu import Arm64EmuTarget
 from .base import Target, TargetError, blocks_file
@@ -148,8 +149,9 @@ def count_on_target(
         )  # fmt: skip
     _ratios(rows, {entry.format: entry.precision for entry in entries})
     for row in rows:
-        own = row.get("cycles_per_image", {}).get(target.core)
-        priced = f"  {own / 1e6:7.3f} M cycles/image on {target.core}'s model" if own is not None else ""
+        cycles = row.get("cycles_per_image", {})
+        model = target.core if target.core in cycles else next(iter(cycles), None)  # its own, else the first
+        priced = f"  {cycles[model] / 1e6:7.3f} M cycles/image on {model}'s model" if model else ""
         log(f"  {row['format']:<15} {row['instructions_per_image'] / 1e6:7.3f} M instructions/image{priced}")
     return {
         "identity": target.describe(answer["identity"]),
@@ -234,7 +236,9 @@ def device_there(bundle: str, load_mnist: Callable, device: Device, calls: int) 
     """cost --device: µs per image on every core type of a named device and what to deploy, printed and kept
     in report.json's ``devices``."""
     estimate = cost_on_device(bundle, load_mnist, device, calls)
-    update_report(bundle, {"devices": read_report(bundle).get("devices", {}) | {device.name: estimate}})
+    estimate["chart"] = device_chart(device.name)
+    charts = draw_chart(plot_device_times, estimate, bundle, estimate["chart"])
+    update_report(bundle, {"devices": read_report(bundle).get("devices", {}) | {device.name: estimate}}, charts)
     print("\n".join(device_lines(estimate)))
     return StepResult(0, [estimate])
 
