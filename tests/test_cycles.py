@@ -14,7 +14,7 @@ import pytest
 from conftest import manifest_json, require, slow_fixture
 
 from lenet_edge.cli import main
-from lenet_edge.cycle_cost import device_estimate, device_lines, models_for
+from lenet_edge.cycle_cost import device_estimate, device_lines, models_for, price_count
 from lenet_edge.cycles import AARCH64, X86_64, llvm_missing, price_regions, read_trace
 from lenet_edge.devices import DEVICES, CoreType, Device, core_models, find_device
 from lenet_edge.errors import UsageError
@@ -88,6 +88,17 @@ def test_x86_instructions_cut_short_or_with_prefixes_are_read_one_by_one(llvm):
     priced = price_regions(X86_64, "znver4", {"b": Counter({block: 3, ("55", "c3"): 2})})["b"]
     assert priced.unpriced_blocks == 1 and priced.unpriced_instructions == 12
     assert priced.cycles > 0
+
+
+def test_without_llvm_cost_keeps_instructions_and_says_in_one_line_what_to_install(tmp_path, monkeypatch, capsys):
+    trace_file = tmp_path / "blocks"
+    trace_file.write_text("B 0 1000 0000018b\nM 1\nM 2\nC 0 5\nM 3\nM 4\n")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no llvm-mc, no llvm-mca
+    assert llvm_missing() == "cycles need LLVM 19's llvm-mca and llvm-mc: apt-get install llvm-19"
+    plan = [{"format": "tflite-int8", "marks": [1, 2, 3, 4]}]
+    assert price_count(trace_file, plan, 5, AARCH64, ["cortex-a76"]) == {}
+    said = capsys.readouterr()
+    assert "(instructions only: cycles need LLVM 19" in said.out + said.err
 
 
 def test_the_trace_sums_a_block_over_marks_and_retranslations(tmp_path):
