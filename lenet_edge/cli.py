@@ -152,7 +152,8 @@ def _cost_command(commands) -> None:
     cost.add_argument(
         "--device",
         metavar="NAME",
-        help=f"estimated µs per image on every core type of a named device, and what to deploy: {', '.join(DEVICES)}",
+        help="estimated µs per image on every core type of a named device, and what to deploy (with --target "
+        f"ssh://…, that device's bench beside): {', '.join(DEVICES)}",
     )
     cost.add_argument("--calls", type=positive, default=20, help="batch-1 inferences counted per export (default 20)")
     add_json(cost, "the instruction-count rows")
@@ -350,12 +351,12 @@ def cmd_bench(args) -> int:
 def cmd_cost(args) -> int:
     device = find_device(args.device) if args.device else None
     target = parse_target(args.target)
-    if target.kind != "emulated":
-        raise UsageError(f"{target.name}: instruction counts need an emulated target (arm64-emu[:CORE])")
-    if device is not None:  # the cores the device needs, whatever --target says
+    if device is not None:  # the emulated cores the device needs; a real device's own bench stands beside
         read_manifest(args.bundle)  # a clear error before any work
         load = functools.partial(load_data, _data(args), args.bundle)  # only when a count has to run
-        return device_there(args.bundle, load, device, args.calls).status
+        return device_there(args.bundle, load, device, args.calls, target).status
+    if target.kind != "emulated":
+        raise UsageError(f"{target.name}: instruction counts need an emulated target (arm64-emu[:CORE])")
     result = cost_there(args.bundle, load_data(_data(args), args.bundle), target, args.calls)
     _emit(args, result.rows)
     return result.status

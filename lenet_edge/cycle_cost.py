@@ -15,6 +15,7 @@ from pathlib import Path
 from .console import log
 from .cycles import CyclesError, Isa, estimate, llvm_missing
 from .devices import EMULATED_ISA, SOURCES, Device
+from .formats import RUNTIMES
 
 CYCLES_METHOD = (
     "each translated block the emulated run executed between the marks, priced with llvm-mca on the core's "
@@ -99,6 +100,27 @@ def _advice(cores: list[dict]) -> dict | None:
     return {"format": best["format"], "runtime": best["runtime"], "reason": reason}
 
 
+def measured_beside(estimate: dict, target: str, bench: dict) -> dict:
+    """A real device's own bench (report.json's, from ``bench --target ssh://…``) beside the estimate of the
+    device's first core type: p50 at batch 1 on 1 thread with the delegate an app gets; estimate / measured."""
+    rows = [
+        row
+        for result in bench.values()
+        for row in result.get("rows", [])
+        if row.get("batch") == 1 and row.get("threads") == 1 and row.get("runtime") in RUNTIMES
+        and row.get("delegate") == RUNTIMES[row["runtime"]].default_delegate
+    ]  # fmt: skip
+    measured = {row["format"]: row["p50_us"] for row in rows}
+    lead = next((core for core in estimate["cores"] if core["artifacts"]), None)
+    paired = []
+    for item in lead["artifacts"] if lead else []:
+        if item["format"] in measured and item["us_per_image"] is not None and measured[item["format"]]:
+            us = measured[item["format"]]
+            paired.append({"format": item["format"], "estimated_us": item["us_per_image"], "measured_us": us,
+                           "ratio": round(item["us_per_image"] / us, 3)})  # fmt: skip
+    return {"target": target, "core": lead["label"] if lead else None, "rows": paired}
+
+
 def device_chart(name: str) -> str:
     """The chart file of a device's estimate in the bundle: ``device_raspberry-pi-4.png``."""
     return "device_" + "-".join("".join(c if c.isalnum() else " " for c in name.lower()).split()) + ".png"
@@ -127,6 +149,23 @@ def device_lines(estimate: dict) -> list[str]:
             lines.append(f"{core['label']}: no published clock known here, so cycles only")
     advice = estimate["advice"]
     lines.append(f"deploy: {advice['format']} ({advice['reason']})" if advice else "deploy: no estimate")
+    lines += _measured_lines(estimate.get("measured"))
+    return lines
+
+
+def _measured_lines(measured: dict | None) -> list[str]:
+    if not measured:
+        return []
+    if not measured["rows"]:
+        return [f"measured on {measured['target']}: no batch-1, 1-thread rows of these artifacts in its bench"]
+    lines = [
+        f"measured on {measured['target']} (bench p50, batch 1, 1 thread) beside the estimate on {measured['core']}:"
+    ]
+    for row in measured["rows"]:
+        lines.append(
+            f"  {row['format']:<15} estimated {row['estimated_us']:8.1f} µs  measured {row['measured_us']:8.1f} µs"
+            f"  estimate / measured {row['ratio']:.2f}"
+        )
     return lines
 
 
@@ -185,6 +224,15 @@ def cycles_section(report: dict) -> list[str]:
         advice = result["advice"]
         if advice:
             lines += ["", f"Deploy **{advice['format']}**: {advice['reason']}."]
+        measured = result.get("measured")
+        if measured and measured["rows"]:
+            lines += ["", f"Measured on {measured['target']} (bench p50, batch 1, 1 thread) against the estimate on "
+                      f"{measured['core']}:", "", "| artifact | estimated µs | measured µs | estimate / measured |",
+                      "|---|---:|---:|---:|"]  # fmt: skip
+            lines += [
+                f"| {r['format']} | {r['estimated_us']:.1f} | {r['measured_us']:.1f} | {r['ratio']:.2f} |"
+                for r in measured["rows"]
+            ]
         sources = sorted({core["source"] for core in result["cores"]})
         lines += ["", "Clocks and cores: " + "; ".join(SOURCES.get(source, source) for source in sources) + ".", ""]
     if validation:

@@ -14,7 +14,7 @@ import pytest
 from conftest import manifest_json, require, slow_fixture
 
 from lenet_edge.cli import main
-from lenet_edge.cycle_cost import device_estimate, device_lines, models_for, price_count
+from lenet_edge.cycle_cost import device_estimate, device_lines, measured_beside, models_for, price_count
 from lenet_edge.cycles import AARCH64, X86_64, llvm_missing, price_regions, read_trace
 from lenet_edge.devices import DEVICES, CoreType, Device, core_models, find_device
 from lenet_edge.errors import UsageError
@@ -228,3 +228,27 @@ def test_cost_for_a_named_device_gives_microseconds_per_core_type_and_what_to_de
     assert "## Time on named cores (estimated)" in markdown and "Deploy **tflite-" in markdown
     assert "](device_raspberry-pi-4.png)" in markdown
     assert (bundle / "device_raspberry-pi-4.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_real_devices_own_bench_stands_beside_the_estimate_of_its_first_core_type():
+    device = Device("Board", "SoC", (CoreType("cpu", "cortex-a76", 4, 2.0, EMULATED, "rpi5"),))
+    estimate = device_estimate(_rows("cortex-a76", {"fp32": 400_000, "int8": 100_000}), device)
+    rows = [
+        {"format": "fp32", "runtime": "litert", "delegate": "xnnpack", "threads": 1, "batch": 1, "p50_us": 250.0},
+        {"format": "int8", "runtime": "litert", "delegate": "xnnpack", "threads": 1, "batch": 1, "p50_us": 40.0},
+        {"format": "int8", "runtime": "litert", "delegate": "none", "threads": 1, "batch": 1, "p50_us": 900.0},
+        {"format": "int8", "runtime": "litert", "delegate": "xnnpack", "threads": 4, "batch": 1, "p50_us": 20.0},
+    ]
+    measured = measured_beside(estimate, "ssh://pi@board", {"mobile": {"rows": rows}})
+    ratios = {row["format"]: row["ratio"] for row in measured["rows"]}
+    assert ratios == {"fp32": 0.8, "int8": 1.25}  # 200 µs / 250 µs, 50 µs / 40 µs
+    estimate["measured"] = measured
+    assert "estimate / measured 1.25" in "\n".join(device_lines(estimate))
+
+
+def test_cost_for_a_device_over_ssh_without_its_bench_says_to_run_bench_first(tiny_bundle, capsys):
+    args = ["cost", str(tiny_bundle), "--device", "Raspberry Pi 4", "--target", "ssh://pi@raspberrypi.invalid"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "no bench from ssh://pi@raspberrypi.invalid in report.json: run lenet-edge bench" in err
+    assert main(["cost", str(tiny_bundle), "--device", "Raspberry Pi 4", "--target", "local"]) == 2

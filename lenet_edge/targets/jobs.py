@@ -19,7 +19,15 @@ from typing import Any
 import numpy as np
 
 from ..console import STATUS_ICON, log
-from ..cycle_cost import CYCLES_METHOD, device_chart, device_estimate, device_lines, models_for, price_count
+from ..cycle_cost import (
+    CYCLES_METHOD,
+    device_chart,
+    device_estimate,
+    device_lines,
+    measured_beside,
+    models_for,
+    price_count,
+)
 from ..cycles import AARCH64, Isa
 from ..devices import Device
 from ..errors import UsageError
@@ -232,10 +240,20 @@ def bench_there(bundle: str, mnist, target: Target, profile: str, seconds: float
     return StepResult(0, result["rows"])
 
 
-def device_there(bundle: str, load_mnist: Callable, device: Device, calls: int) -> StepResult:
+def device_there(bundle: str, load_mnist: Callable, device: Device, calls: int, target: Target) -> StepResult:
     """cost --device: µs per image on every core type of a named device and what to deploy, printed and kept
-    in report.json's ``devices``."""
+    in report.json's ``devices``. With a real device as ``target``, its bench in report.json stands beside."""
+    bench = None
+    if target.kind == "local":
+        raise UsageError("cost --device estimates a named device; --target local has nothing to compare")
+    if target.kind == "device":  # checked before any count runs
+        bench = read_report(bundle).get("targets", {}).get(target.name, {}).get("bench")
+        if not bench:
+            raise UsageError(f"no bench from {target.name} in report.json: run lenet-edge bench {bundle} "
+                             f"--target {target.name} first, then cost --device again")  # fmt: skip
     estimate = cost_on_device(bundle, load_mnist, device, calls)
+    if bench:
+        estimate["measured"] = measured_beside(estimate, target.name, bench)
     estimate["chart"] = device_chart(device.name)
     charts = draw_chart(plot_device_times, estimate, bundle, estimate["chart"])
     update_report(bundle, {"devices": read_report(bundle).get("devices", {}) | {device.name: estimate}}, charts)
