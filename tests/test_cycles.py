@@ -224,6 +224,12 @@ def test_cost_for_a_named_device_gives_microseconds_per_core_type_and_what_to_de
     assert us["tflite-int8"] == round(cycles["tflite-int8"] / 1.8e3, 2)  # at the Pi 4's 1.8 GHz
     assert main(args) == 0  # the count report.json keeps is reused: the same figures
     assert json.loads((bundle / "report.json").read_text())["devices"]["Raspberry Pi 4"] == estimate
+    # counted again from scratch, the same bundle gives the same cycles
+    first = json.loads((bundle / "report.json").read_text())["targets"]["arm64-emu:cortex-a72"]["cost"]["rows"]
+    again = ["cost", str(bundle), "--data", str(mnist_dir), "--target", "arm64-emu:cortex-a72", "--calls", "5"]
+    assert main(again) == 0
+    second = json.loads((bundle / "report.json").read_text())["targets"]["arm64-emu:cortex-a72"]["cost"]["rows"]
+    assert [row["cycles_per_image"] for row in first] == [row["cycles_per_image"] for row in second]
     markdown = (bundle / "report.md").read_text()
     assert "## Time on named cores (estimated)" in markdown and "Deploy **tflite-" in markdown
     assert "](device_raspberry-pi-4.png)" in markdown
