@@ -9,6 +9,7 @@ log goes to stderr)."""
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -34,6 +35,7 @@ from .arguments import (
     seed,
 )
 from .console import interrupt_note, interrupted_message, log, log_to_stderr
+from .devices import DEVICES, find_device
 from .errors import DataError, LenetEdgeError, UsageError
 from .files import write_json
 from .formats import GATE_FLAGS, PRECISIONS, Gate, get_formats
@@ -46,7 +48,7 @@ from .serve import serve
 from .steps import BenchOptions, DataSource, VerifyOptions, bench_step, load_data, verify_step
 from .targets import TARGET_HELP, parse_target
 from .targets.arm64_emu import setup as setup_arm64_emu
-from .targets.jobs import bench_there, cost_there, verify_there
+from .targets.jobs import bench_there, cost_there, device_there, verify_there
 from .train import TrainConfig
 from .user_model import AUTO, INPUT_SCALES
 
@@ -161,6 +163,12 @@ def _cost_command(commands) -> None:
         "arm64-emu[:CORE] (default arm64-emu: cortex-a76); CORE: cortex-a53, cortex-a72, cortex-a76, neoverse-n1"
     )
     add_target_option(cost, "arm64-emu", core_help)
+    cost.add_argument(
+        "--device",
+        metavar="NAME",
+        help="estimated µs per image on every core type of a named device, and what to deploy (with --target "
+        f"ssh://…, that device's bench beside): {', '.join(DEVICES)}",
+    )
     cost.add_argument("--calls", type=positive, default=20, help="batch-1 inferences counted per export (default 20)")
     add_json(cost, "the instruction-count rows")
     cost.set_defaults(handler=cmd_cost)
@@ -357,7 +365,12 @@ def cmd_bench(args) -> int:
 
 
 def cmd_cost(args) -> int:
+    device = find_device(args.device) if args.device else None
     target = parse_target(args.target)
+    if device is not None:  # the emulated cores the device needs; a real device's own bench stands beside
+        read_manifest(args.bundle)  # a clear error before any work
+        load = functools.partial(load_data, _data(args), args.bundle)  # only when a count has to run
+        return device_there(args.bundle, load, device, args.calls, target).status
     if target.kind != "emulated":
         raise UsageError(f"{target.name}: instruction counts need an emulated target (arm64-emu[:CORE])")
     result = cost_there(args.bundle, load_data(_data(args), args.bundle), target, args.calls)

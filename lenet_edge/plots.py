@@ -279,6 +279,28 @@ def plot_bench(rows: list[dict], profile: str, path: Path) -> Figure | None:
     return _save(fig, path)
 
 
+def plot_device_times(estimate: dict, path: Path) -> Figure:
+    """Estimated µs per image on a named device: one group of bars per artifact, one bar per core type (a core
+    with no known clock is left out)."""
+    plt = _pyplot()
+    cores = [core for core in estimate["cores"] if core["clock_ghz"] and core["artifacts"]]
+    formats = list(dict.fromkeys(a["format"] for core in cores for a in core["artifacts"]))
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(formats)), 4.6), dpi=110)
+    width = 0.8 / max(len(cores), 1)
+    for i, core in enumerate(cores):
+        by_format = {a["format"]: a["us_per_image"] for a in core["artifacts"]}
+        xs = [j + (i - (len(cores) - 1) / 2) * width for j in range(len(formats))]
+        ax.bar(xs, [by_format.get(f, 0) for f in formats], width, label=core["label"])
+    ax.set_xticks(range(len(formats)), formats, rotation=20, ha="right")
+    ax.set_ylabel("estimated µs per image (batch 1, 1 thread)")
+    ax.set_title(f"{estimate['device']}: estimated time per image on each core type (less is faster)")
+    ax.legend(title="core type", ncol=min(len(cores), 2), loc="upper center", bbox_to_anchor=(0.5, -0.22),
+              frameon=False)  # fmt: skip
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_instruction_counts(costs: dict[str, list[dict]], path: Path) -> Figure:
     """Million guest instructions per image, one group of bars per artifact, one bar per emulated core."""
     plt = _pyplot()

@@ -4,6 +4,7 @@ manifest in, text out."""
 from __future__ import annotations
 
 from ..console import STATUS_ICON
+from ..cycle_cost import cycles_section
 from ..formats import KERAS, RUNTIMES, runtime_label
 from ..manifest import CONFUSION_PNG, TARGETS_PNG, Manifest
 from ..model_origin import model_origin_section
@@ -57,6 +58,7 @@ def render_markdown(report: dict, manifest: Manifest) -> str:
         lines += recommendation_section(found, machine)
     if report.get("targets"):
         lines += targets_section(report["targets"], charts.get(TARGETS_PNG))
+    lines += cycles_section(report)  # time on named cores: lenet_edge/cycle_cost.py
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -12,7 +12,8 @@ Set-up (``lenet-edge target setup arm64-emu``, about 2.5 minutes, needs root for
 - ``cores/CORE/``: one view of the userland per core, with an ARM ``/proc/cpuinfo`` matching the core and
   ``/sys/devices/system/cpu/{possible,present,online}``. The host's x86 cpuinfo must never leak into the
   guest (``import onnxruntime`` segfaults), and a guest with no CPU topology gets no XNNPACK.
-- ``insn_count.so``: the instruction counter, built from ``insn_count.c`` with gcc."""
+- ``plugins/insn_count-DIGEST.so``: the instruction and block counter, built from ``insn_count.c`` with gcc
+  (again, on its own, whenever the source changes)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from pathlib import Path
 
 from ..console import log
 from ..errors import UsageError
-from .base import LocalWorkspace, Target, TargetError, Workspace, cache_dir
+from .base import LocalWorkspace, Target, TargetError, Workspace, blocks_file, cache_dir
 
 SUITE = "bookworm"
 PYTHON = "/usr/bin/python3.11"
@@ -95,10 +96,31 @@ def plugin_digest() -> str:
 
 
 def current(record: dict | None) -> bool:
-    """Whether a set-up record matches this machine's runtime versions and this counter source."""
-    return (
-        record is not None and record.get("versions") == pinned_versions() and record.get("plugin") == plugin_digest()
-    )
+    """Whether a set-up record matches this machine's runtime versions (the counter is rebuilt on its own)."""
+    return record is not None and record.get("versions") == pinned_versions()
+
+
+def plugin() -> Path:
+    """The counter built from this checkout's source, ``plugins/insn_count-DIGEST.so`` (gcc, once per source)."""
+    return build_plugin(home() / "plugins")
+
+
+def build_plugin(folder: Path) -> Path:
+    """``insn_count.c`` compiled into ``folder`` under its source digest (gcc); an existing build is reused."""
+    built = folder / f"insn_count-{plugin_digest()}.so"
+    if built.exists():
+        return built
+    if not shutil.which("gcc"):
+        raise TargetError("gcc is missing (it builds the instruction counter): apt-get install gcc")
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = built.with_name(f".{built.name}.{os.getpid()}")
+    _run(
+        ["gcc", "-shared", "-fPIC", "-O2", "-fvisibility=hidden", "-Wall", "-Werror", "-o", str(partial),
+         str(PLUGIN_SOURCE)],
+        "gcc insn_count.c",
+    )  # fmt: skip
+    partial.rename(built)
+    return built
 
 
 def status() -> dict | None:
@@ -194,11 +216,7 @@ def setup(force: bool = False) -> dict:
         for core in CORES.values():
             _core_view(staging, core)
         _step(5, "instruction counter: gcc insn_count.c")
-        _run(
-            ["gcc", "-shared", "-fPIC", "-O2", "-fvisibility=hidden", "-Wall", "-Werror", "-o",
-             str(staging / "insn_count.so"), str(PLUGIN_SOURCE)],
-            "gcc insn_count.c",
-        )  # fmt: skip
+        build_plugin(staging / "plugins")
         record = {
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "suite": SUITE,
@@ -254,8 +272,8 @@ class EmulatedWorkspace(LocalWorkspace):
     def command(self, job_file: Path, plugin_out: Path | None) -> tuple[list[str], dict]:
         target = self.target
         view = home() / "cores" / target.core
-        plugin = ["-plugin", f"{home() / 'insn_count.so'},out={plugin_out}"] if plugin_out else []
-        qemu = ["qemu-aarch64", "-L", str(view), "-cpu", target.core, *plugin, str(view / PYTHON[1:])]
+        counter = ["-plugin", f"{plugin()},out={plugin_out},blocks={blocks_file(plugin_out)}"] if plugin_out else []
+        qemu = ["qemu-aarch64", "-L", str(view), "-cpu", target.core, *counter, str(view / PYTHON[1:])]
         env = {
             "PATH": "/usr/bin:/bin",
             "LANG": "C.UTF-8",
@@ -286,8 +304,8 @@ class Arm64EmuTarget(Target):
             raise TargetError("arm64-emu is not set up: run `lenet-edge target setup arm64-emu` once (about 2.5 min)")
         if not current(record):  # a record of other versions
             raise TargetError(
-                f"the arm64-emu userland has {record.get('versions')}, this machine {pinned_versions()} (or the "
-                "instruction counter changed): run `lenet-edge target setup arm64-emu` again"
+                f"the arm64-emu userland has {record.get('versions')}, this machine {pinned_versions()}: "
+                "run `lenet-edge target setup arm64-emu` again"
             )
         if not shutil.which("qemu-aarch64") or not shutil.which("setarch"):
             raise TargetError("qemu-aarch64 or setarch is missing: apt-get install qemu-user util-linux")

@@ -32,6 +32,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lenet-edge"
 
 
+def blocks_file(plugin_out: Path) -> Path:
+    """Where the counter writes the blocks it saw run, beside its marks file ``plugin_out``."""
+    return plugin_out.with_name(plugin_out.name + ".blocks")
+
+
 def copy_package(destination: Path) -> None:
     """This checkout's ``lenet_edge`` package (sources only) into ``destination/lenet_edge``."""
     shutil.copytree(PACKAGE_DIR, destination / "lenet_edge", ignore=shutil.ignore_patterns("__pycache__", "*.so"))

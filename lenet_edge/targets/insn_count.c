@@ -1,16 +1,24 @@
-/* lenet-edge instruction counter: a QEMU TCG plugin (plugin API v1, as in QEMU 7.2).
+/* lenet-edge instruction and block counter: a QEMU TCG plugin (plugin API v1, as in QEMU 7.2).
  *
- * Counts the guest instructions retired by the emulated process. The guest marks the region it wants
- * measured with a harmless, failing syscall: lseek(-1, MAGIC | mark, SEEK_SET). At each mark the plugin
- * appends "mark count" to the file named by its argument out=PATH. Debian ships no plugin header, so the
- * few declarations used are spelled out here, exactly as QEMU's qemu-plugin.h declares them. */
+ * Counts the guest instructions retired by the emulated process, and how often each translated block ran.
+ * The guest marks the region it wants measured with a harmless, failing syscall: lseek(-1, MAGIC | mark,
+ * SEEK_SET). At each mark the plugin appends "mark count" to the file named by out=PATH. With blocks=PATH it
+ * also writes, to that file, each block when it is translated ("B id vaddr insn:insn:…", each instruction's
+ * bytes in hex, in memory order) and, at each mark, "M mark" followed by "C id n" for every block that ran
+ * n > 0 times since the previous mark. Works for aarch64 and x86_64 guests (the lseek number differs).
+ * Debian ships no plugin header, so the few declarations used are spelled out here, exactly as QEMU 7.2's
+ * qemu-plugin.h declares them. */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef uint64_t qemu_plugin_id_t;
-typedef struct qemu_info_t qemu_info_t;
+typedef struct qemu_info_t {
+    const char *target_name; /* the first field of QEMU's struct; nothing else of it is read */
+} qemu_info_t;
 struct qemu_plugin_tb;
+struct qemu_plugin_insn;
 enum qemu_plugin_op { QEMU_PLUGIN_INLINE_ADD_U64 };
 typedef void (*qemu_plugin_vcpu_tb_trans_cb_t)(qemu_plugin_id_t id, struct qemu_plugin_tb *tb);
 typedef void (*qemu_plugin_vcpu_syscall_cb_t)(qemu_plugin_id_t id, unsigned int vcpu_index, int64_t num,
@@ -22,51 +30,125 @@ void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t id, qemu_plugin_vcpu
 void qemu_plugin_register_vcpu_tb_exec_inline(struct qemu_plugin_tb *tb, enum qemu_plugin_op op, void *ptr,
                                               uint64_t imm);
 size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
+uint64_t qemu_plugin_tb_vaddr(const struct qemu_plugin_tb *tb);
+struct qemu_plugin_insn *qemu_plugin_tb_get_insn(const struct qemu_plugin_tb *tb, size_t idx);
+const void *qemu_plugin_insn_data(const struct qemu_plugin_insn *insn);
+size_t qemu_plugin_insn_size(const struct qemu_plugin_insn *insn);
 void qemu_plugin_register_vcpu_syscall_cb(qemu_plugin_id_t id, qemu_plugin_vcpu_syscall_cb_t cb);
 void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, qemu_plugin_udata_cb_t cb, void *userdata);
 
 #define EXPORT __attribute__((visibility("default")))
 #define AARCH64_LSEEK 62
+#define X86_64_LSEEK 8
 #define MARK_MAGIC 0x4c454e4554000000ULL /* "LENET" */
 #define MARK_MASK 0xffffffffff000000ULL
+#define CHUNK 4096
 
 EXPORT int qemu_plugin_version = 1;
 
+struct block {
+    uint64_t runs; /* added to inline by QEMU each time the block is entered */
+    uint64_t seen; /* runs at the previous mark */
+};
+
 static uint64_t executed; /* every vCPU (guest thread) adds here: callers run one inference thread */
-static FILE *out;
+static int64_t lseek_number = AARCH64_LSEEK;
+static FILE *out, *blocks_out;
+static struct block **chunks; /* blocks never move: QEMU holds a pointer to each counter */
+static size_t n_blocks, n_chunks;
+
+static struct block *new_block(void)
+{
+    if (n_blocks == n_chunks * CHUNK) {
+        chunks = realloc(chunks, (n_chunks + 1) * sizeof *chunks);
+        chunks[n_chunks++] = calloc(CHUNK, sizeof(struct block));
+        if (!chunks || !chunks[n_chunks - 1]) {
+            fprintf(stderr, "insn_count: out of memory\n");
+            abort();
+        }
+    }
+    size_t index = n_blocks++;
+    return &chunks[index / CHUNK][index % CHUNK];
+}
 
 static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 {
-    qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &executed,
-                                             qemu_plugin_tb_n_insns(tb));
+    size_t n = qemu_plugin_tb_n_insns(tb);
+    qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &executed, n);
+    if (!blocks_out)
+        return;
+    struct block *block = new_block();
+    qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &block->runs, 1);
+    fprintf(blocks_out, "B %zu %" PRIx64 " ", n_blocks - 1, qemu_plugin_tb_vaddr(tb));
+    for (size_t i = 0; i < n; i++) {
+        const struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
+        const unsigned char *bytes = qemu_plugin_insn_data(insn);
+        size_t size = qemu_plugin_insn_size(insn);
+        for (size_t b = 0; b < size; b++)
+            fprintf(blocks_out, "%02x", bytes[b]);
+        fputc(i + 1 < n ? ':' : '\n', blocks_out);
+    }
+    if (n == 0)
+        fputc('\n', blocks_out);
 }
 
 static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint64_t a1, uint64_t a2,
                        uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6, uint64_t a7, uint64_t a8)
 {
-    if (num == AARCH64_LSEEK && (uint32_t)a1 == 0xffffffffu && (a2 & MARK_MASK) == MARK_MAGIC) {
-        fprintf(out, "%" PRIu64 " %" PRIu64 "\n", (uint64_t)(a2 & ~MARK_MASK), executed);
-        fflush(out);
+    if (num != lseek_number || (uint32_t)a1 != 0xffffffffu || (a2 & MARK_MASK) != MARK_MAGIC)
+        return;
+    uint64_t mark = a2 & ~MARK_MASK;
+    fprintf(out, "%" PRIu64 " %" PRIu64 "\n", mark, executed);
+    fflush(out);
+    if (!blocks_out)
+        return;
+    fprintf(blocks_out, "M %" PRIu64 "\n", mark);
+    for (size_t i = 0; i < n_blocks; i++) {
+        struct block *block = &chunks[i / CHUNK][i % CHUNK];
+        if (block->runs != block->seen) {
+            fprintf(blocks_out, "C %zu %" PRIu64 "\n", i, block->runs - block->seen);
+            block->seen = block->runs;
+        }
     }
+    fflush(blocks_out);
 }
 
 static void at_exit(qemu_plugin_id_t id, void *userdata)
 {
     fprintf(out, "exit %" PRIu64 "\n", executed);
     fclose(out);
+    if (blocks_out)
+        fclose(blocks_out);
+}
+
+static FILE *open_out(const char *path)
+{
+    FILE *file = fopen(path, "w");
+    if (!file)
+        perror(path);
+    return file;
 }
 
 EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char **argv)
 {
-    if (argc != 1 || strncmp(argv[0], "out=", 4) != 0) {
+    for (int i = 0; i < argc; i++) {
+        if (strncmp(argv[i], "out=", 4) == 0 && !out) {
+            if (!(out = open_out(argv[i] + 4)))
+                return -1;
+        } else if (strncmp(argv[i], "blocks=", 7) == 0 && !blocks_out) {
+            if (!(blocks_out = open_out(argv[i] + 7)))
+                return -1;
+        } else {
+            fprintf(stderr, "insn_count: unknown argument %s (takes out=PATH [blocks=PATH])\n", argv[i]);
+            return -1;
+        }
+    }
+    if (!out) {
         fprintf(stderr, "insn_count: needs out=PATH\n");
         return -1;
     }
-    out = fopen(argv[0] + 4, "w");
-    if (!out) {
-        perror(argv[0] + 4);
-        return -1;
-    }
+    if (info && info->target_name && strcmp(info->target_name, "x86_64") == 0)
+        lseek_number = X86_64_LSEEK;
     qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);
     qemu_plugin_register_vcpu_syscall_cb(id, on_syscall);
     qemu_plugin_register_atexit_cb(id, at_exit, NULL);

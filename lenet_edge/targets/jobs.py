@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,14 +19,27 @@ from typing import Any
 import numpy as np
 
 from ..console import STATUS_ICON, log
+from ..cycle_cost import (
+    CYCLES_METHOD,
+    device_chart,
+    device_estimate,
+    device_lines,
+    measured_beside,
+    models_for,
+    price_count,
+)
+from ..cycles import AARCH64, Isa
+from ..devices import Device
 from ..errors import UsageError
 from ..formats import Format
 from ..host import usable_cores
 from ..manifest import MANIFEST, REPORT_MD, Artifact, read_manifest, write_manifest
+from ..plots import plot_device_times
 from ..records import StepResult
-from ..report import record_target
+from ..report import draw_chart, read_report, record_target, update_report
 from ..runtimes import open_runner
-from .base import Target, TargetError
+from .arm64_emu import Arm64EmuTarget
+from .base import Target, TargetError, blocks_file
 
 
 def _stage(space, bundle: Path, entries: list[Artifact], images: np.ndarray, tmp: Path) -> list[dict]:
@@ -107,8 +121,12 @@ def verify_on_target(bundle: str | Path, mnist, target: Target, limit: int | Non
     }
 
 
-def count_on_target(bundle: str | Path, mnist, target: Target, calls: int = 20) -> dict:
-    """Guest instructions per batch-1 inference of every artifact on an emulated core (Python loop excluded)."""
+def count_on_target(
+    bundle: str | Path, mnist, target: Target, calls: int = 20, pricing: tuple[Isa, list[str]] | None = None
+) -> dict:
+    """Guest instructions per batch-1 inference of every artifact on an emulated core (Python loop excluded),
+    and cycles on LLVM's models (``pricing``: the instruction set and models; default the ARM core's own and
+    every device core that runs its instruction set)."""
     if target.kind != "emulated":
         raise UsageError(f"{target.name}: instruction counts need an emulated target (arm64-emu[:CORE])")
     folder = Path(bundle)
@@ -122,6 +140,8 @@ def count_on_target(bundle: str | Path, mnist, target: Target, calls: int = 20) 
         job["artifacts"] = _stage(space, folder, entries, mnist.x_test[:1], tmp)
         answer = space.run(job, plugin_out=counts_file)
         marks = _read_marks(counts_file)
+        isa, models = pricing or (AARCH64, models_for(str(target.core)))
+        cycles = price_count(blocks_file(counts_file), answer["plan"], calls, isa, models)
     rows = []
     for item in answer["plan"]:
         try:
@@ -133,10 +153,14 @@ def count_on_target(bundle: str | Path, mnist, target: Target, calls: int = 20) 
         rows.append(
             {"format": item["format"], "runtime": item["runtime"], "core": target.core,
              "instructions_per_image": round(per_image), "loop_instructions_per_call": round(loop / calls)}
+            | cycles.get(item["format"], {})
         )  # fmt: skip
     _ratios(rows, {entry.format: entry.precision for entry in entries})
     for row in rows:
-        log(f"  {row['format']:<15} {row['instructions_per_image'] / 1e6:7.3f} M instructions/image")
+        cycles = row.get("cycles_per_image", {})
+        model = target.core if target.core in cycles else next(iter(cycles), None)  # its own, else the first
+        priced = f"  {cycles[model] / 1e6:7.3f} M cycles/image on {model}'s model" if model else ""
+        log(f"  {row['format']:<15} {row['instructions_per_image'] / 1e6:7.3f} M instructions/image{priced}")
     return {
         "identity": target.describe(answer["identity"]),
         "rows": rows,
@@ -144,7 +168,23 @@ def count_on_target(bundle: str | Path, mnist, target: Target, calls: int = 20) 
         "seconds": round(time.perf_counter() - started, 1),
         "method": "guest instructions retired between marks, counted by a QEMU TCG plugin, minus an empty "
         "loop's; batch 1, 1 thread, a real test digit; address randomisation off, PYTHONHASHSEED=0",
+        "cycles_method": CYCLES_METHOD if any("cycles_per_image" in row for row in rows) else None,
     }
+
+
+def cost_on_device(bundle: str | Path, load_mnist: Callable, device: Device, calls: int) -> dict:
+    """µs per image of every artifact on every core type of ``device``: each emulated core its cores need is
+    counted, priced and recorded in the report (unless report.json has its cycles already, then reused;
+    ``load_mnist()`` only when a count runs); the estimate comes from report.json's cost rows."""
+    for emulated, models in device.models().items():
+        known = read_report(bundle).get("targets", {}).get(f"arm64-emu:{emulated}", {})
+        rows = known.get("cost", {}).get("rows", [])
+        if rows and all(model in row.get("cycles_per_image", {}) for row in rows for model in models):
+            log(f"{device.name}: cycles on {', '.join(sorted(models))} from the count on {emulated} in report.json")
+            continue
+        target = Arm64EmuTarget(emulated)
+        record_target(bundle, target.name, "cost", count_on_target(bundle, load_mnist(), target, calls))
+    return device_estimate(read_report(bundle).get("targets", {}), device)
 
 
 def _read_marks(path: Path) -> dict[int, int]:
@@ -200,6 +240,27 @@ def bench_there(bundle: str, mnist, target: Target, profile: str, seconds: float
     return StepResult(0, result["rows"])
 
 
+def device_there(bundle: str, load_mnist: Callable, device: Device, calls: int, target: Target) -> StepResult:
+    """cost --device: µs per image on every core type of a named device and what to deploy, printed and kept
+    in report.json's ``devices``. With a real device as ``target``, its bench in report.json stands beside."""
+    bench = None
+    if target.kind == "local":
+        raise UsageError("cost --device estimates a named device; --target local has nothing to compare")
+    if target.kind == "device":  # checked before any count runs
+        bench = read_report(bundle).get("targets", {}).get(target.name, {}).get("bench")
+        if not bench:
+            raise UsageError(f"no bench from {target.name} in report.json: run lenet-edge bench {bundle} "
+                             f"--target {target.name} first, then cost --device again")  # fmt: skip
+    estimate = cost_on_device(bundle, load_mnist, device, calls)
+    if bench:
+        estimate["measured"] = measured_beside(estimate, target.name, bench)
+    estimate["chart"] = device_chart(device.name)
+    charts = draw_chart(plot_device_times, estimate, bundle, estimate["chart"])
+    update_report(bundle, {"devices": read_report(bundle).get("devices", {}) | {device.name: estimate}}, charts)
+    print("\n".join(device_lines(estimate)))
+    return StepResult(0, [estimate])
+
+
 def cost_there(bundle: str, mnist, target: Target, calls: int) -> StepResult:
     """cost: instructions per image on an emulated core, recorded in the report with the chart of every core."""
     result = count_on_target(bundle, mnist, target, calls)
@@ -211,8 +272,10 @@ def cost_there(bundle: str, mnist, target: Target, calls: int) -> StepResult:
 __all__ = [
     "bench_on_target",
     "bench_there",
+    "cost_on_device",
     "cost_there",
     "count_on_target",
+    "device_there",
     "parity_row",
     "verify_on_target",
     "verify_there",
