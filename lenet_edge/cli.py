@@ -47,6 +47,8 @@ from .manifest import (
     read_manifest,
 )
 from .model import ACTIVATIONS, ARCHITECTURES, build_model, count_macs, count_params
+from .npu.command import NpuOptions, check_bundle, run_npu
+from .npu.socs import parse_socs
 from .on_target import bench_on_target, count_on_target, verify_on_target
 from .plots import plot_bench, plot_confusion_matrices, plot_instruction_counts, plot_layer_errors
 from .preprocess import mnist_digit, require_pillow, save_digit
@@ -399,8 +401,27 @@ def _target_command(commands) -> None:
     info.set_defaults(handler=cmd_target_info)
 
 
+def _npu_command(commands) -> None:
+    npu = commands.add_parser(
+        "npu",
+        help="compile the int8 model for Snapdragon NPUs (Hexagon HTP); judge and count cycles in Qualcomm's simulator",
+        description="Compile the bundle's int8 .tflite for each SoC with LiteRT's Qualcomm compiler plugin "
+        "(npu/lenet5_int8_SOC.tflite, and ONNX Runtime's QNN context model npu/lenet5_int8_SOC_ctx.onnx), prove "
+        "the NPU takes the whole graph, judge the answers in Qualcomm's HTP simulator against Keras and LiteRT on "
+        "the CPU, and count simulated cycles per image and per op. Exit 1 if a SoC fails; the others are done.",
+    )
+    _add_bundle_argument(npu)
+    npu.add_argument("--soc", action="append", metavar="SOC", help="a Snapdragon SoC, e.g. SM8550 (repeatable)")
+    npu.add_argument("--all", action="store_true", help="every SoC the compiler plugin knows")
+    npu.add_argument("--limit", type=_positive, metavar="N", help="judge on the first N test digits (default all)")
+    npu.add_argument("--workers", type=_positive, help="simulator processes (default: one per core)")
+    _add_data_options(npu)
+    _add_json(npu, "the npu section of the report")
+    npu.set_defaults(handler=cmd_npu)
+
+
 COMMANDS = (_run_command, _train_command, _export_command, _verify_command, _bench_command, _cost_command,
-            _predict_command, _serve_command, _target_command)  # fmt: skip
+            _predict_command, _serve_command, _target_command, _npu_command)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -841,6 +862,15 @@ def cmd_serve(args) -> int:
     interrupt_note("the server stopped")
     serve(args.bundle, args.host, args.port, mnist, data_error, native=open_runner)
     return 0
+
+
+def cmd_npu(args) -> int:
+    options = NpuOptions(Path(args.bundle), parse_socs(args.soc, args.all), args.limit, args.workers or 0)
+    check_bundle(options.bundle)  # before the data is loaded and the tools installed
+    status, section = run_npu(options, _load_data(args, args.bundle))
+    update_report(args.bundle, {"npu": section})
+    _emit(args, section)
+    return status
 
 
 def cmd_target_setup(args) -> int:

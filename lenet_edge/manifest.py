@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .errors import BundleError
-from .files import TEMP_MARK, write_json
+from .files import TEMP_MARK, is_regular_file, write_json
 from .formats import BY_NAME, KERAS, RUNTIMES, Format
 
 MANIFEST = "manifest.json"
@@ -144,6 +144,7 @@ class Manifest:
     tools: dict
     artifacts: list[Artifact]
     failed: list[dict] = field(default_factory=list)
+    npu: list[dict] = field(default_factory=list)  # files compiled for phone NPUs (lenet-edge npu); optional key
 
     def artifact(self, fmt: str) -> Artifact | None:
         return next((a for a in self.artifacts if a.format == fmt), None)
@@ -159,6 +160,8 @@ class Manifest:
             del data["created"]
         data["reference"] = None if self.reference is None else asdict(self.reference)
         data["artifacts"] = [a.to_dict() for a in self.artifacts]
+        if not self.npu:
+            del data["npu"]
         return data
 
 
@@ -192,6 +195,22 @@ def is_bundle_file(name: str, manifest: Manifest) -> bool:
     if manifest.reference is not None:
         own.add(manifest.reference.file)
     return name in own or any(fnmatch.fnmatchcase(name, pattern) for pattern in WRITTEN_LATER)
+
+
+NPU_FOLDER = "npu"  # what `lenet-edge npu` compiles for phone NPUs, listed under the manifest's npu
+
+
+def is_npu_folder(path: Path, manifest: Manifest) -> bool:
+    """Whether ``path`` is the bundle's npu folder holding only the compiled files its manifest lists (and temp
+    files of a compile that was stopped)."""
+    if path.name != NPU_FOLDER or path.is_symlink() or not path.is_dir():
+        return False
+    listed = {entry["file"] for entry in manifest.npu}
+    return all(
+        is_regular_file(item)
+        and (f"{NPU_FOLDER}/{item.name}" in listed or fnmatch.fnmatchcase(item.name, f".*.{TEMP_MARK}*.tmp"))
+        for item in path.iterdir()
+    )
 
 
 def is_bundle(folder: Path) -> bool:
@@ -345,6 +364,9 @@ def parse_manifest(data: Any, source: str = MANIFEST) -> Manifest:
         raise BundleError(f"{source}: artifacts lists a format twice")
     if not all(isinstance(item, dict) for item in r.items("failed", [])):
         raise BundleError(f"{source}: failed holds something other than objects")
+    npu = r.items("npu", [])
+    if not all(isinstance(item, dict) and isinstance(item.get("file"), str) for item in npu):
+        raise BundleError(f"{source}: npu holds something other than compiled files")
     return Manifest(
         generator=generator,
         version=r.text("version", ""),
@@ -363,6 +385,7 @@ def parse_manifest(data: Any, source: str = MANIFEST) -> Manifest:
         tools=r.obj("tools", {}),
         artifacts=artifacts,
         failed=r.items("failed", []),
+        npu=npu,
     )
 
 

@@ -11,6 +11,7 @@ from .files import write_json, write_text
 from .formats import BY_NAME, FORMATS, KERAS, RUNTIMES, Format, float_twin, runtime_label
 from .layer_names import layer_of
 from .manifest import CONFUSION_PNG, REPORT_JSON, REPORT_MD, TARGETS_PNG, Manifest, read_manifest
+from .npu.section import npu_section
 
 STATUS_MARK = {status: f"{icon} {status}" for status, icon in STATUS_ICON.items()}
 
@@ -78,6 +79,7 @@ def render_markdown(report: dict, manifest: Manifest) -> str:
         lines += _recommendation_section(found, machine)
     if report.get("targets"):
         lines += _targets_section(report["targets"], charts.get(TARGETS_PNG))
+    lines += npu_section(report)
     return "\n".join(lines).rstrip() + "\n"
 
 
