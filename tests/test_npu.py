@@ -79,6 +79,7 @@ def test_an_altered_int8_model_is_refused_before_any_compile(tiny_bundle, tmp_pa
     assert not (bundle / "npu").exists()
 
 
+@pytest.mark.slow  # a venv made and pip refused: 15-25 s
 def test_a_missing_install_is_one_line_with_the_command(tiny_bundle, tmp_path, monkeypatch, capsys):
     """Where PyPI cannot be reached, first use says so in one line with the command that installs the tools."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -190,6 +191,20 @@ def test_the_simulator_answers_like_keras_and_litert_on_the_cpu(compiled_tiny):
     assert abs(judged["accuracy"] - judged["keras_accuracy"]) <= 0.003
 
 
+def test_the_compiled_context_states_the_socs_own_htp_architecture(compiled_tiny):
+    _, result, _ = compiled_tiny
+    assert result["socs"][0]["compile"]["proof"]["compiled_for"] == [{"soc": "SM8550", "htp_arch": "v73"}]
+
+
+def test_the_int8_onnx_runs_whole_on_the_qnn_execution_provider_with_a_batch_of_one(compiled_tiny):
+    _, result, _ = compiled_tiny
+    onnx = result["socs"][0]["onnx"]
+    assert onnx["file"] == "lenet5_int8.onnx" and onnx["status"] == "pass", onnx
+    assert onnx["provider"] == {"soc_model": "43", "htp_arch": "73"}
+    assert onnx["judge"]["agreement_keras"] >= 0.995 and onnx["judge"]["agreement_cpu"] >= 0.99
+    assert onnx["cycles"]["median_per_image"] > 0
+
+
 def test_cycles_are_counted_per_image_and_per_op(compiled_tiny):
     _, result, _ = compiled_tiny
     counted = result["socs"][0]["cycles"]
@@ -211,6 +226,22 @@ def test_a_second_run_recompiles_nothing_that_has_not_changed(compiled_tiny, cap
     assert main(["npu", str(bundle), "--soc", "SM8550", "--limit", "20"]) == 0
     assert "not recompiled" in capsys.readouterr().out
     assert {p.name: sha256_file(p) for p in (bundle / "npu").iterdir()} == before
+
+
+def test_a_soc_that_fails_leaves_the_others_done_and_exits_1(tiny_bundle, tmp_path, npu_tools, capsys):
+    """QNN 2.51 compiles SM8475 (Snapdragon 8+ Gen 1, HTP v69) for v68: a file for the wrong NPU is a failure
+    of that SoC, said in one line; the SoC after it is compiled and judged all the same."""
+    bundle = _copy(tiny_bundle, tmp_path)
+    assert main(["npu", str(bundle), "--soc", "SM8475", "--soc", "SM8550", "--limit", "20"]) == 1
+    out = capsys.readouterr().out
+    assert "SM8475 (Snapdragon 8+ Gen 1): ❎ the HTP compiler compiled for SM8475 v68, not for SM8475's HTP v69" in out
+    assert sorted(p.name for p in (bundle / "npu").iterdir()) == [
+        "lenet5_int8_SM8550.tflite",
+        "lenet5_int8_SM8550_ctx.onnx",
+    ]
+    rows = {row["soc"]["model"]: row for row in json.loads((bundle / "report.json").read_text())["npu"]["socs"]}
+    assert rows["SM8475"]["status"] == "fail" and rows["SM8550"]["status"] == "pass"
+    assert "SM8475 (Snapdragon 8+ Gen 1)" in (bundle / "report.md").read_text()
 
 
 def _hybrid_conv_model(path: Path) -> None:

@@ -32,6 +32,7 @@ _STATS = re.compile(
 )
 _OP_EVENT = re.compile(r"^(?P<name>.*?)(?::OpId_\d+)? \(cycles\)$")
 _SOURCE_OP = re.compile(r"_LiteRt_OpId_(\d+)$")
+_COMPILED_FOR = re.compile(rb"soc_type=(\w+);arch=(\d+);")  # what the HTP compiler states in the context binary
 
 
 def versions(job: dict) -> dict:
@@ -95,6 +96,8 @@ def compile_soc(job: dict) -> dict:
         tail = [line for line in done.stdout.splitlines() if "ERROR" in line or "rror" in line][-3:]
         return {"ok": False, "stats": stats, "error": "; ".join(tail)[:400] or f"exit code {done.returncode}"}
     answer: dict = {"ok": True, "stats": stats}
+    stated = sorted({(soc.decode(), int(arch)) for soc, arch in _COMPILED_FOR.findall(out.read_bytes())})
+    answer["compiled_for"] = [{"soc": soc, "htp_arch": f"v{arch}"} for soc, arch in stated]
     if job.get("ctx_out") and any(d.name for d in dispatches(out)):
         answer["ctx"] = write_ctx_model(out, Path(job["ctx_out"]))
     return answer
@@ -142,7 +145,10 @@ def write_ctx_model(compiled: Path, ctx_out: Path) -> dict:
     return {"written": True, "partition": dispatch.name, "context_bytes": len(blob), "context_sha256": digest}
 
 
-def _session(model: str, profile_csv: str | None = None):
+def _session(model: str, profile_csv: str | None = None, provider: dict | None = None):
+    """A session on the QNN execution provider (HTP backend), CPU fallback disabled; every symbolic input
+    dimension fixed to 1 (QNN compiles static shapes: a batch of one, as an app calls it)."""
+    import onnx
     import onnxruntime as ort
     import onnxruntime_qnn
 
@@ -151,10 +157,14 @@ def _session(model: str, profile_csv: str | None = None):
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
-    provider = {"backend_type": "htp"}
+    for tensor in onnx.load(model, load_external_data=False).graph.input:
+        for dim in tensor.type.tensor_type.shape.dim:
+            if dim.dim_param:
+                options.add_free_dimension_override_by_name(dim.dim_param, 1)
+    settings = {"backend_type": "htp"} | (provider or {})
     if profile_csv:
-        provider |= {"profiling_level": "detailed", "profiling_file_path": profile_csv}
-    options.add_provider_for_devices([d for d in ort.get_ep_devices() if d.ep_name == EP], provider)
+        settings |= {"profiling_level": "detailed", "profiling_file_path": profile_csv}
+    options.add_provider_for_devices([d for d in ort.get_ep_devices() if d.ep_name == EP], settings)
     return ort.InferenceSession(model, options)
 
 
@@ -180,7 +190,7 @@ def parse_profile(path: Path) -> list[dict]:
 
 def simulate(job: dict) -> dict:
     images = np.load(job["images"], allow_pickle=False)
-    session = _session(job["model"])
+    session = _session(job["model"], provider=job.get("provider"))
     name = session.get_inputs()[0].name
     kind = {"tensor(uint8)": np.uint8, "tensor(int8)": np.int8}.get(session.get_inputs()[0].type, np.float32)
     outputs = [session.run(None, {name: images[i : i + 1].astype(kind)})[0][0] for i in range(len(images))]
@@ -189,7 +199,7 @@ def simulate(job: dict) -> dict:
     if job.get("profile"):
         with tempfile.TemporaryDirectory() as tmp:
             csv_path = str(Path(tmp) / "profile.csv")
-            profiled = _session(job["model"], csv_path)
+            profiled = _session(job["model"], csv_path, job.get("provider"))
             for i in range(min(int(job["profile"]), len(images))):
                 profiled.run(None, {name: images[i : i + 1].astype(kind)})
             del profiled  # the profile is written when the session ends

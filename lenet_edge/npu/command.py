@@ -25,7 +25,7 @@ from ..errors import BundleError, LenetEdgeError
 from ..files import TEMP_MARK, sha256_file
 from ..formats import PRECISIONS
 from ..host import cpu_model, usable_cores
-from ..manifest import NPU_FOLDER, REFERENCE, Artifact, read_manifest, write_manifest
+from ..manifest import NPU_FOLDER, REFERENCE, Artifact, Tensor, read_manifest, write_manifest
 from ..runtimes import open_runner
 from ..targets.base import copy_package
 from . import graph
@@ -33,8 +33,10 @@ from .env import glue_dir, npu_python
 from .socs import Soc
 
 SOURCE_FORMAT = "tflite-int8"  # the artifact compiled: the int8 model an app ships
+ONNX_FORMAT = "onnx-int8"  # the int8 ONNX, which ONNX Runtime's QNN execution provider compiles itself
 FOLDER = NPU_FOLDER
 PROFILED = 50  # digits run again with QNN profiling "detailed": cycles are the median over them, the first left out
+DIGITS_PER_WORKER = 500  # a simulator process costs about a second to start: fewer digits share one
 SIMULATOR = (
     "Qualcomm's HTP simulator (the x86-64 libQnnHtp.so of the onnxruntime-qnn wheel) run through ONNX Runtime's QNN "
     "execution provider, CPU fallback disabled: the compiled context binary's own instructions, simulated. It "
@@ -163,6 +165,12 @@ def compile_soc(agent: Agent, bundle: Path, source: Artifact, soc: Soc, glue: Pa
                 f"{proof['partitions']} partitions; left on the CPU: {left}"
             )
             return {"status": "fail", "reason": reason, "proof": proof, "seconds": seconds}
+        stated = answer.get("compiled_for", [])
+        proof["compiled_for"] = stated
+        if [entry["htp_arch"] for entry in stated] != [soc.htp_arch]:
+            said = ", ".join(f"{e['soc']} {e['htp_arch']}" for e in stated) or "nothing"
+            reason = f"the HTP compiler compiled for {said}, not for {soc.model}'s HTP {soc.htp_arch}"
+            return {"status": "fail", "reason": reason, "proof": proof, "seconds": seconds}
         if not answer.get("ctx", {}).get("written"):
             return {"status": "fail", "reason": "no context model was written", "proof": proof, "seconds": seconds}
         os.replace(tmp_tflite, tflite)
@@ -177,15 +185,19 @@ def compile_soc(agent: Agent, bundle: Path, source: Artifact, soc: Soc, glue: Pa
 # --- judge --------------------------------------------------------------------------------------------------------
 
 
-def simulate(agent: Agent, model: Path, images: np.ndarray, workers: int, profiled: int, name: str) -> dict:
-    """Raw outputs of the context model on ``images`` in the simulator, split over ``workers`` processes; the first
-    also profiles ``profiled`` digits. Returns {"raw": [n, 10] array, "profile": runs}."""
+def simulate(
+    agent: Agent, model: Path, images: np.ndarray, workers: int, profiled: int, name: str, provider: dict | None = None
+) -> dict:
+    """Raw outputs of an ONNX model (a context model, or an int8 ONNX the QNN execution provider compiles with
+    ``provider``'s options) on ``images`` in the simulator, split over ``workers`` processes; the first also
+    profiles ``profiled`` digits. Returns {"raw": [n, 10] array, "profile": runs}."""
     chunks = [c for c in np.array_split(np.arange(len(images)), max(1, min(workers, len(images)))) if len(c)]
     processes = []
     for k, chunk in enumerate(chunks):
         np.save(agent.root / f"{name}-{k}.npy", images[chunk])
         job = {"task": "simulate", "model": str(model.resolve()), "images": str(agent.root / f"{name}-{k}.npy"),
-               "out": str(agent.root / f"{name}-{k}-out.npy"), "profile": profiled if k == 0 else 0}  # fmt: skip
+               "out": str(agent.root / f"{name}-{k}-out.npy"), "profile": profiled if k == 0 else 0,
+               "provider": provider or {}}  # fmt: skip
         processes.append(agent.start(job, f"{name}-{k}"))
     answers = [Agent.answer(p) for p in processes]
     for answer in answers:
@@ -195,17 +207,23 @@ def simulate(agent: Agent, model: Path, images: np.ndarray, workers: int, profil
     return {"raw": raw, "profile": answers[0].get("profile", [])}
 
 
-def judge(raw: np.ndarray, cpu_raw: np.ndarray, source: Artifact, reference: np.ndarray, labels: np.ndarray) -> dict:
-    """The simulator's answers against Keras (the int8 gate) and against LiteRT on the CPU on the source file."""
-    probs = source.output.decode(raw)
+def judge(raw: np.ndarray, cpu_raw: np.ndarray, output: Tensor, reference: np.ndarray, labels: np.ndarray) -> dict:
+    """The simulator's answers against Keras (the int8 gate) and against the same source file on the CPU: how
+    many quantization steps apart (a quantized output) or how far in probability (a float one)."""
+    probs = output.decode(raw)
     predicted, expected = probs.argmax(1), reference.argmax(1)
     accuracy, keras_accuracy = float(np.mean(predicted == labels)), float(np.mean(expected == labels))
     delta_pt = round((accuracy - keras_accuracy) * 100, 4)
     agreement = float(np.mean(predicted == expected))
     max_abs_dp = float(np.abs(probs.astype(np.float64) - reference).max())
-    steps = np.abs(raw.astype(np.int32) - cpu_raw.astype(np.int32))
     gate = PRECISIONS["int8"].verify
     failures = gate.failures(agreement, max_abs_dp, delta_pt)
+    if output.quantized:
+        steps = np.abs(raw.astype(np.int32) - cpu_raw.astype(np.int32))
+        against_cpu = {"max_step_diff_cpu": int(steps.max()), "identical_cpu": float(np.mean(steps.max(1) == 0))}
+    else:
+        apart = np.abs(raw.astype(np.float64) - cpu_raw.astype(np.float64))
+        against_cpu = {"max_abs_dp_cpu": float(apart.max()), "identical_cpu": float(np.mean(apart.max(1) == 0))}
     return {
         "status": "fail" if failures else "pass",
         "reason": "; ".join(failures),
@@ -217,9 +235,7 @@ def judge(raw: np.ndarray, cpu_raw: np.ndarray, source: Artifact, reference: np.
         "max_abs_dp": max_abs_dp,
         "gate": gate.describe(),
         "agreement_cpu": float(np.mean(raw.argmax(1) == cpu_raw.argmax(1))),
-        "max_step_diff_cpu": int(steps.max()),
-        "identical_cpu": float(np.mean(steps.max(1) == 0)),
-    }
+    } | against_cpu
 
 
 def cycles(profile: list[dict], source_nodes: list[graph.Node]) -> dict:
@@ -255,6 +271,31 @@ def cycles(profile: list[dict], source_nodes: list[graph.Node]) -> dict:
 
 
 # --- the command --------------------------------------------------------------------------------------------------
+
+
+def _intact(bundle: Path, artifact: Artifact | None) -> Artifact | None:
+    """The artifact when its file is there with the manifest's checksum."""
+    path = None if artifact is None else bundle / artifact.file
+    return artifact if artifact and path and path.is_file() and sha256_file(path) == artifact.sha256 else None
+
+
+def judge_onnx(agent: Agent, bundle: Path, source: Artifact, soc: Soc, images: np.ndarray, workers: int,
+               profiled: int, labels: np.ndarray, reference: np.ndarray, cpu_raw: np.ndarray) -> dict:  # fmt: skip
+    """The bundle's int8 ONNX as ONNX Runtime's QNN execution provider compiles it for ``soc`` (soc_model,
+    htp_arch), CPU fallback disabled, its batch dimension fixed to 1: whole on the NPU or not, its answers, its
+    cycles."""
+    provider = {"soc_model": str(soc.qnn_id), "htp_arch": soc.htp_arch.lstrip("v")}
+    try:
+        simulated = simulate(agent, bundle / source.file, images, workers, profiled, f"{soc.model}-onnx", provider)
+    except NpuError as exc:
+        log(f"  {source.file} on the QNN execution provider: ❎ {exc}")
+        return {"file": source.file, "status": "fail", "reason": str(exc), "provider": provider}
+    judged = judge(simulated["raw"], cpu_raw, source.output, reference, labels)
+    counted = cycles(simulated["profile"], [])
+    log(f"  {source.file} on the QNN execution provider for {soc.model} (batch 1, no CPU fallback): whole; "
+        f"{judged['accuracy']:.2%}, {judged['agreement_keras']:.2%} agree with Keras, {judged['agreement_cpu']:.2%} "
+        f"with ONNX Runtime CPU; {counted.get('median_per_image', 0):,} cycles per image")  # fmt: skip
+    return {"file": source.file, "status": judged["status"], "provider": provider, "judge": judged, "cycles": counted}
 
 
 def _source(bundle: Path) -> Artifact:
@@ -296,7 +337,7 @@ def run_npu(options: NpuOptions, mnist: Mnist) -> tuple[int, dict]:
     reference = _reference(bundle, count)
     images, labels = mnist.x_test[:count].reshape(-1, 28, 28, 1), mnist.y_test[:count]
     python, glue = npu_python(), glue_dir()
-    workers = options.workers or usable_cores()
+    workers = options.workers or min(usable_cores(), max(1, count // DIGITS_PER_WORKER))
     agent = Agent(python)
     try:
         tools = agent.run({"task": "versions"}, "versions")
@@ -306,6 +347,12 @@ def run_npu(options: NpuOptions, mnist: Mnist) -> tuple[int, dict]:
         manifest = read_manifest(bundle)
         source_sha = sha256_file(bundle / source.file)
         cpu_raw = open_runner("litert", bundle / source.file).predict(images, raw=True)
+        onnx_source = _intact(bundle, manifest.artifact(ONNX_FORMAT))
+        onnx_cpu = (
+            None
+            if onnx_source is None
+            else open_runner("onnxruntime", bundle / onnx_source.file).predict(images, raw=True)
+        )
         source_nodes = graph.nodes(bundle / source.file)
         rows: list[dict] = []
         entries = [e for e in manifest.npu if e.get("soc") not in {s.model for s in options.socs}]
@@ -330,7 +377,7 @@ def run_npu(options: NpuOptions, mnist: Mnist) -> tuple[int, dict]:
             tflite, ctx = file_names(soc)
             start = time.perf_counter()
             simulated = simulate(agent, bundle / ctx, images, workers, options.profiled, soc.model)
-            row["judge"] = judge(simulated["raw"], cpu_raw, source, reference, labels)
+            row["judge"] = judge(simulated["raw"], cpu_raw, source.output, reference, labels)
             row["judge"]["seconds"] = round(time.perf_counter() - start, 1)
             row["cycles"] = cycles(simulated["profile"], source_nodes)
             row["status"] = row["judge"]["status"]
@@ -341,6 +388,11 @@ def run_npu(options: NpuOptions, mnist: Mnist) -> tuple[int, dict]:
                 f"{row['cycles'].get('median_per_image', 0):,} cycles per image ({j['seconds']:.0f} s)")  # fmt: skip
             if j["status"] != "pass":
                 log(f"  ❎ {j['reason']}")
+            if onnx_source is not None and onnx_cpu is not None:
+                row["onnx"] = judge_onnx(agent, bundle, onnx_source, soc, images, workers, options.profiled, labels,
+                                         reference, onnx_cpu)  # fmt: skip
+                if row["onnx"]["status"] != "pass":
+                    row["status"] = "fail"
             for form, name in (("litert", tflite), ("onnxruntime-qnn", ctx)):
                 entries.append({
                     "soc": soc.model, "name": soc.name, "htp_arch": soc.htp_arch, "form": form, "file": name,

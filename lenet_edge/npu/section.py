@@ -58,6 +58,33 @@ def npu_section(report: dict) -> list[str]:
             f"{_pct(judged['agreement_cpu'])} | {judged['max_step_diff_cpu']} | {_pct(judged['identical_cpu'])} | "
             f"{counted.get('median_per_image', 0):,} | {status}{': ' + judged['reason'] if judged['reason'] else ''} |"
         )
+    onnx_rows = [r for r in rows if r.get("onnx")]
+    if onnx_rows:
+        lines += [
+            "",
+            f"### `{onnx_rows[0]['onnx']['file']}` on ONNX Runtime's QNN execution provider",
+            "",
+            "The bundle's int8 ONNX as it is, compiled by the QNN execution provider for each SoC (options soc_model "
+            "and htp_arch), CPU fallback disabled and the batch dimension fixed to 1 (the session option "
+            "`add_free_dimension_override_by_name`): QNN compiles static shapes only, and with a free batch "
+            "dimension it refuses every node.",
+            "",
+            "| SoC | whole on the NPU | accuracy | agree Keras | agree ONNX Runtime CPU | max abs Δp vs CPU | "
+            "cycles/image (median) | status |",
+            "|---|---|---:|---:|---:|---:|---:|---|",
+        ]
+        for r in onnx_rows:
+            onnx, soc = r["onnx"], r["soc"]
+            status = "✅ pass" if onnx["status"] == "pass" else f"❎ fail: {onnx.get('reason', '')}"
+            if "judge" not in onnx:
+                lines.append(f"| {soc['model']} | no |" + " — |" * 5 + f" {status} |")
+                continue
+            j = onnx["judge"]
+            lines.append(
+                f"| {soc['model']} | yes | {_pct(j['accuracy'])} | {_pct(j['agreement_keras'])} | "
+                f"{_pct(j['agreement_cpu'])} | {j.get('max_abs_dp_cpu', 0):.4f} | "
+                f"{onnx['cycles'].get('median_per_image', 0):,} | {status} |"
+            )
     counted_rows = [r for r in rows if r.get("cycles", {}).get("ops")]
     if counted_rows:
         names = list(dict.fromkeys(op["op"] for r in counted_rows for op in r["cycles"]["ops"]))

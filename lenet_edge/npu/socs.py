@@ -11,7 +11,8 @@ from ..errors import UsageError
 _EXECUTORCH = "ExecuTorch Qualcomm backend, backends/qualcomm/serialization/qc_schema.py (SoC to HTP arch)"
 _LITERT = "LiteRT 2.3 ai_edge_litert/aot/vendors/qualcomm/target.py (the SoCs the plugin compiles for)"
 _QUALCOMM = "Qualcomm's product pages (qualcomm.com/snapdragon), marketing name"
-_COMPILER = "the QNN HTP compiler itself (it states arch=NN for the SoC in the compiled context)"
+_COMPILER = "the QNN 2.51 HTP compiler itself: the context it compiles for the SoC states soc_type and arch"
+_QNN_IDS = "QNN SDK QnnTypes.h QNN_SOC_MODEL_* (as ExecuTorch's QcomChipset and ONNX Runtime's soc_model use them)"
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class Soc:
     model: str
     name: str
     htp_arch: str
+    qnn_id: int  # QNN's number for the SoC (QnnTypes.h's QNN_SOC_MODEL_*): ONNX Runtime's QNN option soc_model
     kind: str  # phone or automotive
     sources: tuple[str, ...]
 
@@ -31,16 +33,16 @@ class Soc:
 SOCS: dict[str, Soc] = {
     soc.model: soc
     for soc in (
-        Soc("SM8350", "Snapdragon 888", "v68", "phone", (_LITERT, _EXECUTORCH, _QUALCOMM)),
-        Soc("SM8450", "Snapdragon 8 Gen 1", "v69", "phone", (_LITERT, _EXECUTORCH, _QUALCOMM)),
-        Soc("SM8475", "Snapdragon 8+ Gen 1", "v69", "phone", (_LITERT, _EXECUTORCH, _QUALCOMM)),
-        Soc("SM8550", "Snapdragon 8 Gen 2", "v73", "phone", (_LITERT, _EXECUTORCH, _QUALCOMM, _COMPILER)),
-        Soc("SM8650", "Snapdragon 8 Gen 3", "v75", "phone", (_LITERT, _EXECUTORCH, _QUALCOMM)),
-        Soc("SM8750", "Snapdragon 8 Elite", "v79", "phone", (_LITERT, _EXECUTORCH, _QUALCOMM)),
-        Soc("SM8845", "Snapdragon 8 Gen 5", "v81", "phone", (_LITERT, _QUALCOMM)),
-        Soc("SM8850", "Snapdragon 8 Elite Gen 5", "v81", "phone", (_LITERT, _EXECUTORCH, _QUALCOMM)),
-        Soc("SA8255", "Snapdragon SA8255P (automotive)", "v73", "automotive", (_LITERT, _EXECUTORCH)),
-        Soc("SA8295", "Snapdragon SA8295P (automotive)", "v68", "automotive", (_LITERT, _EXECUTORCH)),
+        Soc("SM8350", "Snapdragon 888", "v68", 30, "phone", (_LITERT, _EXECUTORCH, _QUALCOMM)),
+        Soc("SM8450", "Snapdragon 8 Gen 1", "v69", 36, "phone", (_LITERT, _EXECUTORCH, _QUALCOMM)),
+        Soc("SM8475", "Snapdragon 8+ Gen 1", "v69", 42, "phone", (_LITERT, _EXECUTORCH, _QUALCOMM)),
+        Soc("SM8550", "Snapdragon 8 Gen 2", "v73", 43, "phone", (_LITERT, _EXECUTORCH, _QUALCOMM, _COMPILER)),
+        Soc("SM8650", "Snapdragon 8 Gen 3", "v75", 57, "phone", (_LITERT, _EXECUTORCH, _QUALCOMM)),
+        Soc("SM8750", "Snapdragon 8 Elite", "v79", 69, "phone", (_LITERT, _EXECUTORCH, _QUALCOMM)),
+        Soc("SM8845", "Snapdragon 8 Gen 5", "v81", 97, "phone", (_LITERT, _QUALCOMM, _COMPILER)),
+        Soc("SM8850", "Snapdragon 8 Elite Gen 5", "v81", 87, "phone", (_LITERT, _EXECUTORCH, _QUALCOMM)),
+        Soc("SA8255", "Snapdragon SA8255P (automotive)", "v73", 52, "automotive", (_LITERT, _EXECUTORCH)),
+        Soc("SA8295", "Snapdragon SA8295P (automotive)", "v68", 39, "automotive", (_LITERT, _EXECUTORCH)),
     )
 }
 
