@@ -47,8 +47,7 @@ from .manifest import (
     read_manifest,
 )
 from .model import ACTIVATIONS, ARCHITECTURES, build_model, count_macs, count_params
-from .npu.command import NpuOptions, check_bundle, run_npu
-from .npu.socs import parse_socs
+from .npu.command import npu_options, run_npu
 from .on_target import bench_on_target, count_on_target, verify_on_target
 from .plots import plot_bench, plot_confusion_matrices, plot_instruction_counts, plot_layer_errors
 from .preprocess import mnist_digit, require_pillow, save_digit
@@ -415,6 +414,9 @@ def _npu_command(commands) -> None:
     npu.add_argument("--all", action="store_true", help="every SoC the compiler plugin knows")
     npu.add_argument("--limit", type=_positive, metavar="N", help="judge on the first N test digits (default all)")
     npu.add_argument("--workers", type=_positive, help="simulator processes (default: one per core)")
+    npu.add_argument(
+        "--verify", action="store_true", help="re-judge the compiled files the manifest lists, compile nothing"
+    )
     _add_data_options(npu)
     _add_json(npu, "the npu section of the report")
     npu.set_defaults(handler=cmd_npu)
@@ -865,8 +867,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_npu(args) -> int:
-    options = NpuOptions(Path(args.bundle), parse_socs(args.soc, args.all), args.limit, args.workers or 0)
-    check_bundle(options.bundle)  # before the data is loaded and the tools installed
+    options = npu_options(args.bundle, args.soc, args.all, args.verify, args.limit, args.workers)
     status, section = run_npu(options, _load_data(args, args.bundle))
     update_report(args.bundle, {"npu": section})
     _emit(args, section)

@@ -228,6 +228,34 @@ def test_a_second_run_recompiles_nothing_that_has_not_changed(compiled_tiny, cap
     assert {p.name: sha256_file(p) for p in (bundle / "npu").iterdir()} == before
 
 
+def test_verify_re_judges_the_compiled_files_without_compiling(compiled_tiny, capsys):
+    bundle, _, _ = compiled_tiny
+    manifest_before = (bundle / "manifest.json").read_bytes()
+    assert main(["npu", str(bundle), "--verify", "--limit", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "simulator on 20 digits" in out
+    assert (bundle / "manifest.json").read_bytes() == manifest_before
+
+
+def test_a_compiled_file_whose_checksum_changed_fails_verify(compiled_tiny, tmp_path, capsys):
+    bundle = _copy(compiled_tiny[0], tmp_path)
+    ctx = bundle / "npu" / "lenet5_int8_SM8550_ctx.onnx"
+    data = bytearray(ctx.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    ctx.write_bytes(bytes(data))
+    assert main(["npu", str(bundle), "--verify", "--limit", "10"]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "SM8550 (Snapdragon 8 Gen 2): ❎ npu/lenet5_int8_SM8550_ctx.onnx: its sha256 differs from the manifest's" in out
+    )
+    assert ctx.read_bytes() == bytes(data)  # verify recompiles nothing
+
+
+def test_verify_with_nothing_compiled_is_exit_2(tiny_bundle, capsys):
+    assert main(["npu", str(tiny_bundle), "--verify"]) == 2
+    assert "nothing compiled for an NPU" in _error(capsys)
+
+
 def test_a_soc_that_fails_leaves_the_others_done_and_exits_1(tiny_bundle, tmp_path, npu_tools, capsys):
     """QNN 2.51 compiles SM8475 (Snapdragon 8+ Gen 1, HTP v69) for v68: a file for the wrong NPU is a failure
     of that SoC, said in one line; the SoC after it is compiled and judged all the same."""

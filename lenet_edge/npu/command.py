@@ -21,7 +21,7 @@ import numpy as np
 
 from ..console import log
 from ..data import Mnist
-from ..errors import BundleError, LenetEdgeError
+from ..errors import BundleError, LenetEdgeError, UsageError
 from ..files import TEMP_MARK, sha256_file
 from ..formats import PRECISIONS
 from ..host import cpu_model, usable_cores
@@ -30,7 +30,7 @@ from ..runtimes import open_runner
 from ..targets.base import copy_package
 from . import graph
 from .env import glue_dir, npu_python
-from .socs import Soc
+from .socs import Soc, parse_socs
 
 SOURCE_FORMAT = "tflite-int8"  # the artifact compiled: the int8 model an app ships
 ONNX_FORMAT = "onnx-int8"  # the int8 ONNX, which ONNX Runtime's QNN execution provider compiles itself
@@ -57,6 +57,7 @@ class NpuOptions:
     limit: int | None = None  # test digits judged (None: all)
     workers: int = 0  # simulator processes (0: one per usable core)
     profiled: int = PROFILED
+    verify: bool = False  # re-judge the files the manifest lists; compile nothing
 
 
 def file_names(soc: Soc) -> tuple[str, str]:
@@ -133,6 +134,22 @@ def _recorded(manifest_npu: list[dict], soc: Soc, form: str) -> dict | None:
     return next((e for e in manifest_npu if e.get("soc") == soc.model and e.get("form") == form), None)
 
 
+def _recorded_check(bundle: Path, entries: list[dict], source_sha: str, soc: Soc) -> dict:
+    """verify's view of one SoC's compiled files: both listed, present, with the manifest's checksums, compiled
+    from the bundle's int8 model as it is."""
+    if len(entries) != 2:
+        return {"status": "fail", "reason": f"not compiled for {soc.model} (lenet-edge npu BUNDLE --soc {soc.model})"}
+    for entry in entries:
+        path = bundle / entry["file"]
+        if not path.is_file():
+            return {"status": "fail", "reason": f"{entry['file']}: missing"}
+        if sha256_file(path) != entry.get("sha256"):
+            return {"status": "fail", "reason": f"{entry['file']}: its sha256 differs from the manifest's"}
+        if entry.get("source", {}).get("sha256") != source_sha:
+            return {"status": "fail", "reason": f"{entry['file']}: compiled from another {SOURCE_FORMAT} model"}
+    return {"status": "pass", "proof": entries[0]["proof"], "context": entries[0].get("context", {}), "reused": True}
+
+
 def _unchanged(bundle: Path, entries: list[dict], source_sha: str, tools: dict) -> bool:
     """Both forms already compiled from this source with these tools, and untouched since."""
     return len(entries) == 2 and all(
@@ -189,22 +206,27 @@ def simulate(
     agent: Agent, model: Path, images: np.ndarray, workers: int, profiled: int, name: str, provider: dict | None = None
 ) -> dict:
     """Raw outputs of an ONNX model (a context model, or an int8 ONNX the QNN execution provider compiles with
-    ``provider``'s options) on ``images`` in the simulator, split over ``workers`` processes; the first also
-    profiles ``profiled`` digits. Returns {"raw": [n, 10] array, "profile": runs}."""
+    ``provider``'s options) on ``images`` in the simulator, split over ``workers`` processes; then, alone (the
+    simulator's cycles move with the host's load: its HTP threads are host threads), the first ``profiled``
+    digits with QNN profiling. Returns {"raw": [n, 10] array, "profile": runs}."""
     chunks = [c for c in np.array_split(np.arange(len(images)), max(1, min(workers, len(images)))) if len(c)]
-    processes = []
-    for k, chunk in enumerate(chunks):
-        np.save(agent.root / f"{name}-{k}.npy", images[chunk])
-        job = {"task": "simulate", "model": str(model.resolve()), "images": str(agent.root / f"{name}-{k}.npy"),
-               "out": str(agent.root / f"{name}-{k}-out.npy"), "profile": profiled if k == 0 else 0,
-               "provider": provider or {}}  # fmt: skip
-        processes.append(agent.start(job, f"{name}-{k}"))
-    answers = [Agent.answer(p) for p in processes]
+    alone = len(chunks) == 1  # one process: it profiles after its digits, nothing runs beside it
+    jobs = [(f"{name}-{k}", images[chunk], profiled if alone else 0) for k, chunk in enumerate(chunks)]
+    answers = []
+    for batch in (jobs, [(f"{name}-profile", images[:profiled], profiled)] if profiled and not alone else []):
+        processes = []
+        for job_name, digits, profile in batch:
+            np.save(agent.root / f"{job_name}.npy", digits)
+            job = {"task": "simulate", "model": str(model.resolve()), "images": str(agent.root / f"{job_name}.npy"),
+                   "out": str(agent.root / f"{job_name}-out.npy"), "profile": profile,
+                   "provider": provider or {}}  # fmt: skip
+            processes.append(agent.start(job, job_name))
+        answers += [Agent.answer(p) for p in processes]
     for answer in answers:
         if answer["providers"][0] != "QNNExecutionProvider":
             raise NpuError(f"{model.name}: ONNX Runtime did not give the model to the QNN execution provider")
-    raw = np.concatenate([np.load(agent.root / f"{name}-{k}-out.npy") for k in range(len(chunks))])
-    return {"raw": raw, "profile": answers[0].get("profile", [])}
+    raw = np.concatenate([np.load(agent.root / f"{job_name}-out.npy") for job_name, _, _ in jobs])
+    return {"raw": raw, "profile": answers[-1].get("profile", []) if profiled else []}
 
 
 def judge(raw: np.ndarray, cpu_raw: np.ndarray, output: Tensor, reference: np.ndarray, labels: np.ndarray) -> dict:
@@ -264,6 +286,7 @@ def cycles(profile: list[dict], source_nodes: list[graph.Node]) -> dict:
     return {
         "images": len(runs),
         "median_per_image": int(np.median(totals)),
+        "quartiles_per_image": [int(q) for q in np.percentile(totals, [25, 75])],
         "min_per_image": int(min(totals)),
         "max_per_image": int(max(totals)),
         "ops": ops,
@@ -322,10 +345,20 @@ def _reference(bundle: Path, count: int) -> np.ndarray:
     return reference[:count].astype(np.float64)
 
 
-def check_bundle(bundle: Path) -> None:
-    """What must hold before any long work: a bundle with an intact int8 .tflite and Keras's answers."""
-    _source(bundle)
-    _reference(bundle, 1)
+def npu_options(
+    bundle: str, names: list[str] | None, every: bool, verify: bool, limit: int | None, workers: int | None
+) -> NpuOptions:
+    """The command's options, checked before any long work: the SoCs (with ``verify`` and none named: those the
+    manifest lists), a bundle with an intact int8 .tflite and Keras's answers."""
+    folder = Path(bundle)
+    _source(folder)
+    _reference(folder, 1)
+    if verify and not names and not every:
+        listed = list(dict.fromkeys(e.get("soc") for e in read_manifest(folder).npu))
+        if not listed:
+            raise UsageError(f"{bundle}: nothing compiled for an NPU to verify (lenet-edge npu {bundle} --soc SOC)")
+        names = [str(name) for name in listed]
+    return NpuOptions(folder, parse_socs(names, every), limit, workers or 0, verify=verify)
 
 
 def run_npu(options: NpuOptions, mnist: Mnist) -> tuple[int, dict]:
@@ -343,8 +376,9 @@ def run_npu(options: NpuOptions, mnist: Mnist) -> tuple[int, dict]:
         tools = agent.run({"task": "versions"}, "versions")
         log(f"NPU tools: QNN {tools['qnn_sdk']} (onnxruntime-qnn {tools['onnxruntime-qnn']}), "
             f"LiteRT {tools['ai-edge-litert']} Qualcomm compiler plugin")  # fmt: skip
-        (bundle / FOLDER).mkdir(exist_ok=True)
         manifest = read_manifest(bundle)
+        if not options.verify:
+            (bundle / FOLDER).mkdir(exist_ok=True)
         source_sha = sha256_file(bundle / source.file)
         cpu_raw = open_runner("litert", bundle / source.file).predict(images, raw=True)
         onnx_source = _intact(bundle, manifest.artifact(ONNX_FORMAT))
@@ -359,7 +393,10 @@ def run_npu(options: NpuOptions, mnist: Mnist) -> tuple[int, dict]:
         for soc in options.socs:
             row: dict = {"soc": soc.to_dict()}
             recorded = [e for e in manifest.npu if e.get("soc") == soc.model]
-            if _unchanged(bundle, recorded, source_sha, tools):
+            if options.verify:
+                row["compile"] = _recorded_check(bundle, recorded, source_sha, soc)
+                entries += recorded
+            elif _unchanged(bundle, recorded, source_sha, tools):
                 kept = recorded[0]
                 row["compile"] = {"status": "pass", "proof": kept["proof"], "context": kept.get("context", {}),
                                   "reused": True}  # fmt: skip
@@ -370,6 +407,9 @@ def run_npu(options: NpuOptions, mnist: Mnist) -> tuple[int, dict]:
             if compiled["status"] != "pass":
                 log(f"{soc.model} ({soc.name}): ❎ {compiled['reason']}")
                 rows.append(row | {"status": "fail"})
+                if not options.verify:  # what an earlier compile left for this SoC no longer stands
+                    for name in file_names(soc):
+                        (bundle / name).unlink(missing_ok=True)
                 continue
             proof = compiled["proof"]
             log(f"{soc.model} ({soc.name}, HTP {soc.htp_arch}): {proof['ops_offloaded']} of {proof['ops_total']} ops "
@@ -393,7 +433,7 @@ def run_npu(options: NpuOptions, mnist: Mnist) -> tuple[int, dict]:
                                          reference, onnx_cpu)  # fmt: skip
                 if row["onnx"]["status"] != "pass":
                     row["status"] = "fail"
-            for form, name in (("litert", tflite), ("onnxruntime-qnn", ctx)):
+            for form, name in () if options.verify else (("litert", tflite), ("onnxruntime-qnn", ctx)):
                 entries.append({
                     "soc": soc.model, "name": soc.name, "htp_arch": soc.htp_arch, "form": form, "file": name,
                     "bytes": (bundle / name).stat().st_size, "sha256": sha256_file(bundle / name),
@@ -401,7 +441,8 @@ def run_npu(options: NpuOptions, mnist: Mnist) -> tuple[int, dict]:
                     "tools": tools, "proof": proof, "context": compiled["context"],
                 })  # fmt: skip
             rows.append(row)
-        write_manifest(bundle, replace(read_manifest(bundle), npu=sorted(entries, key=lambda e: e["file"])))
+        if not options.verify:
+            write_manifest(bundle, replace(read_manifest(bundle), npu=sorted(entries, key=lambda e: e["file"])))
     finally:
         agent.close()
     cpu, _ = cpu_model()

@@ -23,6 +23,11 @@ def _short(op: str) -> str:
     return name.split("_LiteRt_OpId_")[0]
 
 
+def _quartiles(row: dict) -> str:
+    low, high = row["cycles"].get("quartiles_per_image", [0, 0])
+    return f"{row['soc']['model']} {low:,}-{high:,}"
+
+
 def npu_section(report: dict) -> list[str]:
     """Markdown lines for report.md ([] when the report has no ``npu`` section)."""
     npu = report.get("npu")
@@ -104,7 +109,10 @@ def npu_section(report: dict) -> list[str]:
         lines += [
             "",
             "Cycles are the simulator's, at no clock: no microseconds are claimed here (no public HTP clock figure "
-            "for these SoCs is used).",
+            "for these SoCs is used). They are measured in one process after the others end, yet they are not "
+            "deterministic: the simulator runs the HTP's threads as host threads, so the host's load moves them "
+            "(the same digits twice: medians a few percent apart on a quiet host, up to 1.5× on a busy one). "
+            "Quartiles per image: " + "; ".join(_quartiles(r) for r in counted_rows) + ".",
         ]
     lines += [
         "",
