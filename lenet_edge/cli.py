@@ -47,6 +47,7 @@ from .manifest import (
     read_manifest,
 )
 from .model import ACTIVATIONS, ARCHITECTURES, build_model, count_macs, count_params
+from .npu.chart import NPU_PNG, plot_npu_cycles
 from .npu.command import npu_options, run_npu
 from .on_target import bench_on_target, count_on_target, verify_on_target
 from .plots import plot_bench, plot_confusion_matrices, plot_instruction_counts, plot_layer_errors
@@ -869,7 +870,8 @@ def cmd_serve(args) -> int:
 def cmd_npu(args) -> int:
     options = npu_options(args.bundle, args.soc, args.all, args.verify, args.limit, args.workers)
     status, section = run_npu(options, _load_data(args, args.bundle))
-    update_report(args.bundle, {"npu": section})
+    charts = read_report(args.bundle).get("charts", {}) | _draw(plot_npu_cycles, section, args.bundle, NPU_PNG)
+    update_report(args.bundle, {"npu": section, "charts": charts})
     _emit(args, section)
     return status
 

@@ -217,6 +217,8 @@ def test_the_report_shows_the_npu_rows(compiled_tiny):
     bundle, _, _ = compiled_tiny
     report = (bundle / "report.md").read_text()
     assert "## Phone NPU" in report and "SM8550 (Snapdragon 8 Gen 2)" in report and "cycles" in report
+    assert "![simulated HTP cycles per image by layer](npu_cycles.png)" in report
+    assert (bundle / "npu_cycles.png").read_bytes().startswith(b"\x89PNG")
     assert "npu" in json.loads((bundle / "report.json").read_text())
 
 
@@ -256,7 +258,7 @@ def test_verify_with_nothing_compiled_is_exit_2(tiny_bundle, capsys):
     assert "nothing compiled for an NPU" in _error(capsys)
 
 
-def test_a_soc_that_fails_leaves_the_others_done_and_exits_1(tiny_bundle, tmp_path, npu_tools, capsys):
+def test_a_soc_that_fails_leaves_the_others_done_and_exits_1(tiny_bundle, compiled_tiny, tmp_path, capsys):
     """QNN 2.51 compiles SM8475 (Snapdragon 8+ Gen 1, HTP v69) for v68: a file for the wrong NPU is a failure
     of that SoC, said in one line; the SoC after it is compiled and judged all the same."""
     bundle = _copy(tiny_bundle, tmp_path)
@@ -267,6 +269,8 @@ def test_a_soc_that_fails_leaves_the_others_done_and_exits_1(tiny_bundle, tmp_pa
         "lenet5_int8_SM8550.tflite",
         "lenet5_int8_SM8550_ctx.onnx",
     ]
+    for name in ("lenet5_int8_SM8550.tflite", "lenet5_int8_SM8550_ctx.onnx"):  # the same bundle: the same bytes
+        assert (bundle / "npu" / name).read_bytes() == (compiled_tiny[0] / "npu" / name).read_bytes()
     rows = {row["soc"]["model"]: row for row in json.loads((bundle / "report.json").read_text())["npu"]["socs"]}
     assert rows["SM8475"]["status"] == "fail" and rows["SM8550"]["status"] == "pass"
     assert "SM8475 (Snapdragon 8+ Gen 1)" in (bundle / "report.md").read_text()
@@ -306,3 +310,18 @@ def test_an_op_left_on_the_cpu_fails_the_soc_naming_the_op(tiny_bundle, tmp_path
     )
     assert not list((bundle / "npu").glob("*SM8550*"))
     assert "npu" not in manifest_json(bundle)
+
+
+def test_the_trained_model_runs_whole_and_within_the_int8_gates_on_two_socs(trained_bundle, tmp_path, npu_tools):
+    """The slow tier: the trained bundle, two SoCs, 2,000 digits (all 10,000 take about 4 minutes a SoC here)."""
+    bundle = _copy(trained_bundle, tmp_path)
+    result = tmp_path / "npu.json"
+    args = ["npu", str(bundle), "--soc", "SM8550", "--soc", "SM8650", "--limit", "2000", "--json", str(result)]
+    assert main(args) == 0
+    for row in json.loads(result.read_text())["socs"]:
+        assert row["compile"]["proof"]["whole"] and row["compile"]["proof"]["left_on_cpu"] == []
+        judged = row["judge"]
+        assert judged["status"] == "pass" and judged["accuracy"] >= 0.985 and judged["agreement_keras"] >= 0.995
+        assert judged["agreement_cpu"] >= 0.995
+        assert row["onnx"]["status"] == "pass"
+        assert row["cycles"]["median_per_image"] > 0

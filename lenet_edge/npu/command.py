@@ -58,6 +58,7 @@ class NpuOptions:
     workers: int = 0  # simulator processes (0: one per usable core)
     profiled: int = PROFILED
     verify: bool = False  # re-judge the files the manifest lists; compile nothing
+    onnx: bool = True  # also judge the bundle's int8 ONNX on the QNN execution provider
 
 
 def file_names(soc: Soc) -> tuple[str, str]:
@@ -381,7 +382,7 @@ def run_npu(options: NpuOptions, mnist: Mnist) -> tuple[int, dict]:
             (bundle / FOLDER).mkdir(exist_ok=True)
         source_sha = sha256_file(bundle / source.file)
         cpu_raw = open_runner("litert", bundle / source.file).predict(images, raw=True)
-        onnx_source = _intact(bundle, manifest.artifact(ONNX_FORMAT))
+        onnx_source = _intact(bundle, manifest.artifact(ONNX_FORMAT)) if options.onnx else None
         onnx_cpu = (
             None
             if onnx_source is None

@@ -114,6 +114,8 @@ def npu_section(report: dict) -> list[str]:
             "(the same digits twice: medians a few percent apart on a quiet host, up to 1.5× on a busy one). "
             "Quartiles per image: " + "; ".join(_quartiles(r) for r in counted_rows) + ".",
         ]
+    if report.get("charts", {}).get("npu_cycles.png"):
+        lines += ["", "![simulated HTP cycles per image by layer](npu_cycles.png)"]
     lines += [
         "",
         "Files: `npu/lenet5_int8_SOC.tflite` (LiteRT's NPU file: one `DISPATCH_OP` holding the QNN context "
