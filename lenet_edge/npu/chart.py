@@ -9,14 +9,15 @@ from pathlib import Path
 from ..plots import _pyplot, _save
 
 NPU_PNG = "npu_cycles.png"
-_LAYER = re.compile(r"^(C\d|S\d|F\d|probabilities)")
+_LAYER = re.compile(r"(?:^|/)(C\d|S\d|F\d|probabilities)(?:_rows)?_\d+/")
 
 
-def layer_of(op: str) -> str:
-    """The LeNet layer a QNN op belongs to, from its name (model/C1_rows_1/depthwise2/... -> C1), else 'other'
+def layer_of(op: dict) -> str:
+    """The LeNet layer a profiled op belongs to, from its QNN name (model/C1_rows_1/depthwise2/... -> C1) or else
+    the .tflite tensor it writes (a C1 fused with its padding is named after the pad); 'other' when neither says
     (an op named by its converter alone: the int8 ONNX's C1 is tf2onnx's Conv__4)."""
-    for part in op.split("/")[1:2] or [op]:
-        found = _LAYER.match(part)
+    for name in (op["op"], op.get("tensor") or ""):
+        found = _LAYER.search(name)
         if found:
             return "output" if found.group(1) == "probabilities" else found.group(1)
     return "other"
@@ -33,7 +34,7 @@ def plot_npu_cycles(section: dict, path: Path):
             if counted and counted.get("ops"):
                 layers: dict[str, int] = {}
                 for op in counted["ops"]:
-                    layers[layer_of(op["op"])] = layers.get(layer_of(op["op"]), 0) + op["median_cycles"]
+                    layers[layer_of(op)] = layers.get(layer_of(op), 0) + op["median_cycles"]
                 bars.append((label, layers))
     names = list(dict.fromkeys(name for _, layers in bars for name in layers))
     fig, ax = plt.subplots(figsize=(8, 2.2 + 0.45 * max(len(bars), 1)), dpi=110)
