@@ -414,7 +414,9 @@ def _npu_command(commands) -> None:
     npu.add_argument("--soc", action="append", metavar="SOC", help="a Snapdragon SoC, e.g. SM8550 (repeatable)")
     npu.add_argument("--all", action="store_true", help="every SoC the compiler plugin knows")
     npu.add_argument("--limit", type=_positive, metavar="N", help="judge on the first N test digits (default all)")
-    npu.add_argument("--workers", type=_positive, help="simulator processes (default: one per core)")
+    npu.add_argument(
+        "--workers", type=_positive, help="simulator processes (default: one per 500 digits, up to one per core)"
+    )
     npu.add_argument(
         "--verify", action="store_true", help="re-judge the compiled files the manifest lists, compile nothing"
     )

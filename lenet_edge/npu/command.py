@@ -131,10 +131,6 @@ def _proof(stats: list[dict], compiled: Path) -> dict:
     }
 
 
-def _recorded(manifest_npu: list[dict], soc: Soc, form: str) -> dict | None:
-    return next((e for e in manifest_npu if e.get("soc") == soc.model and e.get("form") == form), None)
-
-
 def _recorded_check(bundle: Path, entries: list[dict], source_sha: str, soc: Soc) -> dict:
     """verify's view of one SoC's compiled files: both listed, present, with the manifest's checksums, compiled
     from the bundle's int8 model as it is."""
@@ -416,6 +412,8 @@ def run_npu(options: NpuOptions, mnist: Mnist) -> tuple[int, dict]:
             log(f"{soc.model} ({soc.name}, HTP {soc.htp_arch}): {proof['ops_offloaded']} of {proof['ops_total']} ops "
                 f"on the NPU, {proof['partitions']} partition, none left on the CPU")  # fmt: skip
             tflite, ctx = file_names(soc)
+            log(f"  {ctx} in the HTP simulator: {count:,} digits in {workers} processes, then {options.profiled} "
+                "profiled (about 30 ms a digit per process)…")  # fmt: skip
             start = time.perf_counter()
             simulated = simulate(agent, bundle / ctx, images, workers, options.profiled, soc.model)
             row["judge"] = judge(simulated["raw"], cpu_raw, source.output, reference, labels)

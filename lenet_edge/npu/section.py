@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+_AOT = (
+    'python -c "from ai_edge_litert.aot import aot_compile as a; from ai_edge_litert.aot.vendors.{v} import target '
+    "as t; a.aot_compile('lenet5_int8.tflite', 'npu', t.Target(t.SocModel.{soc}))\""
+)
 OTHER_VENDORS = (
-    ("MediaTek (Dimensity, NeuroPilot)", "ai-edge-litert-sdk-mediatek",
-     "python -m ai_edge_litert.aot.aot_compile --target mediatek lenet5_int8.tflite"),
-    ("Google Tensor (Edge TPU)", "ai-edge-litert-sdk-google-tensor",
-     "python -m ai_edge_litert.aot.aot_compile --target google_tensor lenet5_int8.tflite"),
-    ("Samsung Exynos (ENN)", "ai-edge-litert-sdk-samsung",
-     "python -m ai_edge_litert.aot.aot_compile --target samsung lenet5_int8.tflite"),
-)  # fmt: skip
+    ("MediaTek (Dimensity, NeuroPilot)", "ai-edge-litert-sdk-mediatek", _AOT.format(v="mediatek", soc="ALL")),
+    ("Google Tensor (G3-G5)", "ai-edge-litert-sdk-google-tensor", _AOT.format(v="google_tensor", soc="ALL")),
+    ("Samsung Exynos (E9965…)", "ai-edge-litert-sdk-samsung", _AOT.format(v="samsung", soc="ALL")),
+)  # LiteRT 2.3's AOT entry point and the vendor modules it ships (ai_edge_litert/aot/vendors/*)
 
 
 def _pct(value: float | None) -> str:
@@ -125,7 +126,7 @@ def npu_section(report: dict) -> list[str]:
         "",
         "### Other NPU vendors",
         "",
-        "| Vendor | Why not here | With the vendor's SDK installed |",
+        "| Vendor | Why not here | With the vendor's SDK installed (pip install the package, then) |",
         "|---|---|---|",
     ]
     for vendor, package, command in OTHER_VENDORS:
