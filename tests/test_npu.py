@@ -12,6 +12,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import manifest_json, require
 
@@ -203,6 +204,35 @@ def test_the_int8_onnx_runs_whole_on_the_qnn_execution_provider_with_a_batch_of_
     assert onnx["provider"] == {"soc_model": "43", "htp_arch": "73"}
     assert onnx["judge"]["agreement_keras"] >= 0.995 and onnx["judge"]["agreement_cpu"] >= 0.99
     assert onnx["cycles"]["median_per_image"] > 0
+
+
+def test_the_simulator_runs_the_compiled_bytes_themselves(compiled_tiny, npu_tools, mnist, tmp_path):
+    """4 KB of the context binary zeroed: the simulator answers otherwise (or refuses the file); it is not
+    answering from anything but the compiled file."""
+    import onnx
+
+    from lenet_edge.npu.command import Agent, NpuError, simulate
+
+    bundle, _, _ = compiled_tiny
+    model = onnx.load(bundle / "npu" / "lenet5_int8_SM8550_ctx.onnx")
+    (attribute,) = [a for a in model.graph.node[0].attribute if a.name == "ep_cache_context"]
+    blob = bytearray(attribute.s)
+    middle = len(blob) // 2
+    blob[middle : middle + 4096] = bytes(4096)
+    attribute.s = bytes(blob)
+    tampered = tmp_path / "tampered_ctx.onnx"
+    onnx.save(model, tampered)
+    digits = mnist.x_test[:100].reshape(-1, 28, 28, 1)
+    agent = Agent(npu_tools)
+    try:
+        honest = simulate(agent, bundle / "npu" / "lenet5_int8_SM8550_ctx.onnx", digits, 1, 0, "honest")["raw"]
+        try:
+            altered = simulate(agent, tampered, digits, 1, 0, "tampered")["raw"]
+        except NpuError:
+            return  # refused: as good as answering otherwise
+    finally:
+        agent.close()
+    assert not np.array_equal(altered, honest)
 
 
 def test_cycles_are_counted_per_image_and_per_op(compiled_tiny):
