@@ -111,8 +111,8 @@ def npu_section(report: dict) -> list[str]:
             "",
             "Cycles are the simulator's, at no clock: no microseconds are claimed here (no public HTP clock figure "
             "for these SoCs is used). They are measured in one process after the others end, yet they are not "
-            "deterministic: the simulator runs the HTP's threads as host threads, so the host's load moves them "
-            "(the same digits twice: medians a few percent apart on a quiet host, up to 1.5× on a busy one). "
+            "repeatable: the simulator runs the HTP's threads as host threads, and from one run to the next every "
+            "op's count moves together, by up to 1.7× on a 2-core host; compare ops within one run. "
             "Quartiles per image: " + "; ".join(_quartiles(r) for r in counted_rows) + ".",
         ]
     if report.get("charts", {}).get("npu_cycles.png"):
