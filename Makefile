@@ -14,7 +14,7 @@ ifneq ($(SHARED_MNIST),)
 export LENET_EDGE_DATA ?= $(abspath $(SHARED_MNIST))
 endif
 
-.PHONY: setup run verify bench test test-fast lint clean arm64-emu serve
+.PHONY: setup run verify bench test test-fast lint clean arm64-emu npu-tools serve
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -38,6 +38,11 @@ run: setup
 # cached in ~/.cache/lenet-edge/arm64, so a second call returns at once.
 arm64-emu: setup
 	$(BIN)/lenet-edge target setup arm64-emu
+
+# The NPU tools' own Python (onnxruntime-qnn's QNN libraries, LiteRT's Qualcomm compiler plugin; about 350 MB),
+# cached in ~/.cache/lenet-edge: `lenet-edge npu` makes it at first use; this makes it ahead (CI, the tests).
+npu-tools: setup
+	$(BIN)/python -c "from lenet_edge.npu.env import glue_dir, npu_python; print(npu_python(), glue_dir())"
 
 # The next steps after `make run`, without activating the venv (each finds the MNIST the bundle was made from):
 # judge every export again; measure every runtime; draw a digit and let the bundle answer in your browser.

@@ -44,6 +44,7 @@ from .manifest import (
     Micro,
     is_bundle,
     is_bundle_file,
+    is_npu_folder,
     read_manifest,
     write_manifest,
 )
@@ -73,6 +74,8 @@ def foreign_files(out: Path) -> list[str]:
         if path.name == README and path.is_file() and path.read_bytes() == readme:
             continue
         if manifest is not None and is_regular_file(path) and is_bundle_file(path.name, manifest):
+            continue
+        if manifest is not None and is_npu_folder(path, manifest):
             continue
         foreign.append(path.name)
     return foreign

@@ -41,11 +41,12 @@ from .files import write_json
 from .formats import GATE_FLAGS, PRECISIONS, Gate, get_formats
 from .manifest import read_manifest
 from .model_origin import PREPROCESSINGS
+from .npu.command import npu_options
 from .pipeline import Checks, ExportOptions, export_model, train_and_export
 from .predict import PictureAnswer, predict_pictures
 from .runtimes import open_runner
 from .serve import serve
-from .steps import BenchOptions, DataSource, VerifyOptions, bench_step, load_data, verify_step
+from .steps import BenchOptions, DataSource, VerifyOptions, bench_step, load_data, npu_step, verify_step
 from .targets import TARGET_HELP, parse_target
 from .targets.arm64_emu import setup as setup_arm64_emu
 from .targets.jobs import bench_there, cost_there, device_there, verify_there
@@ -223,8 +224,32 @@ def _target_command(commands) -> None:
     info.set_defaults(handler=cmd_target_info)
 
 
+def _npu_command(commands) -> None:
+    npu = commands.add_parser(
+        "npu",
+        help="compile the int8 model for Snapdragon NPUs (Hexagon HTP); judge and count cycles in Qualcomm's simulator",
+        description="Compile the bundle's int8 .tflite for each SoC with LiteRT's Qualcomm compiler plugin "
+        "(npu/lenet5_int8_SOC.tflite, and ONNX Runtime's QNN context model npu/lenet5_int8_SOC_ctx.onnx), prove "
+        "the NPU takes the whole graph, judge the answers in Qualcomm's HTP simulator against Keras and LiteRT on "
+        "the CPU, and count simulated cycles per image and per op. Exit 1 if a SoC fails; the others are done.",
+    )
+    add_bundle_argument(npu)
+    npu.add_argument("--soc", action="append", metavar="SOC", help="a Snapdragon SoC, e.g. SM8550 (repeatable)")
+    npu.add_argument("--all", action="store_true", help="every SoC the compiler plugin knows")
+    npu.add_argument("--limit", type=positive, metavar="N", help="judge on the first N test digits (default all)")
+    npu.add_argument(
+        "--workers", type=positive, help="simulator processes (default: one per 500 digits, up to one per core)"
+    )
+    npu.add_argument(
+        "--verify", action="store_true", help="re-judge the compiled files the manifest lists, compile nothing"
+    )
+    add_data_options(npu)
+    add_json(npu, "the npu section of the report")
+    npu.set_defaults(handler=cmd_npu)
+
+
 COMMANDS = (_run_command, _train_command, _export_command, _verify_command, _bench_command, _cost_command,
-            _predict_command, _serve_command, _target_command)  # fmt: skip
+            _predict_command, _serve_command, _target_command, _npu_command)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -399,6 +424,13 @@ def cmd_serve(args) -> int:
     interrupt_note("the server stopped")
     serve(args.bundle, args.host, args.port, mnist, data_error, native=open_runner)
     return 0
+
+
+def cmd_npu(args) -> int:
+    options = npu_options(args.bundle, args.soc, args.all, args.verify, args.limit, args.workers)
+    result = npu_step(args.bundle, load_data(_data(args), args.bundle), options)
+    _emit(args, result.rows[0])
+    return result.status
 
 
 def cmd_target_setup(args) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .errors import BundleError
-from .files import TEMP_MARK, write_json
+from .files import TEMP_MARK, is_regular_file, write_json
 from .formats import BY_NAME, KERAS, RUNTIMES, Format
 
 MANIFEST = "manifest.json"
@@ -27,8 +27,9 @@ REFERENCE = "keras_test_probabilities.npy"  # Keras's answers on the 10,000 test
 TIMINGS = "timings.json"  # the run's wall-clock facts: the one file two runs of the same seed write differently
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
 CONFUSION_PNG, TARGETS_PNG, BENCH_JSON = "verify_confusion.png", "targets_cost.png", "bench.json"
+# what verify, bench, cost and npu add to a bundle
 WRITTEN_LATER = (REPORT_JSON, REPORT_MD, CONFUSION_PNG, TARGETS_PNG, BENCH_JSON, "bench_*.png", "layers_*.csv",
-                 "layers_*.png", f".*.{TEMP_MARK}*.tmp")  # fmt: skip  # what verify, bench and cost add to a bundle
+                 "layers_*.png", "npu_*.png", f".*.{TEMP_MARK}*.tmp")  # fmt: skip
 MAX_MANIFEST_BYTES = 16 << 20  # a manifest is a few KB; anything near this is not ours
 TENSOR_DTYPES = ("float32", "float16", "uint8", "int8")  # what a model's input or output may be
 
@@ -144,6 +145,7 @@ class Manifest:
     tools: dict
     artifacts: list[Artifact]
     failed: list[dict] = field(default_factory=list)
+    npu: list[dict] = field(default_factory=list)  # files compiled for phone NPUs (lenet-edge npu); optional key
 
     def artifact(self, fmt: str) -> Artifact | None:
         return next((a for a in self.artifacts if a.format == fmt), None)
@@ -159,6 +161,8 @@ class Manifest:
             del data["created"]
         data["reference"] = None if self.reference is None else asdict(self.reference)
         data["artifacts"] = [a.to_dict() for a in self.artifacts]
+        if not self.npu:
+            del data["npu"]
         return data
 
 
@@ -192,6 +196,22 @@ def is_bundle_file(name: str, manifest: Manifest) -> bool:
     if manifest.reference is not None:
         own.add(manifest.reference.file)
     return name in own or any(fnmatch.fnmatchcase(name, pattern) for pattern in WRITTEN_LATER)
+
+
+NPU_FOLDER = "npu"  # what `lenet-edge npu` compiles for phone NPUs, listed under the manifest's npu
+
+
+def is_npu_folder(path: Path, manifest: Manifest) -> bool:
+    """Whether ``path`` is the bundle's npu folder holding only the compiled files its manifest lists (and temp
+    files of a compile that was stopped)."""
+    if path.name != NPU_FOLDER or path.is_symlink() or not path.is_dir():
+        return False
+    listed = {entry["file"] for entry in manifest.npu}
+    return all(
+        is_regular_file(item)
+        and (f"{NPU_FOLDER}/{item.name}" in listed or fnmatch.fnmatchcase(item.name, f".*.{TEMP_MARK}*.tmp"))
+        for item in path.iterdir()
+    )
 
 
 def is_bundle(folder: Path) -> bool:
@@ -347,6 +367,9 @@ def parse_manifest(data: Any, source: str = MANIFEST) -> Manifest:
         raise BundleError(f"{source}: artifacts lists a format twice")
     if not all(isinstance(item, dict) for item in r.array("failed", [])):
         raise BundleError(f"{source}: failed holds something other than objects")
+    npu = r.array("npu", [])
+    if not all(isinstance(item, dict) and isinstance(item.get("file"), str) for item in npu):
+        raise BundleError(f"{source}: npu holds something other than compiled files")
     return Manifest(
         generator=generator,
         version=r.text("version", ""),
@@ -365,6 +388,7 @@ def parse_manifest(data: Any, source: str = MANIFEST) -> Manifest:
         tools=r.nested("tools", {}),
         artifacts=artifacts,
         failed=r.array("failed", []),
+        npu=npu,
     )
 
 

@@ -18,6 +18,9 @@ from .data import Mnist, load_mnist
 from .files import write_json
 from .formats import Gate
 from .manifest import BENCH_JSON, CONFUSION_PNG, REPORT_MD, read_manifest
+from .npu.chart import NPU_PNG, plot_npu_cycles
+from .npu.command import NpuOptions, npu_options, run_npu
+from .npu.env import NpuNotInstalled
 from .plots import plot_bench, plot_confusion_matrices, plot_layer_errors
 from .quantization_error import layer_report
 from .records import StepResult
@@ -86,12 +89,26 @@ def verify_step(bundle: str | Path, mnist: Mnist, options: VerifyOptions) -> Ste
         _record(bundle, sections, draw_chart(plot_confusion_matrices, rows, bundle, CONFUSION_PNG))
         if options.layers:
             _layers_step(bundle, mnist)
+        if read_manifest(bundle).npu and not _npu_step_passed(bundle, mnist):
+            failed.append("a file compiled for an NPU")
+            verdict += "; a file compiled for an NPU did not pass (see report.md)"
     except OSError as exc:
         log(f"verify: {verdict} ({result['seconds']:.1f} s)")
         log(f"verify: the report was NOT written ({exc.filename or bundle}: {exc.strerror or exc})")
         return StepResult(VerifyExit.FAILED_REPORT_UNWRITTEN if failed else VerifyExit.PASSED_REPORT_UNWRITTEN, rows)
     log(f"verify: {verdict} ({result['seconds']:.1f} s); see {Path(bundle) / REPORT_MD}")
     return StepResult(VerifyExit.FAILED if failed else VerifyExit.PASSED, rows)
+
+
+def _npu_step_passed(bundle: str | Path, mnist: Mnist) -> bool:
+    """The files compiled for phone NPUs, judged again in the HTP simulator; without the NPU tools here they are
+    not run (said, not failed), like any runtime this install lacks."""
+    log("on the NPUs the bundle was compiled for (Qualcomm's HTP simulator):")
+    try:
+        return npu_step(bundle, mnist, npu_options(str(bundle), None, False, True, None, None)).status == 0
+    except NpuNotInstalled as exc:
+        log(f"  (the NPU files were not judged here: {exc})")
+        return True
 
 
 def _layers_step(bundle: str | Path, mnist: Mnist) -> None:
@@ -133,3 +150,11 @@ def _record(bundle: str | Path, sections: dict, charts: dict[str, bool]) -> None
     the bench rows and the files verify passed)."""
     found = recommendations(read_report(bundle) | sections)
     update_report(bundle, sections | ({"recommendation": found} if found is not None else {}), charts)
+
+
+def npu_step(bundle: str | Path, mnist: Mnist, options: NpuOptions) -> StepResult:
+    """Compile for Snapdragon NPUs (or, with ``options.verify``, re-judge what the manifest lists), judge in the HTP
+    simulator, count cycles; the report's npu section and its chart. Status 1 when a SoC did not pass."""
+    status, section = run_npu(options, mnist)
+    update_report(bundle, {"npu": section}, draw_chart(plot_npu_cycles, section, bundle, NPU_PNG))
+    return StepResult(status, [section])

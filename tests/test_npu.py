@@ -1,0 +1,357 @@
+"""`lenet-edge npu`: the bundle's int8 model compiled for Snapdragon NPUs by LiteRT's Qualcomm plugin, proven whole
+on the NPU, judged and counted in Qualcomm's HTP simulator; and its bad input (unknown SoCs, a missing install, an
+altered model, a graph the NPU does not take whole).
+
+The tests that compile and simulate need the NPU tools' own Python (lenet_edge/npu/env.py), made at first use;
+`make npu-tools` (and .ci/run) make it ahead. Without it they skip, except under CI=true, where they fail."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import manifest_json, require
+
+from lenet_edge.cli import main
+from lenet_edge.files import sha256_file, write_json
+from lenet_edge.manifest import parse_manifest, read_manifest
+from lenet_edge.npu import env, graph
+from lenet_edge.npu.socs import SOCS
+from lenet_edge.report.npu import npu_section
+
+DIGITS = 200  # the fast tier judges a few hundred digits per SoC in the simulator
+
+
+def _copy(bundle: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "bundle"
+    shutil.copytree(bundle, out)
+    return out
+
+
+def _error(capsys) -> str:
+    """The one line on stderr, checked to be exactly one `lenet-edge: error:` line."""
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lenet-edge: error: "), err
+    return err[0]
+
+
+@pytest.fixture(scope="session")
+def npu_tools() -> Path:
+    """The NPU tools' Python as lenet-edge finds it (made ahead by `make npu-tools`; CI makes it in .ci/run)."""
+    try:
+        python = env.npu_python(install=False)
+    except env.NpuNotInstalled as exc:
+        require(False, f"the NPU tools are not installed (make npu-tools): {exc}")
+        raise
+    env.glue_dir()
+    return python
+
+
+# --- bad input, before any work -------------------------------------------------------------------------------
+
+
+def test_an_unknown_soc_is_exit_2_listing_the_known_ones(tiny_bundle, capsys):
+    assert main(["npu", str(tiny_bundle), "--soc", "SM9999"]) == 2
+    line = _error(capsys)
+    assert "SM9999" in line and all(model in line for model in SOCS)
+    assert "Snapdragon 8 Gen 2" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "said"), [([], "--soc"), (["--all", "--soc", "SM8550"], "--all and --soc")], ids=["none", "both"]
+)
+def test_the_socs_must_be_named_once_one_way(tiny_bundle, capsys, args, said):
+    assert main(["npu", str(tiny_bundle), *args]) == 2
+    assert said in _error(capsys)
+
+
+def test_an_altered_int8_model_is_refused_before_any_compile(tiny_bundle, tmp_path, capsys):
+    bundle = _copy(tiny_bundle, tmp_path)
+    model = bundle / "lenet5_int8.tflite"
+    data = bytearray(model.read_bytes())
+    data[-100] ^= 0xFF
+    model.write_bytes(bytes(data))
+    assert main(["npu", str(bundle), "--soc", "SM8550"]) == 2
+    assert "lenet5_int8.tflite" in _error(capsys)
+    assert not (bundle / "npu").exists()
+
+
+@pytest.mark.slow  # a venv made and pip refused: 15-25 s
+def test_a_missing_install_is_one_line_with_the_command(tiny_bundle, tmp_path, monkeypatch, capsys):
+    """Where PyPI cannot be reached, first use says so in one line with the command that installs the tools."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # pip finds nothing, as behind a firewall
+    monkeypatch.delenv("LENET_EDGE_NPU_PYTHON", raising=False)
+    monkeypatch.setattr(env, "_here_has_them", lambda: False)
+    assert main(["npu", str(tiny_bundle), "--soc", "SM8550", "--limit", "10"]) == 2
+    line = _error(capsys)
+    assert "onnxruntime-qnn" in line and "pip install onnxruntime-qnn==" in line and " -m venv " in line
+    assert not list((tmp_path / "cache" / "lenet-edge").glob("npu-venv-*"))  # nothing half-made is left
+
+
+# --- the manifest and the report ---------------------------------------------------------------------------------
+
+
+def test_a_manifest_with_npu_files_still_reads_and_keeps_them(tiny_bundle):
+    data = manifest_json(tiny_bundle)
+    entry = {"soc": "SM8550", "form": "litert", "file": "npu/lenet5_int8_SM8550.tflite", "sha256": "0" * 64}
+    manifest = parse_manifest(data | {"npu": [entry]})
+    assert manifest.npu == [entry] and manifest.to_dict()["npu"] == [entry]
+    assert "npu" not in parse_manifest(data).to_dict()  # a bundle never compiled says nothing of it
+
+
+def test_a_bundle_with_its_npu_files_can_be_exported_over_but_not_one_with_foreign_files_in_npu(tiny_bundle, tmp_path):
+    from lenet_edge.bundle_writer import check_output_folder
+    from lenet_edge.errors import BundleError
+
+    bundle = _copy(tiny_bundle, tmp_path)
+    (bundle / "npu").mkdir()
+    (bundle / "npu" / "lenet5_int8_SM8550.tflite").write_bytes(b"compiled")
+    entry = {"soc": "SM8550", "form": "litert", "file": "npu/lenet5_int8_SM8550.tflite", "sha256": "0" * 64}
+    write_json(bundle / "manifest.json", manifest_json(bundle) | {"npu": [entry]})
+    assert check_output_folder(bundle) == bundle.absolute()
+    (bundle / "npu" / "notes.txt").write_text("mine")
+    with pytest.raises(BundleError, match="npu"):
+        check_output_folder(bundle)
+
+
+def test_a_manifest_whose_npu_list_holds_junk_is_refused(tiny_bundle):
+    from lenet_edge.errors import BundleError
+
+    with pytest.raises(BundleError, match="npu"):
+        parse_manifest(manifest_json(tiny_bundle) | {"npu": ["lenet5_int8_SM8550.tflite"]})
+
+
+def test_the_report_section_is_empty_without_npu_results():
+    assert npu_section({}) == []
+
+
+def test_every_soc_has_a_marketing_name_an_htp_architecture_and_a_source():
+    for soc in SOCS.values():
+        assert soc.name and soc.htp_arch.startswith("v") and soc.sources
+    assert SOCS["SM8550"].htp_arch == "v73" and SOCS["SM8650"].htp_arch == "v75"
+
+
+# --- compile, prove, judge, count (the NPU tools' Python) --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compiled_tiny(tiny_bundle, tmp_path_factory, npu_tools) -> tuple[Path, dict, int]:
+    """The tiny bundle compiled for one SoC and judged on a few hundred digits."""
+    bundle = tmp_path_factory.mktemp("npu") / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    result = bundle / "npu.json"
+    code = main(["npu", str(bundle), "--soc", "SM8550", "--limit", str(DIGITS), "--json", str(result)])
+    return bundle, json.loads(result.read_text()), code
+
+
+def test_the_npu_takes_the_whole_graph_and_both_forms_are_written(compiled_tiny):
+    bundle, result, code = compiled_tiny
+    assert code == 0
+    (row,) = result["socs"]
+    proof = row["compile"]["proof"]
+    source_ops = graph.nodes(bundle / "lenet5_int8.tflite")
+    assert proof["ops_offloaded"] == proof["ops_total"] == len(source_ops) and proof["partitions"] == 1
+    assert proof["left_on_cpu"] == []
+    compiled = bundle / "npu" / "lenet5_int8_SM8550.tflite"
+    assert [node.op for node in graph.nodes(compiled)] == [graph.DISPATCH_OP]
+    assert (bundle / "npu" / "lenet5_int8_SM8550_ctx.onnx").is_file()
+
+
+def test_the_manifest_records_both_compiled_files_with_their_source(compiled_tiny):
+    bundle, _, _ = compiled_tiny
+    manifest = read_manifest(bundle)
+    source = manifest.artifact("tflite-int8")
+    assert source is not None
+    forms = {entry["form"]: entry for entry in manifest.npu}
+    assert set(forms) == {"litert", "onnxruntime-qnn"}
+    for entry in forms.values():
+        assert entry["sha256"] == sha256_file(bundle / entry["file"])
+        assert entry["source"]["sha256"] == source.sha256 and entry["soc"] == "SM8550"
+        assert entry["name"] == "Snapdragon 8 Gen 2" and entry["htp_arch"] == "v73"
+        assert entry["tools"]["qnn_sdk"] and entry["tools"]["onnxruntime-qnn"] and entry["tools"]["ai-edge-litert"]
+    # one context binary in both forms: the one the simulator judged is the one the LiteRT file carries
+    assert forms["litert"]["context"]["context_sha256"] == forms["onnxruntime-qnn"]["context"]["context_sha256"]
+    (dispatch,) = graph.dispatches(bundle / forms["litert"]["file"])
+    blob = (bundle / forms["litert"]["file"]).read_bytes()[dispatch.offset : dispatch.offset + dispatch.size]
+    import hashlib
+
+    assert hashlib.sha256(blob).hexdigest() == forms["litert"]["context"]["context_sha256"]
+
+
+def test_the_simulator_answers_like_keras_and_litert_on_the_cpu(compiled_tiny):
+    _, result, _ = compiled_tiny
+    judged = result["socs"][0]["judge"]
+    assert judged["status"] == "pass" and judged["images"] == DIGITS
+    assert judged["agreement_keras"] >= 0.995 and judged["agreement_cpu"] >= 0.99
+    assert judged["max_step_diff_cpu"] <= 64  # quantization steps of the uint8 output, out of 255
+    assert abs(judged["accuracy"] - judged["keras_accuracy"]) <= 0.003
+
+
+def test_the_compiled_context_states_the_socs_own_htp_architecture(compiled_tiny):
+    _, result, _ = compiled_tiny
+    assert result["socs"][0]["compile"]["proof"]["compiled_for"] == [{"soc": "SM8550", "htp_arch": "v73"}]
+
+
+def test_the_int8_onnx_runs_whole_on_the_qnn_execution_provider_with_a_batch_of_one(compiled_tiny):
+    _, result, _ = compiled_tiny
+    onnx = result["socs"][0]["onnx"]
+    assert onnx["file"] == "lenet5_int8.onnx" and onnx["status"] == "pass", onnx
+    assert onnx["provider"] == {"soc_model": "43", "htp_arch": "73"}
+    assert onnx["judge"]["agreement_keras"] >= 0.995 and onnx["judge"]["agreement_cpu"] >= 0.99
+    assert onnx["cycles"]["median_per_image"] > 0
+
+
+def test_the_simulator_runs_the_compiled_bytes_themselves(compiled_tiny, npu_tools, mnist, tmp_path):
+    """4 KB of the context binary zeroed: the simulator answers otherwise (or refuses the file); it is not
+    answering from anything but the compiled file."""
+    import onnx
+
+    from lenet_edge.npu.command import Agent, NpuError, simulate
+
+    bundle, _, _ = compiled_tiny
+    model = onnx.load(bundle / "npu" / "lenet5_int8_SM8550_ctx.onnx")
+    (attribute,) = [a for a in model.graph.node[0].attribute if a.name == "ep_cache_context"]
+    blob = bytearray(attribute.s)
+    middle = len(blob) // 2
+    blob[middle : middle + 4096] = bytes(4096)
+    attribute.s = bytes(blob)
+    tampered = tmp_path / "tampered_ctx.onnx"
+    onnx.save(model, tampered)
+    digits = mnist.x_test[:100].reshape(-1, 28, 28, 1)
+    agent = Agent(npu_tools)
+    try:
+        honest = simulate(agent, bundle / "npu" / "lenet5_int8_SM8550_ctx.onnx", digits, 1, 0, "honest")["raw"]
+        try:
+            altered = simulate(agent, tampered, digits, 1, 0, "tampered")["raw"]
+        except NpuError:
+            return  # refused: as good as answering otherwise
+    finally:
+        agent.close()
+    assert not np.array_equal(altered, honest)
+
+
+def test_cycles_are_counted_per_image_and_per_op(compiled_tiny):
+    _, result, _ = compiled_tiny
+    counted = result["socs"][0]["cycles"]
+    assert counted["median_per_image"] > 0 and counted["images"] >= 10
+    busy = [op for op in counted["ops"] if op["median_cycles"] > 0]
+    assert any(op["tflite_op"] == "FULLY_CONNECTED" for op in busy)
+
+
+def test_the_report_shows_the_npu_rows(compiled_tiny):
+    bundle, _, _ = compiled_tiny
+    report = (bundle / "report.md").read_text()
+    assert "## Phone NPU" in report and "SM8550 (Snapdragon 8 Gen 2)" in report and "cycles" in report
+    assert "![simulated HTP cycles per image by layer](npu_cycles.png)" in report
+    assert (bundle / "npu_cycles.png").read_bytes().startswith(b"\x89PNG")
+    assert "npu" in json.loads((bundle / "report.json").read_text())
+
+
+def test_a_second_run_recompiles_nothing_that_has_not_changed(compiled_tiny, capsys):
+    bundle, _, _ = compiled_tiny
+    before = {p.name: sha256_file(p) for p in (bundle / "npu").iterdir()}
+    assert main(["npu", str(bundle), "--soc", "SM8550", "--limit", "20"]) == 0
+    assert "not recompiled" in capsys.readouterr().out
+    assert {p.name: sha256_file(p) for p in (bundle / "npu").iterdir()} == before
+
+
+def test_verify_re_judges_the_compiled_files_without_compiling(compiled_tiny, capsys):
+    bundle, _, _ = compiled_tiny
+    manifest_before = (bundle / "manifest.json").read_bytes()
+    assert main(["npu", str(bundle), "--verify", "--limit", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "simulator on 20 digits" in out
+    assert (bundle / "manifest.json").read_bytes() == manifest_before
+
+
+def test_a_compiled_file_whose_checksum_changed_fails_verify(compiled_tiny, tmp_path, capsys):
+    bundle = _copy(compiled_tiny[0], tmp_path)
+    ctx = bundle / "npu" / "lenet5_int8_SM8550_ctx.onnx"
+    data = bytearray(ctx.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    ctx.write_bytes(bytes(data))
+    assert main(["npu", str(bundle), "--verify", "--limit", "10"]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "SM8550 (Snapdragon 8 Gen 2): ❎ npu/lenet5_int8_SM8550_ctx.onnx: its sha256 differs from the manifest's" in out
+    )
+    assert ctx.read_bytes() == bytes(data)  # verify recompiles nothing
+
+
+def test_verify_with_nothing_compiled_is_exit_2(tiny_bundle, capsys):
+    assert main(["npu", str(tiny_bundle), "--verify"]) == 2
+    assert "nothing compiled for an NPU" in _error(capsys)
+
+
+def test_a_soc_that_fails_leaves_the_others_done_and_exits_1(tiny_bundle, compiled_tiny, tmp_path, capsys):
+    """QNN 2.51 compiles SM8475 (Snapdragon 8+ Gen 1, HTP v69) for v68: a file for the wrong NPU is a failure
+    of that SoC, said in one line; the SoC after it is compiled and judged all the same."""
+    bundle = _copy(tiny_bundle, tmp_path)
+    assert main(["npu", str(bundle), "--soc", "SM8475", "--soc", "SM8550", "--limit", "20"]) == 1
+    out = capsys.readouterr().out
+    assert "SM8475 (Snapdragon 8+ Gen 1): ❎ the HTP compiler compiled for SM8475 v68, not for SM8475's HTP v69" in out
+    assert sorted(p.name for p in (bundle / "npu").iterdir()) == [
+        "lenet5_int8_SM8550.tflite",
+        "lenet5_int8_SM8550_ctx.onnx",
+    ]
+    for name in ("lenet5_int8_SM8550.tflite", "lenet5_int8_SM8550_ctx.onnx"):  # the same bundle: the same bytes
+        assert (bundle / "npu" / name).read_bytes() == (compiled_tiny[0] / "npu" / name).read_bytes()
+    rows = {row["soc"]["model"]: row for row in json.loads((bundle / "report.json").read_text())["npu"]["socs"]}
+    assert rows["SM8475"]["status"] == "fail" and rows["SM8550"]["status"] == "pass"
+    assert "SM8475 (Snapdragon 8+ Gen 1)" in (bundle / "report.md").read_text()
+
+
+def _hybrid_conv_model(path: Path) -> None:
+    """A convolution quantized dynamic-range (int8 weights, float activations): an op the HTP does not run."""
+    from lenet_edge.tensorflow_loader import import_tensorflow
+
+    tf = import_tensorflow()
+    import keras
+
+    keras.utils.set_random_seed(7)
+    image = keras.Input((28, 28, 1), name="image")
+    x = keras.layers.Conv2D(4, 5, name="C1")(keras.layers.Rescaling(1 / 255)(image))
+    x = keras.layers.Dense(10, activation="softmax", name="probabilities")(keras.layers.Flatten()(x))
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras.Model(image, x))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    path.write_bytes(converter.convert())
+
+
+def test_an_op_left_on_the_cpu_fails_the_soc_naming_the_op(tiny_bundle, tmp_path, npu_tools, capsys):
+    """A bundle whose "int8" model is a float graph with a hybrid convolution and a dynamic batch: the NPU
+    leaves some of its ops to the CPU, and the SoC fails naming them; nothing is written for it."""
+    bundle = _copy(tiny_bundle, tmp_path)
+    data = manifest_json(bundle)
+    hybrid = bundle / "lenet5_int8.tflite"
+    _hybrid_conv_model(hybrid)
+    for artifact in data["artifacts"]:
+        if artifact["format"] == "tflite-int8":
+            artifact |= {"sha256": sha256_file(hybrid), "bytes": hybrid.stat().st_size}
+    write_json(bundle / "manifest.json", data)
+    assert main(["npu", str(bundle), "--soc", "SM8550", "--limit", "10"]) == 1
+    out = capsys.readouterr().out
+    assert re.search(
+        r"SM8550 .*: ❎ the NPU does not take the whole graph: \d+ of \d+ ops .*; left on the CPU: [A-Z_0-9]+ \(", out
+    )
+    assert not list((bundle / "npu").glob("*SM8550*"))
+    assert "npu" not in manifest_json(bundle)
+
+
+def test_the_trained_model_runs_whole_and_within_the_int8_gates_on_two_socs(trained_bundle, tmp_path, npu_tools):
+    """The slow tier: the trained bundle, two SoCs, 2,000 digits (all 10,000 take about 4 minutes a SoC here)."""
+    bundle = _copy(trained_bundle, tmp_path)
+    result = tmp_path / "npu.json"
+    args = ["npu", str(bundle), "--soc", "SM8550", "--soc", "SM8650", "--limit", "2000", "--json", str(result)]
+    assert main(args) == 0
+    for row in json.loads(result.read_text())["socs"]:
+        assert row["compile"]["proof"]["whole"] and row["compile"]["proof"]["left_on_cpu"] == []
+        judged = row["judge"]
+        assert judged["status"] == "pass" and judged["accuracy"] >= 0.985 and judged["agreement_keras"] >= 0.995
+        assert judged["agreement_cpu"] >= 0.995
+        assert row["onnx"]["status"] == "pass"
+        assert row["cycles"]["median_per_image"] > 0
