@@ -3,7 +3,9 @@ into microseconds at each device's clocks, with what to deploy and why.
 
 Data in report.json: each emulated target's ``cost`` rows carry ``cycles_per_image`` {LLVM model: cycles},
 ``unpriced_blocks`` and ``unpriced_share`` (of the instructions retired); ``devices`` {device name: the
-estimate :func:`device_estimate` returns}; ``cycles_validation`` (the host check, benchmarks/cycles_host.py).
+estimate :func:`device_estimate` returns, with ``npu`` for a Snapdragon device: the simulated HTP cycles that
+``lenet-edge npu`` recorded in report.json's ``npu`` for its SoC, or how to get them}; ``cycles_validation``
+(the host check, benchmarks/cycles_host.py).
 :func:`cycles_section` writes report.md's section from those keys.
 
 May import: cycles, devices, console, errors (and the standard library)."""
@@ -53,9 +55,79 @@ def price_count(trace_file: Path, plan: list[dict], calls: int, isa: Isa, models
         return {}
 
 
-def device_estimate(targets: dict, device: Device) -> dict:
+NO_HTP_CLOCK = "no public HTP clock: cycles only"
+
+
+def npu_estimate(npu: dict | None, device: Device, bundle: str = "BUNDLE", sha256: dict | None = None) -> dict | None:
+    """The Hexagon NPU of ``device`` from report.json's ``npu`` section (``lenet-edge npu``): per compiled file its
+    verdict in Qualcomm's HTP simulator and its median simulated cycles per image, never microseconds (no public
+    HTP clock figure is known). Without a row for the device's SoC, or with one compiled from another int8 file
+    than the bundle's (``sha256``: the manifest's {format: sha256}), the command that makes one. None for a
+    device with no Snapdragon NPU."""
+    if device.npu_soc is None:
+        return None
+    entry: dict = {"soc": device.npu_soc, "source": device.npu_source, "clock": NO_HTP_CLOCK, "us_per_image": None}
+    command = {"measured": False, "command": f"lenet-edge npu {bundle} --soc {device.npu_soc}"}
+    row = next((r for r in (npu or {}).get("socs", []) if r.get("soc", {}).get("model") == device.npu_soc), None)
+    source = (npu or {}).get("info", {}).get("source", {})
+    if row is None:
+        return entry | command
+    if sha256 and sha256.get(source.get("format")) not in (None, source.get("sha256")):
+        return entry | command | {"stale": f"measured on an earlier {source.get('format')} than the bundle's"}
+    soc, compiled = row["soc"], row.get("compile", {})
+    proof = compiled.get("proof") or {}
+    files = [_npu_file(source.get("format"), f"npu/lenet5_int8_{device.npu_soc}.tflite", "LiteRT", row, compiled)]
+    if row.get("onnx"):
+        onnx = row["onnx"]
+        files.append(_npu_file("onnx-int8", onnx.get("file"), "ONNX Runtime QNN", onnx, onnx))
+    return entry | {
+        "measured": True,
+        "name": soc.get("name"),
+        "htp_arch": soc.get("htp_arch"),
+        "label": f"NPU (Hexagon HTP {soc.get('htp_arch')}, {device.npu_soc})",
+        "status": row.get("status"),
+        "ops_offloaded": proof.get("ops_offloaded"),
+        "ops_total": proof.get("ops_total"),
+        "partitions": proof.get("partitions"),
+        "images": (npu or {}).get("info", {}).get("images"),
+        "files": files,
+    }
+
+
+def _npu_file(fmt: str | None, file: str | None, runtime: str, row: dict, compiled: dict) -> dict:
+    """One compiled form's verdict and median simulated cycles per image (None when it never ran)."""
+    judged = row.get("judge") or {}
+    status = judged.get("status") or compiled.get("status")
+    reason = judged.get("reason") or compiled.get("reason") or row.get("reason") or ""
+    return {
+        "format": fmt, "file": file, "runtime": runtime, "status": status, "reason": reason,
+        "cycles_per_image": row.get("cycles", {}).get("median_per_image"),
+        "profiled_images": row.get("cycles", {}).get("images"),
+        "accuracy": judged.get("accuracy"), "agreement_cpu": judged.get("agreement_cpu"),
+    }  # fmt: skip
+
+
+def npu_verdict(npu: dict) -> str:
+    """One line on the device's NPU: what ran whole, its verdict and cycles, or how to measure it."""
+    if not npu["measured"]:
+        why = npu.get("stale", "not in this bundle's report")
+        return f"NPU (Hexagon, {npu['soc']}): {why}; measure it: {npu['command']}"
+    ops = f"{npu['ops_offloaded']} of {npu['ops_total']} ops on the NPU"
+    parts = []
+    for item in npu["files"]:
+        verdict = "passed in the simulator" if item["status"] == "pass" else f"failed: {item['reason'] or 'see npu'}"
+        cycles = item["cycles_per_image"]
+        counted = f", {cycles:,} simulated cycles per image (median)" if cycles else ""
+        parts.append(f"{item['file']} ({item['runtime']}, from {item['format']}) {verdict}{counted}")
+    return f"{npu['label']}: {ops}; " + "; ".join(parts) + f"; {npu['clock']}"
+
+
+def device_estimate(
+    targets: dict, device: Device, npu: dict | None = None, bundle: str = "BUNDLE", sha256: dict | None = None
+) -> dict:
     """µs per image of every artifact on every core type of ``device`` from the cost rows in ``targets``
-    (report.json's), and what to deploy with its reason."""
+    (report.json's), its NPU's simulated cycles from report.json's ``npu`` section (a Snapdragon device; see
+    :func:`npu_estimate`), and what to deploy with its reason."""
     cores = []
     for core in device.cores:
         rows = targets.get(f"arm64-emu:{core.emulated}", {}).get("cost", {}).get("rows", [])
@@ -73,10 +145,28 @@ def device_estimate(targets: dict, device: Device) -> dict:
             {"role": core.role, "core": core.core, "count": core.count, "clock_ghz": core.clock_ghz,
              "emulated": core.emulated, "source": core.source, "label": core.label, "artifacts": artifacts}
         )  # fmt: skip
-    return {"device": device.name, "soc": device.soc, "cores": cores, "advice": _advice(cores)}
+    npu_entry = npu_estimate(npu, device, bundle, sha256)
+    estimate = {"device": device.name, "soc": device.soc, "cores": cores, "advice": _advice(cores, npu_entry)}
+    return estimate | ({"npu": npu_entry} if npu_entry else {})
 
 
-def _advice(cores: list[dict]) -> dict | None:
+def _npu_advice(npu: dict | None) -> str | None:
+    """What the NPU adds to the advice: whether the int8 file ran whole and passed, and its cycles, which no
+    public clock turns into time, so the CPU recommendation stands in µs."""
+    if npu is None or not npu["measured"]:
+        return None  # the NPU's line says how to measure it
+    main = npu["files"][0]
+    if main["status"] != "pass" or not main["cycles_per_image"]:
+        return f"{main['file']} ({npu['soc']}) did not pass, so the CPU it is"
+    return (
+        f"{npu['soc']} (HTP {npu['htp_arch']}) runs {main['format']} whole ({npu['ops_offloaded']} of "
+        f"{npu['ops_total']} ops) and passed in Qualcomm's simulator at {main['cycles_per_image']:,} simulated "
+        f"cycles per image; with no public HTP clock those cycles are not comparable with the CPU µs, so the CPU "
+        f"choice stands and {main['file']} is the file to try on the phone's NPU"
+    )
+
+
+def _advice(cores: list[dict], npu: dict | None = None) -> dict | None:
     """The artifact with fewest cycles on the first (biggest) core type, against the fp32 file of its runtime,
     and on how many core types it wins."""
     priced = [core for core in cores if core["artifacts"]]
@@ -97,7 +187,9 @@ def _advice(cores: list[dict]) -> dict | None:
     if fp32 is not None and fp32 is not best and best["cycles_per_image"]:
         reason += f"; {fp32['format']} takes {fp32['cycles_per_image'] / best['cycles_per_image']:.1f}× as long"
     reason += f"; fastest on {wins} of {len(priced)} core types"
-    return {"format": best["format"], "runtime": best["runtime"], "reason": reason}
+    advice = {"format": best["format"], "runtime": best["runtime"], "reason": reason}
+    npu_note = _npu_advice(npu)
+    return advice | ({"npu": npu_note} if npu_note else {})
 
 
 def measured_beside(estimate: dict, target: str, bench: dict) -> dict:
@@ -129,10 +221,15 @@ def device_chart(name: str) -> str:
 def device_lines(estimate: dict) -> list[str]:
     """The terminal table: µs per image (cycles where the clock is unknown) per artifact and core type."""
     cores = [core for core in estimate["cores"] if core["artifacts"]]
+    npu = estimate.get("npu")
+    npu_files = npu["files"] if npu and npu["measured"] else []
     lines = [f"{estimate['device']} ({estimate['soc']}): estimated µs per image, batch 1, 1 thread"]
-    formats = list(dict.fromkeys(a["format"] for core in cores for a in core["artifacts"]))
+    formats = _formats(cores, npu_files)
     width = max((len(f) for f in formats), default=8) + 2
-    lines.append(" " * width + "".join(f"{core['role'] + ' ' + core['core']:>26}" for core in cores))
+    header = "".join(f"{core['role'] + ' ' + core['core']:>26}" for core in cores)
+    if npu and npu_files:
+        header += f"{'NPU HTP ' + npu['htp_arch']:>26}"
+    lines.append(" " * width + header)
     for fmt in formats:
         cells = []
         for core in cores:
@@ -143,14 +240,36 @@ def device_lines(estimate: dict) -> list[str]:
                 cells.append(f"{item['cycles_per_image']:>13,} cycles (no clock)")
             else:
                 cells.append(f"{item['us_per_image']:>23.1f} µs")
+        if npu_files:
+            cells.append(f"{_npu_cell(npu_files, fmt):>26}")
         lines.append(f"{fmt:<{width}}" + "".join(cells))
     for core in estimate["cores"]:
         if core["clock_ghz"] is None:
             lines.append(f"{core['label']}: no published clock known here, so cycles only")
+    if npu:
+        lines.append(npu_verdict(npu))
     advice = estimate["advice"]
     lines.append(f"deploy: {advice['format']} ({advice['reason']})" if advice else "deploy: no estimate")
+    if advice and advice.get("npu"):
+        lines.append(f"  NPU: {advice['npu']}")
     lines += _measured_lines(estimate.get("measured"))
     return lines
+
+
+def _formats(cores: list[dict], npu_files: list[dict]) -> list[str]:
+    """The table's rows: every artifact priced on a core, then any the NPU ran that no core did."""
+    return list(dict.fromkeys([a["format"] for core in cores for a in core["artifacts"]] +
+                              [f["format"] for f in npu_files if f["format"]]))  # fmt: skip
+
+
+def _npu_cell(files: list[dict], fmt: str) -> str:
+    """The NPU's cell for one artifact: simulated HTP cycles (never µs), failed, or — (not compiled for it)."""
+    item = next((f for f in files if f["format"] == fmt), None)
+    if item is None:
+        return "—"
+    if item["status"] != "pass":
+        return "failed in the simulator"
+    return f"{item['cycles_per_image']:,} HTP cycles" if item["cycles_per_image"] else "passed, not counted"
 
 
 def _measured_lines(measured: dict | None) -> list[str]:
@@ -203,10 +322,16 @@ def cycles_section(report: dict) -> list[str]:
         lines.append("")
     for result in devices.values():
         cores = [core for core in result["cores"] if core["artifacts"]]
-        lines += [f"**{result['device']}** ({result['soc']}): µs per image", ""]
-        lines += ["| artifact | " + " | ".join(core["label"] for core in cores) + " |"]
-        lines += ["|---|" + "---:|" * len(cores)]
-        formats = list(dict.fromkeys(a["format"] for core in cores for a in core["artifacts"]))
+        npu = result.get("npu")
+        npu_files = npu["files"] if npu and npu["measured"] else []
+        unit = "µs per image on each CPU core type" + (
+            f"; the NPU's simulated HTP cycles per image ({NO_HTP_CLOCK})" if npu_files else ""
+        )
+        lines += [f"**{result['device']}** ({result['soc']}): {unit}", ""]
+        npu_header = [f"{npu['label']}, simulated cycles"] if npu_files else []
+        lines += ["| artifact | " + " | ".join([core["label"] for core in cores] + npu_header) + " |"]
+        lines += ["|---|" + "---:|" * (len(cores) + len(npu_header))]
+        formats = _formats(cores, npu_files)
         for fmt in formats:
             cells = []
             for core in cores:
@@ -218,12 +343,19 @@ def cycles_section(report: dict) -> list[str]:
                     if item["us_per_image"] is not None
                     else f"{item['cycles_per_image']:,} cycles"
                 )
+            if npu_files:
+                cells.append(_npu_cell(npu_files, fmt))
             lines.append(f"| {fmt} | " + " | ".join(cells) + " |")
+        if npu:
+            said = npu_verdict(npu)
+            lines += ["", said.replace(npu["command"], f"`{npu['command']}`") if not npu["measured"] else said + "."]
         if report.get("charts", {}).get(result.get("chart")):
             lines += ["", f"![estimated µs per image on {result['device']}]({result['chart']})"]
         advice = result["advice"]
         if advice:
             lines += ["", f"Deploy **{advice['format']}**: {advice['reason']}."]
+            if advice.get("npu"):
+                lines += ["", f"On the NPU: {advice['npu']}."]
         measured = result.get("measured")
         if measured and measured["rows"]:
             lines += ["", f"Measured on {measured['target']} (bench p50, batch 1, 1 thread) against the estimate on "
@@ -233,7 +365,7 @@ def cycles_section(report: dict) -> list[str]:
                 f"| {r['format']} | {r['estimated_us']:.1f} | {r['measured_us']:.1f} | {r['ratio']:.2f} |"
                 for r in measured["rows"]
             ]
-        sources = sorted({core["source"] for core in result["cores"]})
+        sources = sorted({core["source"] for core in result["cores"]} | ({npu["source"]} if npu else set()))
         lines += ["", "Clocks and cores: " + "; ".join(SOURCES.get(source, source) for source in sources) + ".", ""]
     if validation:
         lines += validation_lines(validation)
@@ -266,10 +398,13 @@ def validation_lines(validation: dict) -> list[str]:
 
 __all__ = [
     "CYCLES_METHOD",
+    "NO_HTP_CLOCK",
     "cycles_section",
     "device_chart",
     "device_estimate",
     "device_lines",
     "models_for",
+    "npu_estimate",
+    "npu_verdict",
     "price_count",
 ]

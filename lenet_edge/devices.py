@@ -5,6 +5,8 @@ whose instruction set the runtimes see under QEMU (their kernels are chosen by C
 gets no dot-product kernels). QEMU 7.2 emulates cortex-a53, a72, a76 and neoverse-n1 only, so ARMv8.2 and
 ARMv9 cores run the Cortex-A76's instruction set (dot product, no i8mm/SVE2): on an ARMv9 core a runtime may
 choose i8mm kernels the emulated run never shows. A clock nobody published is ``None``, never a guess.
+A Snapdragon device names its SoC's model number (``npu_soc``, as the NPU command's SoC table spells it), so the
+Hexagon NPU's simulated cycles from ``lenet-edge npu`` stand beside its cores.
 
 May import: errors (and the standard library)."""
 
@@ -28,6 +30,11 @@ SOURCES = {
     "8gen3": "Qualcomm, Snapdragon 8 Gen 3 Mobile Platform product brief; Wikipedia, List of Qualcomm Snapdragon "
     "systems on chips (Snapdragon 8 Gen 3): 1× Cortex-X4 @ 3.3 GHz, 3× Cortex-A720 @ 3.15 GHz, 2× Cortex-A720 "
     "@ 2.96 GHz, 2× Cortex-A520 @ 2.27 GHz",
+    "8gen1-soc": "Qualcomm, Snapdragon 8 Gen 1 Mobile Platform product brief: part number SM8450, Qualcomm Hexagon "
+    "processor (the NPU)",
+    "8gen2-soc": "Qualcomm, Snapdragon 8 Gen 2 Mobile Platform product brief: part number SM8550, Qualcomm Hexagon "
+    "processor (the NPU)",
+    "8gen3-soc": "Qualcomm, Snapdragon 8 Gen 3 Mobile Platform product brief: part number SM8650, Qualcomm Hexagon NPU",
     "tensor-g2": "Wikipedia, Google Tensor (Tensor G2, Pixel 7): 2× Cortex-X1 @ 2.85 GHz, 2× Cortex-A78 @ 2.35 "
     "GHz, 4× Cortex-A55 @ 1.80 GHz",
     "tensor-g3": "Wikipedia, Google Tensor (Tensor G3, Pixel 8): 1× Cortex-X3 @ 2.91 GHz, 4× Cortex-A715 @ 2.37 "
@@ -58,6 +65,8 @@ class Device:
     soc: str
     cores: tuple[CoreType, ...]
     aliases: tuple[str, ...] = ()
+    npu_soc: str | None = None  # the SoC's model number (SM8550) when `lenet-edge npu` compiles for its NPU
+    npu_source: str | None = None  # key of SOURCES for npu_soc
 
     def models(self) -> dict[str, set[str]]:
         """Emulated core -> the LLVM models that price it, for every core type of this device."""
@@ -100,6 +109,8 @@ DEVICES = {
                 _core("efficiency", "cortex-a510", 4, 1.8, "8gen1"),
             ),
             ("snapdragon 8 gen 1", "8gen1"),
+            npu_soc="SM8450",
+            npu_source="8gen1-soc",
         ),
         Device(
             "Snapdragon 8 Gen 2 phone",
@@ -111,6 +122,8 @@ DEVICES = {
                 _core("efficiency", "cortex-a510", 3, 2.0, "8gen2"),
             ),
             ("snapdragon 8 gen 2", "8gen2"),
+            npu_soc="SM8550",
+            npu_source="8gen2-soc",
         ),
         Device(
             "Snapdragon 8 Gen 3 phone",
@@ -121,6 +134,8 @@ DEVICES = {
                 _core("efficiency", "cortex-a520", 2, 2.27, "8gen3"),
             ),
             ("snapdragon 8 gen 3", "8gen3"),
+            npu_soc="SM8650",
+            npu_source="8gen3-soc",
         ),
         Device(
             "Google Pixel 7",

@@ -14,11 +14,19 @@ import pytest
 from conftest import manifest_json, require, slow_fixture
 
 from lenet_edge.cli import main
-from lenet_edge.cycle_cost import device_estimate, device_lines, measured_beside, models_for, price_count
+from lenet_edge.cycle_cost import (
+    cycles_section,
+    device_estimate,
+    device_lines,
+    measured_beside,
+    models_for,
+    price_count,
+)
 from lenet_edge.cycles import AARCH64, X86_64, llvm_missing, price_regions, read_trace
-from lenet_edge.devices import DEVICES, CoreType, Device, core_models, find_device
+from lenet_edge.devices import DEVICES, SOURCES, CoreType, Device, core_models, find_device
 from lenet_edge.errors import UsageError
 from lenet_edge.files import write_json
+from lenet_edge.npu.socs import SOCS
 from lenet_edge.targets.arm64_emu import build_plugin
 
 ADD = "0000018b"  # add x0, x0, x1
@@ -258,3 +266,93 @@ def test_cost_for_a_device_over_ssh_without_its_bench_says_to_run_bench_first(ti
     err = capsys.readouterr().err
     assert "no bench from ssh://pi@raspberrypi.invalid in report.json: run lenet-edge bench" in err
     assert main(["cost", str(tiny_bundle), "--device", "Raspberry Pi 4", "--target", "local"]) == 2
+
+
+# --- the Snapdragon phones' NPU beside their cores ---------------------------------------------------------------
+
+
+def _phone_rows() -> dict:
+    """Cost rows of the emulated dot-product core priced alike on every model the phones' cores use."""
+    rows = [
+        {"format": fmt, "runtime": "litert", "cycles_per_image": dict.fromkeys(models_for(EMULATED), n)}
+        for fmt, n in (("tflite-fp32", 600_000), ("tflite-int8", 240_000))
+    ]
+    return {f"arm64-emu:{EMULATED}": {"cost": {"rows": rows}}}
+
+
+def _npu_section(soc: str, status: str = "pass", median: int = 1_234_567) -> dict:
+    """report.json's ``npu`` section as `lenet-edge npu` writes it (npu/command.py run_npu), one SoC."""
+    judged = status == "pass"
+    row = {
+        "soc": SOCS[soc].to_dict(),
+        "compile": {"status": "pass", "proof": {"ops_offloaded": 16, "ops_total": 16, "partitions": 1}}
+        if judged
+        else {"status": "fail", "reason": "1 op left on the CPU: AVERAGE_POOL_2D"},
+        "status": status,
+    }
+    if judged:
+        row["judge"] = {"status": "pass", "reason": "", "accuracy": 0.99, "agreement_cpu": 0.9996}
+        row["cycles"] = {"images": 49, "median_per_image": median}
+    source = {"format": "tflite-int8", "file": "lenet5_int8.tflite", "sha256": "ab" * 32}
+    return {"info": {"images": 10_000, "source": source}, "socs": [row]}
+
+
+def test_every_snapdragon_phone_names_its_soc_as_the_npu_command_spells_it_with_a_source():
+    phones = [device for device in DEVICES.values() if "Snapdragon" in device.name]
+    assert len(phones) == 3
+    for device in phones:
+        soc = SOCS[device.npu_soc]  # a SoC `lenet-edge npu --soc` compiles for
+        assert device.name.startswith(soc.name + " ")
+        assert device.npu_source in SOURCES and device.npu_soc in SOURCES[device.npu_source]
+    assert find_device("8gen2").npu_soc == "SM8550" and find_device("raspberry pi 4").npu_soc is None
+
+
+def test_a_snapdragon_phone_shows_its_npus_simulated_cycles_beside_its_cores_never_as_microseconds():
+    device = find_device("Snapdragon 8 Gen 2 phone")
+    estimate = device_estimate(_phone_rows(), device, _npu_section("SM8550"), "export")
+    npu = estimate["npu"]
+    assert npu["measured"] and npu["us_per_image"] is None and npu["clock"] == "no public HTP clock: cycles only"
+    (compiled,) = npu["files"]
+    assert compiled["format"] == "tflite-int8" and compiled["cycles_per_image"] == 1_234_567
+    assert compiled["file"] == "npu/lenet5_int8_SM8550.tflite" and compiled["status"] == "pass"
+    text = "\n".join(device_lines(estimate))
+    assert "NPU HTP v73" in text and "1,234,567 HTP cycles" in text and "16 of 16 ops on the NPU" in text
+    assert "no public HTP clock: cycles only" in text
+    markdown = "\n".join(cycles_section({"devices": {device.name: estimate}}))
+    assert "| tflite-int8 | 75.2 | 85.7 | 85.7 | 120.0 | 1,234,567 HTP cycles |" in markdown
+    assert "part number SM8550" in markdown  # the SoC's source among the clocks'
+
+
+def test_the_advice_keeps_the_cpu_choice_in_microseconds_and_says_the_npu_cycles_cannot_be_compared():
+    device = find_device("8gen2")
+    advice = device_estimate(_phone_rows(), device, _npu_section("SM8550"), "export")["advice"]
+    assert advice["format"] == "tflite-int8" and "75.2 µs" in advice["reason"]
+    assert "runs tflite-int8 whole (16 of 16 ops)" in advice["npu"] and "1,234,567 simulated cycles" in advice["npu"]
+    assert "not comparable with the CPU µs" in advice["npu"]
+    failed = device_estimate(_phone_rows(), device, _npu_section("SM8550", "fail"), "export")
+    assert failed["advice"]["format"] == "tflite-int8" and "did not pass" in failed["advice"]["npu"]
+    assert "failed: 1 op left on the CPU: AVERAGE_POOL_2D" in "\n".join(device_lines(failed))
+
+
+def test_without_an_npu_row_for_the_phones_soc_one_line_says_how_to_measure_it():
+    device = find_device("Snapdragon 8 Gen 3 phone")
+    for npu in (None, _npu_section("SM8550")):  # nothing measured, or another SoC only
+        estimate = device_estimate(_phone_rows(), device, npu, "export")
+        assert not estimate["npu"]["measured"] and "npu" not in estimate["advice"]
+        lines = [line for line in device_lines(estimate) if "NPU" in line]
+        assert lines == [
+            "NPU (Hexagon, SM8650): not in this bundle's report; measure it: lenet-edge npu export --soc SM8650"
+        ]
+
+
+def test_npu_cycles_of_an_earlier_int8_file_are_not_shown_as_the_bundles():
+    device = find_device("8gen2")
+    section = _npu_section("SM8550")
+    same = device_estimate(_phone_rows(), device, section, "export", {"tflite-int8": "ab" * 32})
+    assert same["npu"]["measured"]
+    other = device_estimate(_phone_rows(), device, section, "export", {"tflite-int8": "cd" * 32})
+    assert not other["npu"]["measured"] and "earlier tflite-int8" in "\n".join(device_lines(other))
+
+
+def test_a_device_without_a_snapdragon_npu_has_no_npu_entry():
+    assert "npu" not in device_estimate(_phone_rows(), find_device("pixel 8"), _npu_section("SM8550"))

@@ -355,3 +355,30 @@ def test_the_trained_model_runs_whole_and_within_the_int8_gates_on_two_socs(trai
         assert judged["agreement_cpu"] >= 0.995
         assert row["onnx"]["status"] == "pass"
         assert row["cycles"]["median_per_image"] > 0
+
+
+def test_cost_for_a_snapdragon_phone_puts_the_npus_simulated_cycles_beside_its_cores(compiled_tiny, tmp_path, capsys):
+    """The NPU row of `cost --device` comes from what `lenet-edge npu` recorded; the cores' cycles here are report
+    rows as the emulated count leaves them (counting them is test_cycles.py's slow test), so nothing is counted."""
+    from lenet_edge.cycle_cost import models_for
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(compiled_tiny[0], bundle)
+    report = json.loads((bundle / "report.json").read_text())
+    rows = [{"format": fmt, "runtime": "litert", "instructions_per_image": 2 * n, "vs_fp32": None,
+             "cycles_per_image": dict.fromkeys(models_for("cortex-a76"), n), "unpriced_share": 0.0,
+             "unpriced_blocks": 0} for fmt, n in (("tflite-fp32", 600_000), ("tflite-int8", 240_000))]  # fmt: skip
+    identity = {"kind": "emulated", "machine": "aarch64", "cpu": "cortex-a76", "python": "3.11", "versions": {}}
+    cost = {"calls": 5, "cycles_method": "as the count records it", "rows": rows, "identity": {"core": "cortex-a76"}}
+    report.setdefault("targets", {})["arm64-emu:cortex-a76"] = {"identity": identity, "cost": cost}
+    write_json(bundle / "report.json", report)
+    counted = report["npu"]["socs"][0]["cycles"]["median_per_image"]
+    assert main(["cost", str(bundle), "--device", "Snapdragon 8 Gen 2 phone"]) == 0
+    out = capsys.readouterr().out
+    assert f"{counted:,} HTP cycles" in out and "no public HTP clock: cycles only" in out
+    assert "deploy: tflite-int8 (fewest cycles per image on the prime core (cortex-x3): 75.2 µs" in out
+    npu = json.loads((bundle / "report.json").read_text())["devices"]["Snapdragon 8 Gen 2 phone"]["npu"]
+    assert npu["files"][0]["cycles_per_image"] == counted and npu["us_per_image"] is None
+    assert f"{counted:,} HTP cycles |" in (bundle / "report.md").read_text()
+    assert main(["cost", str(bundle), "--device", "Snapdragon 8 Gen 3 phone"]) == 0
+    assert f"measure it: lenet-edge npu {bundle} --soc SM8650" in capsys.readouterr().out

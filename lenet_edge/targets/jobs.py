@@ -175,7 +175,8 @@ def count_on_target(
 def cost_on_device(bundle: str | Path, load_mnist: Callable, device: Device, calls: int) -> dict:
     """µs per image of every artifact on every core type of ``device``: each emulated core its cores need is
     counted, priced and recorded in the report (unless report.json has its cycles already, then reused;
-    ``load_mnist()`` only when a count runs); the estimate comes from report.json's cost rows."""
+    ``load_mnist()`` only when a count runs); the estimate comes from report.json's cost rows, and its NPU's
+    simulated cycles from report.json's ``npu`` section."""
     for emulated, models in device.models().items():
         known = read_report(bundle).get("targets", {}).get(f"arm64-emu:{emulated}", {})
         rows = known.get("cost", {}).get("rows", [])
@@ -184,7 +185,9 @@ def cost_on_device(bundle: str | Path, load_mnist: Callable, device: Device, cal
             continue
         target = Arm64EmuTarget(emulated)
         record_target(bundle, target.name, "cost", count_on_target(bundle, load_mnist(), target, calls))
-    return device_estimate(read_report(bundle).get("targets", {}), device)
+    report = read_report(bundle)
+    sha256 = {artifact.format: artifact.sha256 for artifact in read_manifest(bundle).artifacts}
+    return device_estimate(report.get("targets", {}), device, report.get("npu"), str(bundle), sha256)
 
 
 def _read_marks(path: Path) -> dict[int, int]:
