@@ -424,13 +424,25 @@ def test_the_file_as_shipped_is_compiled_and_profiled_beside_it(compiled_conv):
     assert "row shifts" in report and "x86" in report
 
 
-def test_verify_re_judges_the_c1_whole_file_and_a_second_run_recompiles_nothing(compiled_conv, capsys):
+def test_a_second_run_recompiles_nothing_with_c1_whole(compiled_conv, capsys):
     bundle, _, _ = compiled_conv
     before = {p.name: sha256_file(p) for p in (bundle / "npu").iterdir()}
     assert main(["npu", str(bundle), "--soc", "SM8550", "--limit", "20"]) == 0
     assert "not recompiled" in capsys.readouterr().out
     assert {p.name: sha256_file(p) for p in (bundle / "npu").iterdir()} == before
-    assert main(["npu", str(bundle), "--verify", "--limit", "20"]) == 0
+
+
+def test_verify_re_judges_the_file_compiled_with_c1_whole(compiled_conv, capsys):
+    assert main(["npu", str(compiled_conv[0]), "--verify", "--limit", "20"]) == 0
+    assert "C1 as trained" in capsys.readouterr().out
+
+
+def test_the_same_bundle_compiles_to_the_same_bytes_with_c1_whole(conv_bundle, compiled_conv, tmp_path):
+    bundle = _copy(conv_bundle, tmp_path)
+    assert main(["npu", str(bundle), "--soc", "SM8550", "--limit", "20"]) == 0
+    for name in ("lenet5_int8_SM8550.tflite", "lenet5_int8_SM8550_ctx.onnx"):
+        assert (bundle / "npu" / name).read_bytes() == (compiled_conv[0] / "npu" / name).read_bytes()
+    assert read_manifest(bundle).npu[0]["source"] == read_manifest(compiled_conv[0]).npu[0]["source"]
 
 
 def test_a_file_compiled_from_another_graph_fails_verify(compiled_conv, tmp_path, capsys):
