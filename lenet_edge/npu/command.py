@@ -515,10 +515,9 @@ def run_npu(options: NpuOptions, mnist: Mnist) -> tuple[int, dict]:
                 if before:
                     ratio = against_same_layers(row["cycles"], row["shipped"]["cycles"])
                     row["shipped"]["ratio_same_layers"] = ratio
-                    after = row["cycles"].get("median_per_image", 0)
                     log(f"  {source.file} {GRAPH_SHIPPED}, compiled and profiled beside it: {before:,} cycles per "
-                        f"image ({after / before:.2f}× of it compiled"
-                        + ("" if ratio is None else f", {ratio:.2f}× against the layers both share") + ")")  # fmt: skip
+                        "image" + ("" if ratio is None else f"; the file compiled costs {ratio:.2f}× of it, in units "
+                                   "of the layers both share"))  # fmt: skip
             if onnx_source is not None and onnx_cpu is not None:
                 row["onnx"] = judge_onnx(agent, bundle, onnx_source, soc, images, workers, options.profiled, labels,
                                          reference, onnx_cpu)  # fmt: skip
