@@ -92,7 +92,7 @@ def measure(bundle: Path, name: str, model: bytes, socs, mnist, limit: int, prof
                 artifact |= {"sha256": sha256_file(copy / "lenet5_int8.tflite"), "bytes": len(model)}
         write_json(copy / "manifest.json", data)
         print(f"== {name}", flush=True)
-        options = NpuOptions(copy, socs, limit, workers=1, profiled=profiled, onnx=False)
+        options = NpuOptions(copy, socs, limit, workers=1, profiled=profiled, onnx=False, rewrite=False)
         status, section = run_npu(options, mnist)
     return {"variant": name, "bytes": len(model), "status": status, "socs": section["socs"], "info": section["info"]}
 

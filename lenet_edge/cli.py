@@ -241,7 +241,7 @@ def _npu_command(commands) -> None:
         "--workers", type=positive, help="simulator processes (default: one per 500 digits, up to one per core)"
     )
     npu.add_argument(
-        "--verify", action="store_true", help="re-judge the compiled files the manifest lists, compile nothing"
+        "--verify", action="store_true", help="re-judge the compiled files the manifest lists, recompile none"
     )
     add_data_options(npu)
     add_json(npu, "the npu section of the report")

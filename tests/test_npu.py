@@ -14,12 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import manifest_json, require
+from conftest import TINY_VALIDATION, manifest_json, require, ridge_classifier, tiny_model
 
 from lenet_edge.cli import main
 from lenet_edge.files import sha256_file, write_json
 from lenet_edge.manifest import parse_manifest, read_manifest
 from lenet_edge.npu import env, graph
+from lenet_edge.npu.rewrite import GRAPH_SHIPPED, GRAPH_UNSPLIT, unsplit_first_conv
 from lenet_edge.npu.socs import SOCS
 from lenet_edge.report.npu import npu_section
 
@@ -154,7 +155,8 @@ def test_the_npu_takes_the_whole_graph_and_both_forms_are_written(compiled_tiny)
     assert code == 0
     (row,) = result["socs"]
     proof = row["compile"]["proof"]
-    source_ops = graph.nodes(bundle / "lenet5_int8.tflite")
+    source_ops = graph.nodes(bundle / "lenet5_int8.tflite")  # no convolution: compiled as it is
+    assert row["graph"] == GRAPH_SHIPPED and "shipped" not in row
     assert proof["ops_offloaded"] == proof["ops_total"] == len(source_ops) and proof["partitions"] == 1
     assert proof["left_on_cpu"] == []
     compiled = bundle / "npu" / "lenet5_int8_SM8550.tflite"
@@ -172,6 +174,7 @@ def test_the_manifest_records_both_compiled_files_with_their_source(compiled_tin
     for entry in forms.values():
         assert entry["sha256"] == sha256_file(bundle / entry["file"])
         assert entry["source"]["sha256"] == source.sha256 and entry["soc"] == "SM8550"
+        assert entry["source"]["graph"] == GRAPH_SHIPPED and entry["source"]["compiled_sha256"] == source.sha256
         assert entry["name"] == "Snapdragon 8 Gen 2" and entry["htp_arch"] == "v73"
         assert entry["tools"]["qnn_sdk"] and entry["tools"]["onnxruntime-qnn"] and entry["tools"]["ai-edge-litert"]
     # one context binary in both forms: the one the simulator judged is the one the LiteRT file carries
@@ -304,6 +307,152 @@ def test_a_soc_that_fails_leaves_the_others_done_and_exits_1(tiny_bundle, compil
     rows = {row["soc"]["model"]: row for row in json.loads((bundle / "report.json").read_text())["npu"]["socs"]}
     assert rows["SM8475"]["status"] == "fail" and rows["SM8550"]["status"] == "pass"
     assert "SM8475 (Snapdragon 8+ Gen 1)" in (bundle / "report.md").read_text()
+
+
+# --- the cheaper graph: C1 whole again, as the NPU compiles it ----------------------------------------------------
+
+
+def _conv_model(mnist):
+    """A model with a first convolution the int8 export splits in row shifts, built in seconds and never trained:
+    raw pixels -> rescale -> C1 (5×5, valid, two filters: the image shifted by (1, 3) and by (3, 1), asymmetric
+    so that a transposed kernel would answer otherwise) -> flatten -> the ridge classifier of those features."""
+    import keras
+
+    _, training = tiny_model(mnist)  # its record, with this model's own accuracy below
+    fit_x, fit_y = mnist.x_train[: 20_000 - TINY_VALIDATION], mnist.y_train[: 20_000 - TINY_VALIDATION]
+    shifts = ((1, 3), (3, 1))
+    features = np.stack([fit_x[:, r : r + 24, c : c + 24] for r, c in shifts], -1)
+    kernel, bias = ridge_classifier(features, fit_y)
+    image = keras.Input((28, 28, 1), name="image")
+    x = keras.layers.Rescaling(1.0 / 255.0, name="rescale_0_1")(image)
+    conv = keras.layers.Conv2D(len(shifts), 5, name="C1")
+    x = conv(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    probabilities = keras.layers.Dense(10, activation="softmax", name="probabilities")(x)
+    made = keras.Model(image, probabilities, name="ridge_conv")
+    deltas = np.zeros((5, 5, 1, len(shifts)), np.float32)
+    for k, (r, c) in enumerate(shifts):
+        deltas[r, c, 0, k] = 1.0
+    conv.set_weights([deltas, np.zeros(len(shifts), np.float32)])
+    made.get_layer("probabilities").set_weights([kernel, bias])
+    probs = made.predict_on_batch(mnist.x_test.reshape(-1, 28, 28, 1).astype(np.float32))
+    accuracy = round(float(np.mean(np.argmax(probs, 1) == mnist.y_test)), 6)
+    return made, training | {"test_accuracy": accuracy, "model": training["model"] | {"architecture": "ridge-conv"}}
+
+
+@pytest.fixture(scope="module")
+def conv_bundle(tmp_path_factory, mnist) -> Path:
+    """A bundle of the int8 .tflite (and Keras) of ``_conv_model``, by the real bundle writer."""
+    from lenet_edge.bundle_writer import write_bundle
+    from lenet_edge.formats import BY_NAME
+
+    model, training = _conv_model(mnist)
+    out = tmp_path_factory.mktemp("conv") / "export"
+    write_bundle(out, model, training, mnist, [BY_NAME["tflite-int8"]], calibration_count=200)
+    assert read_manifest(out).failed == []
+    return out
+
+
+def test_the_npu_source_is_the_int8_file_with_c1_whole_answering_bit_for_bit(conv_bundle, mnist, tmp_path):
+    """The row-shift split (a one-hot depthwise 5×1 and a 1×5 convolution) undone in the int8 file itself: one
+    5×5 convolution over the image, the same answers to the bit in LiteRT; the same bytes every time; a file
+    with no split is left alone."""
+    from lenet_edge.runtimes import open_runner
+
+    shipped = conv_bundle / "lenet5_int8.tflite"
+    made = unsplit_first_conv(shipped.read_bytes())
+    assert made is not None and made == unsplit_first_conv(shipped.read_bytes())
+    whole = tmp_path / "whole.tflite"
+    whole.write_bytes(made)
+    before, after = [n.op for n in graph.nodes(shipped)], [n.op for n in graph.nodes(whole)]
+    assert before[:3] == ["QUANTIZE", "DEPTHWISE_CONV_2D", "CONV_2D"] and after == before[:1] + before[2:]
+    from lenet_edge.runtimes.litert import _interpreter
+
+    interpreter = _interpreter(whole, xnnpack=False)
+    details = {t["index"]: t for t in interpreter.get_tensor_details()}
+    conv = interpreter._get_ops_details()[1]
+    assert tuple(details[conv["inputs"][0]]["shape"]) == (1, 28, 28, 1)  # the image itself
+    assert tuple(details[conv["inputs"][1]]["shape"]) == (2, 5, 5, 1)  # 2 filters, 5×5 over one channel
+    digits = mnist.x_test[:500]
+    np.testing.assert_array_equal(
+        open_runner("litert", whole).predict(digits, raw=True), open_runner("litert", shipped).predict(digits, raw=True)
+    )
+    assert unsplit_first_conv(made) is None  # nothing left to undo
+
+
+@pytest.fixture(scope="module")
+def compiled_conv(conv_bundle, tmp_path_factory, npu_tools) -> tuple[Path, dict, int]:
+    bundle = tmp_path_factory.mktemp("npu-conv") / "bundle"
+    shutil.copytree(conv_bundle, bundle)
+    result = bundle / "npu.json"
+    code = main(["npu", str(bundle), "--soc", "SM8550", "--limit", str(DIGITS), "--json", str(result)])
+    return bundle, json.loads(result.read_text()), code
+
+
+def test_the_npu_compiles_c1_whole_and_the_manifest_says_so(compiled_conv):
+    bundle, result, code = compiled_conv
+    assert code == 0
+    (row,) = result["socs"]
+    shipped = bundle / "lenet5_int8.tflite"
+    made = unsplit_first_conv(shipped.read_bytes())
+    assert made is not None
+    assert row["graph"] == GRAPH_UNSPLIT and row["compile"]["proof"]["ops_total"] == len(graph.nodes(shipped)) - 1
+    for entry in read_manifest(bundle).npu:
+        assert entry["source"]["file"] == "lenet5_int8.tflite" and entry["source"]["sha256"] == sha256_file(shipped)
+        assert entry["source"]["graph"] == GRAPH_UNSPLIT
+        import hashlib
+
+        assert entry["source"]["compiled_sha256"] == hashlib.sha256(made).hexdigest()
+    judged = row["judge"]
+    assert judged["status"] == "pass" and judged["agreement_cpu"] >= 0.99 and judged["agreement_keras"] >= 0.995
+
+
+def test_the_file_as_shipped_is_compiled_and_profiled_beside_it(compiled_conv):
+    """The side-by-side: the int8 file as it is, compiled for the same SoC and profiled in the same run; its
+    profile holds the row copies (C1_rows), the compiled file's does not."""
+    bundle, result, _ = compiled_conv
+    (row,) = result["socs"]
+    shipped = row["shipped"]
+    assert shipped["status"] == "pass" and shipped["graph"] == GRAPH_SHIPPED
+    assert shipped["cycles"]["median_per_image"] > 0 and row["cycles"]["median_per_image"] > 0
+    assert any("C1_rows" in op["op"] and op["median_cycles"] > 0 for op in shipped["cycles"]["ops"])
+    assert not any("C1_rows" in op["op"] for op in row["cycles"]["ops"])
+    assert 0 < shipped["ratio_same_layers"] < 1  # cheaper, in units of the layers both files compute alike
+    report = (bundle / "report.md").read_text()
+    assert "### What the NPU pays for `lenet5_int8.tflite` as it is" in report
+    assert re.search(r"\| SM8550 \| [\d,]+ \| [\d,]+ \| \d\.\d\d× \|", report)
+    assert "row shifts" in report and "x86" in report
+
+
+def test_a_second_run_recompiles_nothing_with_c1_whole(compiled_conv, capsys):
+    bundle, _, _ = compiled_conv
+    before = {p.name: sha256_file(p) for p in (bundle / "npu").iterdir()}
+    assert main(["npu", str(bundle), "--soc", "SM8550", "--limit", "20"]) == 0
+    assert "not recompiled" in capsys.readouterr().out
+    assert {p.name: sha256_file(p) for p in (bundle / "npu").iterdir()} == before
+
+
+def test_verify_re_judges_the_file_compiled_with_c1_whole(compiled_conv, capsys):
+    assert main(["npu", str(compiled_conv[0]), "--verify", "--limit", "20"]) == 0
+    assert "C1 as trained" in capsys.readouterr().out
+
+
+def test_the_same_bundle_compiles_to_the_same_bytes_with_c1_whole(conv_bundle, compiled_conv, tmp_path):
+    bundle = _copy(conv_bundle, tmp_path)
+    assert main(["npu", str(bundle), "--soc", "SM8550", "--limit", "20"]) == 0
+    for name in ("lenet5_int8_SM8550.tflite", "lenet5_int8_SM8550_ctx.onnx"):
+        assert (bundle / "npu" / name).read_bytes() == (compiled_conv[0] / "npu" / name).read_bytes()
+    assert read_manifest(bundle).npu[0]["source"] == read_manifest(compiled_conv[0]).npu[0]["source"]
+
+
+def test_a_file_compiled_from_another_graph_fails_verify(compiled_conv, tmp_path, capsys):
+    bundle = _copy(compiled_conv[0], tmp_path)
+    data = manifest_json(bundle)
+    for entry in data["npu"]:
+        entry["source"]["compiled_sha256"] = "0" * 64
+    write_json(bundle / "manifest.json", data)
+    assert main(["npu", str(bundle), "--verify", "--limit", "10"]) == 1
+    assert "compiled from a .tflite that is neither lenet5_int8.tflite nor" in capsys.readouterr().out
 
 
 def _hybrid_conv_model(path: Path) -> None:

@@ -1,7 +1,8 @@
-"""``lenet-edge npu BUNDLE --soc SM8550``: compile the bundle's int8 .tflite for each SoC (LiteRT's NPU file and
-ONNX Runtime's QNN context model), prove the NPU takes the whole graph, judge both forms' answers in the HTP
-simulator against Keras and against LiteRT on the CPU, count simulated cycles per image and per op, and record
-the files in the manifest (``npu``) and the findings for report.json (``npu``).
+"""``lenet-edge npu BUNDLE --soc SM8550``: compile the bundle's int8 .tflite for each SoC (with its first
+convolution whole again, rewrite.py, when that answers bit for bit alike; LiteRT's NPU file and ONNX Runtime's QNN
+context model), prove the NPU takes the whole graph, judge both forms' answers in the HTP simulator against Keras
+and against LiteRT on the CPU on the file compiled, count simulated cycles per image and per op (beside those of
+the file as it is), and record the files in the manifest (``npu``) and the findings for report.json (``npu``).
 
 The QNN tools run in their own Python (env.py) as the agent (agent.py), in a workspace holding a copy of this
 package, as the targets run theirs. NumPy, LiteRT (the CPU reference) and the standard library here."""
@@ -29,7 +30,9 @@ from ..manifest import NPU_FOLDER, REFERENCE, Artifact, Tensor, read_manifest, w
 from ..runtimes import open_runner
 from ..targets.base import copy_package
 from . import graph
+from .chart import layer_of
 from .env import glue_dir, npu_python
+from .rewrite import GRAPH_SHIPPED, GRAPH_UNSPLIT, write_unsplit
 from .socs import Soc, parse_socs
 
 SOURCE_FORMAT = "tflite-int8"  # the artifact compiled: the int8 model an app ships
@@ -57,8 +60,9 @@ class NpuOptions:
     limit: int | None = None  # test digits judged (None: all)
     workers: int = 0  # simulator processes (0: one per usable core)
     profiled: int = PROFILED
-    verify: bool = False  # re-judge the files the manifest lists; compile nothing
+    verify: bool = False  # re-judge the files the manifest lists; recompile none
     onnx: bool = True  # also judge the bundle's int8 ONNX on the QNN execution provider
+    rewrite: bool = True  # compile the int8 file with its row-shift split undone (rewrite.py) when it answers alike
 
 
 def file_names(soc: Soc) -> tuple[str, str]:
@@ -131,9 +135,26 @@ def _proof(stats: list[dict], compiled: Path) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class Compiled:
+    """A .tflite the NPU compiles: the bundle's int8 file as it is, or rewritten (rewrite.py), with its answers
+    in LiteRT on the CPU (what the simulator's are held to)."""
+
+    path: Path
+    graph: str
+    sha256: str
+    cpu_raw: np.ndarray
+
+
+def _compiled_sha(entry: dict) -> str | None:
+    """The sha256 of the .tflite an entry was compiled from (a manifest before the rewrite: the source's own)."""
+    source = entry.get("source", {})
+    return source.get("compiled_sha256", source.get("sha256"))
+
+
 def _recorded_check(bundle: Path, entries: list[dict], source_sha: str, soc: Soc) -> dict:
     """verify's view of one SoC's compiled files: both listed, present, with the manifest's checksums, compiled
-    from the bundle's int8 model as it is."""
+    from the bundle's int8 model as it is (or from its rewrite)."""
     if len(entries) != 2:
         return {"status": "fail", "reason": f"not compiled for {soc.model} (lenet-edge npu BUNDLE --soc {soc.model})"}
     for entry in entries:
@@ -147,10 +168,11 @@ def _recorded_check(bundle: Path, entries: list[dict], source_sha: str, soc: Soc
     return {"status": "pass", "proof": entries[0]["proof"], "context": entries[0].get("context", {}), "reused": True}
 
 
-def _unchanged(bundle: Path, entries: list[dict], source_sha: str, tools: dict) -> bool:
-    """Both forms already compiled from this source with these tools, and untouched since."""
+def _unchanged(bundle: Path, entries: list[dict], source_sha: str, compiled_sha: str, tools: dict) -> bool:
+    """Both forms already compiled from this source (and this rewrite of it) with these tools, and untouched since."""
     return len(entries) == 2 and all(
         e.get("source", {}).get("sha256") == source_sha
+        and _compiled_sha(e) == compiled_sha
         and e.get("tools") == tools
         and (bundle / e["file"]).is_file()
         and sha256_file(bundle / e["file"]) == e.get("sha256")
@@ -158,14 +180,17 @@ def _unchanged(bundle: Path, entries: list[dict], source_sha: str, tools: dict) 
     )
 
 
-def compile_soc(agent: Agent, bundle: Path, source: Artifact, soc: Soc, glue: Path) -> dict:
-    """Compile one SoC into a temp file beside the final ones; keep them only when the NPU takes it whole."""
-    tflite, ctx = (bundle / name for name in file_names(soc))
+def compile_soc(
+    agent: Agent, bundle: Path, source: Path, soc: Soc, glue: Path, names: tuple[str, str] | None = None
+) -> dict:
+    """Compile ``source`` for one SoC into a temp file beside the final ones (``names``, relative to ``bundle``:
+    the SoC's own by default); keep them only when the NPU takes it whole."""
+    tflite, ctx = (bundle / name for name in (names or file_names(soc)))
     tmp_tflite = tflite.with_name(f".{tflite.name}.{TEMP_MARK}{os.getpid()}.tmp")
     tmp_ctx = ctx.with_name(f".{ctx.name}.{TEMP_MARK}{os.getpid()}.tmp")
     try:
         start = time.perf_counter()
-        job = {"task": "compile", "source": str((bundle / source.file).resolve()), "out": str(tmp_tflite),
+        job = {"task": "compile", "source": str(source.resolve()), "out": str(tmp_tflite),
                "ctx_out": str(tmp_ctx), "soc": soc.model, "glue": str(glue)}  # fmt: skip
         answer = agent.run(job, f"compile-{soc.model}")
         seconds = round(time.perf_counter() - start, 2)
@@ -358,6 +383,54 @@ def npu_options(
     return NpuOptions(folder, parse_socs(names, every), limit, workers or 0, verify=verify)
 
 
+def _candidates(bundle: Path, source: Artifact, workdir: Path, images: np.ndarray, rewrite: bool) -> list[Compiled]:
+    """What the NPU may compile, preferred first: the bundle's int8 file with the row-shift split of its first
+    convolution undone (rewrite.py), when it has one and answers bit for bit as the file in LiteRT on the CPU on
+    the digits judged; the file as it is, always (last)."""
+    path = bundle / source.file
+    shipped = Compiled(path, GRAPH_SHIPPED, sha256_file(path), open_runner("litert", path).predict(images, raw=True))
+    unsplit = workdir / "lenet5_int8_unsplit.tflite"
+    if not rewrite or not write_unsplit(path, unsplit):
+        return [shipped]
+    raw = open_runner("litert", unsplit).predict(images, raw=True)
+    if not np.array_equal(raw, shipped.cpu_raw):
+        log(f"{source.file} with its first convolution whole answers otherwise on the CPU: compiled as it is")
+        return [shipped]
+    return [Compiled(unsplit, GRAPH_UNSPLIT, sha256_file(unsplit), raw), shipped]
+
+
+def shipped_cycles(agent: Agent, shipped: Compiled, soc: Soc, glue: Path, images: np.ndarray, profiled: int) -> dict:
+    """The bundle's int8 file as it is, compiled for ``soc`` in the workspace (not kept) and profiled on the same
+    digits right after the file the NPU ships: the cycles the rewrite saves, side by side in one run."""
+    names = (str(agent.root / f"shipped_{soc.model}.tflite"), str(agent.root / f"shipped_{soc.model}_ctx.onnx"))
+    compiled = compile_soc(agent, agent.root, shipped.path, soc, glue, names)
+    found: dict = {"graph": shipped.graph, "sha256": shipped.sha256, "status": compiled["status"]}
+    if compiled["status"] != "pass":
+        return found | {"reason": compiled["reason"]}
+    simulated = simulate(agent, Path(names[1]), images[:profiled], 1, profiled, f"{soc.model}-shipped")
+    return found | {"cycles": cycles(simulated["profile"], graph.nodes(shipped.path))}
+
+
+def _by_layer(counted: dict) -> dict[str, int]:
+    layers: dict[str, int] = {}
+    for op in counted.get("ops", []):
+        layers[layer_of(op)] = layers.get(layer_of(op), 0) + op["median_cycles"]
+    return layers
+
+
+def against_same_layers(after: dict, before: dict) -> float | None:
+    """Cycles per image (the ops' medians summed) of the file compiled over those of the file as it is, each first
+    divided by the cycles of the layers both compute alike (every named layer but C1, the one the rewrite
+    changes): the simulator's drift from one profile to the next moves every op together, and cancels. None when
+    no such layer was profiled."""
+    a, b = _by_layer(after), _by_layer(before)
+    same = (set(a) & set(b)) - {"C1", "other"}
+    yard_a, yard_b = sum(a[k] for k in same), sum(b[k] for k in same)
+    if not yard_a or not yard_b or not sum(b.values()):
+        return None
+    return round((sum(a.values()) / yard_a) / (sum(b.values()) / yard_b), 3)
+
+
 def run_npu(options: NpuOptions, mnist: Mnist) -> tuple[int, dict]:
     """Compile, prove, judge and count for every SoC asked; 0 when every one passes, 1 when one does not (the
     others are still done). Returns (status, the report's ``npu`` section); the manifest gains the files."""
@@ -377,29 +450,38 @@ def run_npu(options: NpuOptions, mnist: Mnist) -> tuple[int, dict]:
         if not options.verify:
             (bundle / FOLDER).mkdir(exist_ok=True)
         source_sha = sha256_file(bundle / source.file)
-        cpu_raw = open_runner("litert", bundle / source.file).predict(images, raw=True)
+        candidates = _candidates(bundle, source, agent.root, images, options.rewrite)
+        preferred, shipped = candidates[0], candidates[-1]
+        alike = f" (it answers bit for bit as the file in LiteRT on the CPU on {count:,} digits)"
+        log(f"the NPU's source: {source.file}, {preferred.graph}" + (alike if preferred is not shipped else ""))
         onnx_source = _intact(bundle, manifest.artifact(ONNX_FORMAT)) if options.onnx else None
         onnx_cpu = (
             None
             if onnx_source is None
             else open_runner("onnxruntime", bundle / onnx_source.file).predict(images, raw=True)
         )
-        source_nodes = graph.nodes(bundle / source.file)
         rows: list[dict] = []
         entries = [e for e in manifest.npu if e.get("soc") not in {s.model for s in options.socs}]
         for soc in options.socs:
             row: dict = {"soc": soc.to_dict()}
             recorded = [e for e in manifest.npu if e.get("soc") == soc.model]
+            chosen = preferred
             if options.verify:
                 row["compile"] = _recorded_check(bundle, recorded, source_sha, soc)
                 entries += recorded
-            elif _unchanged(bundle, recorded, source_sha, tools):
+                found = next((c for c in candidates if recorded and c.sha256 == _compiled_sha(recorded[0])), None)
+                if found is None and row["compile"]["status"] == "pass":
+                    row["compile"] = {"status": "fail", "reason": f"{recorded[0]['file']}: compiled from a .tflite "
+                                      f"that is neither {source.file} nor {GRAPH_UNSPLIT} as made here"}  # fmt: skip
+                chosen = found or preferred
+            elif _unchanged(bundle, recorded, source_sha, chosen.sha256, tools):
                 kept = recorded[0]
                 row["compile"] = {"status": "pass", "proof": kept["proof"], "context": kept.get("context", {}),
                                   "reused": True}  # fmt: skip
                 log(f"{soc.model} ({soc.name}): compiled files unchanged, not recompiled")
             else:
-                row["compile"] = compile_soc(agent, bundle, source, soc, glue)
+                row["compile"] = compile_soc(agent, bundle, chosen.path, soc, glue)
+            row["graph"] = chosen.graph
             compiled = row["compile"]
             if compiled["status"] != "pass":
                 log(f"{soc.model} ({soc.name}): ❎ {compiled['reason']}")
@@ -416,9 +498,9 @@ def run_npu(options: NpuOptions, mnist: Mnist) -> tuple[int, dict]:
                 "profiled (about 30 ms a digit per process)…")  # fmt: skip
             start = time.perf_counter()
             simulated = simulate(agent, bundle / ctx, images, workers, options.profiled, soc.model)
-            row["judge"] = judge(simulated["raw"], cpu_raw, source.output, reference, labels)
+            row["judge"] = judge(simulated["raw"], chosen.cpu_raw, source.output, reference, labels)
             row["judge"]["seconds"] = round(time.perf_counter() - start, 1)
-            row["cycles"] = cycles(simulated["profile"], source_nodes)
+            row["cycles"] = cycles(simulated["profile"], graph.nodes(chosen.path))
             row["status"] = row["judge"]["status"]
             j = row["judge"]
             log(f"  simulator on {count:,} digits: {j['accuracy']:.2%} (Keras {j['keras_accuracy']:.2%}), "
@@ -427,6 +509,15 @@ def run_npu(options: NpuOptions, mnist: Mnist) -> tuple[int, dict]:
                 f"{row['cycles'].get('median_per_image', 0):,} cycles per image ({j['seconds']:.0f} s)")  # fmt: skip
             if j["status"] != "pass":
                 log(f"  ❎ {j['reason']}")
+            if chosen is not shipped and options.profiled:
+                row["shipped"] = shipped_cycles(agent, shipped, soc, glue, images, options.profiled)
+                before = row["shipped"].get("cycles", {}).get("median_per_image")
+                if before:
+                    ratio = against_same_layers(row["cycles"], row["shipped"]["cycles"])
+                    row["shipped"]["ratio_same_layers"] = ratio
+                    log(f"  {source.file} {GRAPH_SHIPPED}, compiled and profiled beside it: {before:,} cycles per "
+                        "image" + ("" if ratio is None else f"; the file compiled costs {ratio:.2f}× of it, in units "
+                                   "of the layers both share"))  # fmt: skip
             if onnx_source is not None and onnx_cpu is not None:
                 row["onnx"] = judge_onnx(agent, bundle, onnx_source, soc, images, workers, options.profiled, labels,
                                          reference, onnx_cpu)  # fmt: skip
@@ -436,7 +527,8 @@ def run_npu(options: NpuOptions, mnist: Mnist) -> tuple[int, dict]:
                 entries.append({
                     "soc": soc.model, "name": soc.name, "htp_arch": soc.htp_arch, "form": form, "file": name,
                     "bytes": (bundle / name).stat().st_size, "sha256": sha256_file(bundle / name),
-                    "source": {"format": source.format, "file": source.file, "sha256": source_sha},
+                    "source": {"format": source.format, "file": source.file, "sha256": source_sha,
+                               "graph": chosen.graph, "compiled_sha256": chosen.sha256},
                     "tools": tools, "proof": proof, "context": compiled["context"],
                 })  # fmt: skip
             rows.append(row)
@@ -447,7 +539,8 @@ def run_npu(options: NpuOptions, mnist: Mnist) -> tuple[int, dict]:
     cpu, _ = cpu_model()
     section = {
         "info": {"simulator": SIMULATOR, "tools": tools, "host": cpu, "workers": workers, "images": count,
-                 "source": {"format": source.format, "file": source.file, "sha256": source_sha}},
+                 "source": {"format": source.format, "file": source.file, "sha256": source_sha,
+                            "graph": preferred.graph, "compiled_sha256": preferred.sha256}},
         "socs": rows,
     }  # fmt: skip
     return (0 if all(r["status"] == "pass" for r in rows) else 1), section

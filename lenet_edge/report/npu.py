@@ -29,6 +29,54 @@ def _quartiles(row: dict) -> str:
     return f"{row['soc']['model']} {low:,}-{high:,}"
 
 
+def _graph(source: dict) -> str:
+    """What the NPU compiled of the source file, when not the file as it is."""
+    graph = source.get("graph")
+    return (
+        f", {graph} (it answers bit for bit as the file in LiteRT on the CPU),"
+        if graph and graph != "as shipped"
+        else ""
+    )
+
+
+def _shipped_lines(source: dict, rows: list[dict]) -> list[str]:
+    """The compiled graph's cycles beside those of the bundle's file compiled as it is, profiled in the same run."""
+    pairs = [(r, r["shipped"]["cycles"]) for r in rows if r.get("cycles") and r.get("shipped", {}).get("cycles")]
+    if not pairs:
+        return []
+    lines = [
+        "",
+        f"### What the NPU pays for `{source.get('file')}` as it is",
+        "",
+        "The int8 file splits its first convolution (C1) into row shifts, a one-hot depthwise 5×1 and a 1×5 "
+        "convolution: the same int32 sums, fewer multiply-adds in XNNPACK's x86 int8 kernels, which take input "
+        "channels in blocks of 8. The HTP pays for it, so the NPU compiles the file with C1 whole again (the "
+        "split undone in the file itself, the same weights and quantization; it is compiled only when it answers "
+        "bit for bit as the file in LiteRT on the CPU on the digits judged). The file as it is, compiled and "
+        "profiled right after on the same digits:",
+        "",
+        "| SoC | compiled: cycles/image (median) | the file as it is | compiled / as it is, in units of the layers "
+        "both share |",
+        "|---|---:|---:|---:|",
+    ]
+    for row, before in pairs:
+        ratio = row["shipped"].get("ratio_same_layers")
+        lines.append(
+            f"| {row['soc']['model']} | {row['cycles']['median_per_image']:,} | {before['median_per_image']:,} | "
+            + ("—" if ratio is None else f"{ratio:.2f}×")
+            + " |"
+        )
+    lines += [
+        "",
+        "The simulator's cycles move from one profile to the next, every op together (by up to 1.7× on a 2-core "
+        "host), so the two medians are not compared directly: the last column divides each file's cycles by those "
+        "of the layers both compute alike (all but C1) in the same profile, which cancels that drift. The "
+        "project's `benchmarks/NPU_VARIANTS.md` compares more graph variants of the trained model that way (C5 as a "
+        "dense layer, too), with the host it ran on.",
+    ]
+    return lines
+
+
 def npu_section(report: dict) -> list[str]:
     """Markdown lines for report.md ([] when the report has no ``npu`` section)."""
     npu = report.get("npu")
@@ -39,7 +87,8 @@ def npu_section(report: dict) -> list[str]:
     lines = [
         "## Phone NPU: Qualcomm Snapdragon (Hexagon HTP)",
         "",
-        f"Compiled from `{info.get('source', {}).get('file')}` with LiteRT {tools.get('ai-edge-litert')}'s Qualcomm "
+        f"Compiled from `{info.get('source', {}).get('file')}`{_graph(info.get('source', {}))} with LiteRT "
+        f"{tools.get('ai-edge-litert')}'s Qualcomm "
         f"compiler plugin and the QNN {tools.get('qnn_sdk')} libraries of onnxruntime-qnn "
         f"{tools.get('onnxruntime-qnn')}; judged on {info.get('images', 0):,} test digits in "
         f"{info.get('simulator', 'the HTP simulator')} Host: "
@@ -64,6 +113,7 @@ def npu_section(report: dict) -> list[str]:
             f"{_pct(judged['agreement_cpu'])} | {judged['max_step_diff_cpu']} | {_pct(judged['identical_cpu'])} | "
             f"{counted.get('median_per_image', 0):,} | {status}{': ' + judged['reason'] if judged['reason'] else ''} |"
         )
+    lines += _shipped_lines(info.get("source", {}), rows)
     onnx_rows = [r for r in rows if r.get("onnx")]
     if onnx_rows:
         lines += [
