@@ -115,7 +115,7 @@ def build_plugin(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     partial = built.with_name(f".{built.name}.{os.getpid()}")
     _run(
-        ["gcc", "-shared", "-fPIC", "-O2", "-fvisibility=hidden", "-Wall", "-Werror", "-o", str(partial),
+        ["gcc", "-shared", "-fPIC", "-pthread", "-O2", "-fvisibility=hidden", "-Wall", "-Werror", "-o", str(partial),
          str(PLUGIN_SOURCE)],
         "gcc insn_count.c",
     )  # fmt: skip

@@ -9,6 +9,8 @@
  * Debian ships no plugin header, so the few declarations used are spelled out here, exactly as QEMU 7.2's
  * qemu-plugin.h declares them. */
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdio_ext.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +56,20 @@ struct block {
 static uint64_t executed; /* every vCPU (guest thread) adds here: callers run one inference thread */
 static int64_t lseek_number = AARCH64_LSEEK;
 static FILE *out, *blocks_out;
+/* guest threads translate and reach marks concurrently: one lock keeps the blocks list and each line whole */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+/* a guest fork (Python's platform module runs `uname -p`) forks QEMU with this plugin: the child must neither
+   write nor flush the parent's buffered lines, or the files hold them twice, cut mid-line */
+static volatile int forked;
+
+static void in_forked_child(void)
+{
+    forked = 1;
+    if (out)
+        __fpurge(out);
+    if (blocks_out)
+        __fpurge(blocks_out);
+}
 static struct block **chunks; /* blocks never move: QEMU holds a pointer to each counter */
 static size_t n_blocks, n_chunks;
 
@@ -75,8 +91,9 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 {
     size_t n = qemu_plugin_tb_n_insns(tb);
     qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &executed, n);
-    if (!blocks_out)
+    if (!blocks_out || forked)
         return;
+    pthread_mutex_lock(&lock);
     struct block *block = new_block();
     qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &block->runs, 1);
     fprintf(blocks_out, "B %zu %" PRIx64 " ", n_blocks - 1, qemu_plugin_tb_vaddr(tb));
@@ -90,6 +107,7 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
     }
     if (n == 0)
         fputc('\n', blocks_out);
+    pthread_mutex_unlock(&lock);
 }
 
 static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint64_t a1, uint64_t a2,
@@ -97,11 +115,16 @@ static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint
 {
     if (num != lseek_number || (uint32_t)a1 != 0xffffffffu || (a2 & MARK_MASK) != MARK_MAGIC)
         return;
+    if (forked)
+        return;
     uint64_t mark = a2 & ~MARK_MASK;
+    pthread_mutex_lock(&lock);
     fprintf(out, "%" PRIu64 " %" PRIu64 "\n", mark, executed);
     fflush(out);
-    if (!blocks_out)
+    if (!blocks_out) {
+        pthread_mutex_unlock(&lock);
         return;
+    }
     fprintf(blocks_out, "M %" PRIu64 "\n", mark);
     for (size_t i = 0; i < n_blocks; i++) {
         struct block *block = &chunks[i / CHUNK][i % CHUNK];
@@ -111,10 +134,13 @@ static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint
         }
     }
     fflush(blocks_out);
+    pthread_mutex_unlock(&lock);
 }
 
 static void at_exit(qemu_plugin_id_t id, void *userdata)
 {
+    if (forked)
+        return;
     fprintf(out, "exit %" PRIu64 "\n", executed);
     fclose(out);
     if (blocks_out)
@@ -151,6 +177,7 @@ EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int
         lseek_number = X86_64_LSEEK;
     qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);
     qemu_plugin_register_vcpu_syscall_cb(id, on_syscall);
+    pthread_atfork(NULL, NULL, in_forked_child);
     qemu_plugin_register_atexit_cb(id, at_exit, NULL);
     return 0;
 }
