@@ -64,7 +64,8 @@ lint: setup
 test: lint
 	$(BIN)/pytest
 
-# The unit tier, about a minute: no training (a closed-form model's real bundle), no Chromium, qemu or sshd.
+# The unit tier, about 3 minutes on 2 cores (the NPU simulator runs take about 50 s of it): no training (a
+# closed-form model's real bundle), no Chromium, qemu or sshd.
 # `make test` runs it too, with the slow tier (tests/conftest.py says what makes a test slow).
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow"
