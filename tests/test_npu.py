@@ -140,14 +140,19 @@ def test_every_soc_has_a_marketing_name_an_htp_architecture_and_a_source():
 # --- compile, prove, judge, count (the NPU tools' Python) --------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def compiled_tiny(tiny_bundle, tmp_path_factory, npu_tools) -> tuple[Path, dict, int]:
-    """The tiny bundle compiled for one SoC and judged on a few hundred digits."""
-    bundle = tmp_path_factory.mktemp("npu") / "bundle"
-    shutil.copytree(tiny_bundle, bundle)
+def compiled_copy(source: Path, folder: Path) -> tuple[Path, dict, int]:
+    """A copy of ``source`` compiled for SM8550 and judged on a few hundred digits: (bundle, --json, exit code)."""
+    bundle = folder / "bundle"
+    shutil.copytree(source, bundle)
     result = bundle / "npu.json"
     code = main(["npu", str(bundle), "--soc", "SM8550", "--limit", str(DIGITS), "--json", str(result)])
     return bundle, json.loads(result.read_text()), code
+
+
+@pytest.fixture(scope="module")
+def compiled_tiny(tiny_bundle, tmp_path_factory, npu_tools) -> tuple[Path, dict, int]:
+    """The tiny bundle compiled for one SoC and judged on a few hundred digits."""
+    return compiled_copy(tiny_bundle, tmp_path_factory.mktemp("npu"))
 
 
 def test_the_npu_takes_the_whole_graph_and_both_forms_are_written(compiled_tiny):
@@ -382,11 +387,7 @@ def test_the_npu_source_is_the_int8_file_with_c1_whole_answering_bit_for_bit(con
 
 @pytest.fixture(scope="module")
 def compiled_conv(conv_bundle, tmp_path_factory, npu_tools) -> tuple[Path, dict, int]:
-    bundle = tmp_path_factory.mktemp("npu-conv") / "bundle"
-    shutil.copytree(conv_bundle, bundle)
-    result = bundle / "npu.json"
-    code = main(["npu", str(bundle), "--soc", "SM8550", "--limit", str(DIGITS), "--json", str(result)])
-    return bundle, json.loads(result.read_text()), code
+    return compiled_copy(conv_bundle, tmp_path_factory.mktemp("npu-conv"))
 
 
 def test_the_npu_compiles_c1_whole_and_the_manifest_says_so(compiled_conv):
