@@ -61,7 +61,7 @@ def test_a_c_array_that_is_not_its_model_fails_the_microcontroller_row(
         ref["bytes"], ref["sha256"] = source.stat().st_size, hashlib.sha256(source.read_bytes()).hexdigest()
         write_json(bundle / "manifest.json", manifest)
     done, out, _ = cli(capsys, "verify", bundle, "--data", loaded_once)
-    assert done == 1 and "verify: 1 of 2 did not pass: tflite-int8 in tflm" in out, out
+    assert done == 1 and "verify: 1 of 3 did not pass: tflite-int8 in tflm" in out, out
     rows = verify_rows(bundle)
     assert rows["tflite-int8"]["status"] == "pass"
     expected = "its array is not lenet5_int8.tflite byte for byte" if signed else "integrity: sha256 differs"

@@ -241,9 +241,13 @@ def _header(
 
 #include <stdint.h>
 
+#define {prefix}_INPUT_TYPE {_ctype(inp)}
+#define {prefix}_INPUT_DIMS {{{", ".join(str(d) for d in inp.shape)}}} /* NHWC, as an initializer */
 #define {prefix}_INPUT_SIZE {inp.elements}
 #define {prefix}_INPUT_SCALE {_float(inp.scale)}
 #define {prefix}_INPUT_ZERO_POINT {inp.zero_point}
+#define {prefix}_OUTPUT_TYPE {_ctype(out)}
+#define {prefix}_OUTPUT_DIMS {{{", ".join(str(d) for d in out.shape)}}}
 #define {prefix}_OUTPUT_SIZE {out.elements}
 #define {prefix}_OUTPUT_SCALE {_float(out.scale)}
 #define {prefix}_OUTPUT_ZERO_POINT {out.zero_point}

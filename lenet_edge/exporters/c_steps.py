@@ -127,7 +127,7 @@ def _conv(graph: Graph, index: int, options, inputs: list[int], out: Tensor, op:
             raise _refuse(op, f"a grouped convolution ({inp.shape[3]} input channels, filters of {weights.shape[3]})")
     step = Step(index, op, inp.index, out.index, "dwconv" if depthwise else "conv")
     step.fields.update(_window(options, op, inp, out, kh, kw, dilated=True))
-    act_min, act_max = activation_range(options.fusedActivationFunction, out)
+    act_min, act_max = activation_range(options.fusedActivationFunction, out, op)
     step.fields.update(ic=inp.shape[3], oc=oc, in_offset=-inp.zero_point, out_offset=out.zero_point,
                        act_min=act_min, act_max=act_max)  # fmt: skip
     if depthwise:
@@ -152,7 +152,7 @@ def _fully_connected(graph: Graph, index: int, options, inputs: list[int], out: 
     if getattr(options, "weightsFormat", 0) != 0:
         raise _refuse(op, f"weights format {options.weightsFormat}")
     step = Step(index, op, inp.index, out.index, "fc")
-    act_min, act_max = activation_range(options.fusedActivationFunction, out)
+    act_min, act_max = activation_range(options.fusedActivationFunction, out, op)
     depth = weights.shape[1]
     step.fields.update(rows=inp.elements // depth, depth=depth, units=units, in_offset=-inp.zero_point,
                        out_offset=out.zero_point, act_min=act_min, act_max=act_max)  # fmt: skip
@@ -175,7 +175,7 @@ def _pool(graph: Graph, index: int, options, inputs: list[int], out: Tensor, op:
     step = Step(index, op, inp.index, out.index, "avgpool" if op == "AVERAGE_POOL_2D" else "maxpool")
     step.fields.update(_window(options, op, inp, out, options.filterHeight, options.filterWidth, dilated=False))
     del step.fields["dh"], step.fields["dw"]
-    act_min, act_max = activation_range(options.fusedActivationFunction, out)
+    act_min, act_max = activation_range(options.fusedActivationFunction, out, op)
     step.fields.update(c=inp.shape[3], act_min=act_min, act_max=act_max)
     return step
 
@@ -293,11 +293,37 @@ PLANNERS: dict[str, Callable[..., Step]] = {
 SUPPORTED_OPS = tuple(PLANNERS)
 
 
+def shape_only(graph: Graph) -> set[int]:
+    """The ops that only compute a RESHAPE's target shape (Flatten's SHAPE, STRIDED_SLICE and PACK when the graph
+    is exported as it is): int32 results read by nothing but RESHAPE's shape input or other such ops. Every
+    shape here is static, so the C model needs none of them."""
+    ops = list(graph.ops())
+    readers: dict[int, list[tuple[int, int]]] = {}
+    for index, _, _, inputs, _ in ops:
+        for position, tensor in enumerate(inputs):
+            readers.setdefault(tensor, []).append((index, position))
+    names = {index: name for index, name, *_ in ops}
+    found: set[int] = set()
+    for index, _, _, _, outputs in reversed(ops):
+        if outputs and all(
+            graph.tensors[t].dtype == "int32"
+            and t not in graph.outputs
+            and readers.get(t)
+            and all((names[r] == "RESHAPE" and position == 1) or r in found for r, position in readers[t])
+            for t in outputs
+        ):
+            found.add(index)
+    return found
+
+
 def plan_steps(graph: Graph) -> list[Step]:
-    """Every op of ``graph`` as a Step, in the file's order; UnsupportedModelError names the first op (or option)
-    the C model does not implement."""
+    """Every op of ``graph`` as a Step, in the file's order (the shape-only ops left out); UnsupportedModelError
+    names the first op (or option) the C model does not implement."""
     steps = []
+    skipped = shape_only(graph)
     for index, op, options, inputs, outputs in graph.ops():
+        if index in skipped:
+            continue
         planner = PLANNERS.get(op)
         if planner is None:
             raise UnsupportedModelError(f"op {op} (node {index}) is not implemented by the C model")
