@@ -31,7 +31,9 @@ def row_line(out: str, fmt: str) -> str:
     (line,) = [
         line
         for line in out.splitlines()
-        if f" {fmt} " in line and ("❎" in line or "❌" in line) and " tflm " not in line  # its own runtime's row
+        if f" {fmt} " in line
+        and ("❎" in line or "❌" in line)
+        and line.split()[2] not in ("tflm", "c")  # its own runtime's row, not TFLite Micro's or the C model's
     ]
     return line
 

@@ -122,6 +122,30 @@ def test_the_same_file_gives_the_same_bytes(tiny_bundle):
         generate(model, "bad-stem")
 
 
+@pytest.mark.parametrize("activation", ["TANH", "LOGISTIC", "RELU", "RELU6"])
+def test_each_activation_kernel_answers_as_tflite_micro(tools, tiny_bundle, mnist, tmp_path, activation):
+    """tiny_bundle's SOFTMAX swapped for an activation op (its int8 logits in, the int8 tensor of scale 1/256 and
+    zero point -128 out): the C kernel gives TFLite Micro's bytes on every digit."""
+
+    def swap(schema, parsed):
+        code = _op_code(schema, parsed, "SOFTMAX")
+        code.builtinCode = code.deprecatedBuiltinCode = getattr(schema.BuiltinOperator, activation)
+        for op in parsed.subgraphs[0].operators:
+            if op.opcodeIndex == parsed.operatorCodes.index(code):
+                op.builtinOptionsType, op.builtinOptions = 0, None
+
+    path = tmp_path / INT8
+    path.write_bytes(_edited((tiny_bundle / INT8).read_bytes(), swap))
+    made = generate(path.read_bytes())
+    assert activation in made.ops and "SOFTMAX" not in made.ops
+    for name, text in made.files.items():
+        (tmp_path / name).write_text(text)
+    digits = mnist.x_test[:DIGITS]
+    ours, theirs = open_runner("c", path).predict(digits, raw=True), open_runner("tflm", path).predict(digits, raw=True)
+    np.testing.assert_array_equal(ours, theirs)
+    assert len(np.unique(ours)) > 10  # the kernel's range is exercised, not a saturated corner
+
+
 def test_an_op_it_does_not_know_is_refused_by_name(tiny_bundle, tmp_path):
     """The softmax turned into LOG_SOFTMAX: the generator names the op (exit code 2); the bundle writer keeps
     the C array only and records why."""

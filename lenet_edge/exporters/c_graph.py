@@ -5,7 +5,7 @@ round-half-away-from-zero, the padding formulas), so that the C kernels do integ
 
 The steps cover what the exporters emit for LeNet-class models: QUANTIZE (uint8/int8 requantization), CONV_2D,
 DEPTHWISE_CONV_2D, FULLY_CONNECTED (per-channel or per-tensor weights), AVERAGE_POOL_2D, MAX_POOL_2D, RESHAPE,
-PAD, SOFTMAX, TANH, LOGISTIC, RELU and RELU6, on batch-1 int8 activations. Anything else (an op, a fused
+SOFTMAX, TANH, LOGISTIC, RELU and RELU6, on batch-1 int8 activations. Anything else (an op, a fused
 activation, a dtype, a float tensor, a grouped convolution) raises ``UnsupportedModelError`` naming it.
 NumPy and LiteRT's flatbuffer schema (``ai_edge_litert``); no TensorFlow."""
 

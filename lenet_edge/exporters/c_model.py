@@ -87,14 +87,13 @@ def _blocks(graph: Graph, steps: list[Step]) -> tuple[dict[int, _Block], set[int
         if source is not None and shares:
             source.tensors.append(step.output)
             source.size = max(source.size, out_size)
+            block_of[step.output] = source
             if step.alias:
                 free.add(i)
         else:
             block_of[step.output] = _Block([step.output], out_size, i, i)
     for block in {id(b): b for b in block_of.values()}.values():
         block.end = max([block.start, *(last_read.get(t, block.start) for t in block.tensors)])
-        for tensor in block.tensors:
-            block_of[tensor] = block
     return block_of, free
 
 

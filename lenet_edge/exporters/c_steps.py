@@ -1,6 +1,6 @@
 """Each op of an int8 .tflite turned into a ``c_graph.Step`` for the C model: its kernel, the kernel's parameters
 and the constants it keeps in flash, as TFLite Micro's Prepare computes them (tflite-micro's kernels/*_common.cc:
-conv, depthwise_conv, fully_connected, pooling, softmax, tanh, logistic, activations, quantize, pad). An op, an
+conv, depthwise_conv, fully_connected, pooling, softmax, tanh, logistic, activations, quantize). An op, an
 option or a dtype the C kernels do not implement raises ``UnsupportedModelError`` naming it. NumPy only."""
 
 from __future__ import annotations
@@ -252,28 +252,6 @@ def _reshape(graph: Graph, index: int, options, inputs: list[int], out: Tensor, 
     return step
 
 
-def _pad(graph: Graph, index: int, options, inputs: list[int], out: Tensor, op: str) -> Step:
-    inp = _int8(_activation(graph, inputs[0], op), op)
-    _four_d(op, inp, out)
-    paddings = graph.tensors[inputs[1]].data
-    if paddings is None or paddings.size != 8 or np.any(paddings < 0):
-        raise _refuse(op, "paddings that are not a constant [4, 2] of non-negative values")
-    pads = paddings.reshape(4, 2).astype(int)
-    value = out.zero_point
-    if len(inputs) > 2 and inputs[2] >= 0:  # PADV2's constant
-        constant = graph.tensors[inputs[2]].data
-        if constant is None or constant.size != 1:
-            raise _refuse(op, "a pad value that is not one constant")
-        value = int(constant[0])
-    if pads[0].any() or tuple(inp.shape[d] + pads[d].sum() for d in range(4)) != out.shape:
-        raise _refuse(op, f"paddings {pads.tolist()} for {list(inp.shape)} -> {list(out.shape)}")
-    step = Step(index, op, inp.index, out.index, "pad")
-    (_, ih, iw, c), (_, oh, ow, oc) = inp.shape, out.shape
-    step.fields.update(ih=ih, iw=iw, c=c, oh=oh, ow=ow, oc=oc, top=int(pads[1][0]), left=int(pads[2][0]),
-                       front=int(pads[3][0]), value=value)  # fmt: skip
-    return step
-
-
 PLANNERS: dict[str, Callable[..., Step]] = {
     "CONV_2D": _conv,
     "DEPTHWISE_CONV_2D": _conv,
@@ -287,8 +265,6 @@ PLANNERS: dict[str, Callable[..., Step]] = {
     "RELU6": _relu,
     "QUANTIZE": _quantize,
     "RESHAPE": _reshape,
-    "PAD": _pad,
-    "PADV2": _pad,
 }
 SUPPORTED_OPS = tuple(PLANNERS)
 
