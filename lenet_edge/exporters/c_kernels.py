@@ -20,20 +20,6 @@ static int32_t clamp32(int32_t x, int32_t low, int32_t high) {
 }
 """,
     ),
-    "window": (
-        (),
-        """
-/* the first and one past the last filter tap (of dilation d) that falls inside [0, size) from origin */
-static int window_start(int origin, int d) {
-    return origin < 0 ? (-origin + d - 1) / d : 0;
-}
-
-static int window_end(int origin, int d, int k, int size) {
-    const int end = size - origin > 0 ? (size - origin + d - 1) / d : 0;
-    return end < k ? end : k;
-}
-""",
-    ),
     "fixed": (
         (),
         """
@@ -166,45 +152,51 @@ def _struct(name: str) -> str:
 KERNELS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "conv": (
         "window",
-        ("window", "fixed", "clamp"),
+        ("fixed", "clamp"),
         """
-/* reference_integer_ops::ConvPerChannel: the same int32 sums, taken over the window's taps inside the image
-   (the padding adds nothing), a row of taps at a time where they are contiguous (no dilation across a row) */
+/* reference_integer_ops::ConvPerChannel. The bias holds in_offset times the filter's sum already: a window inside
+   the image adds weight * pixel only (a row of taps at a time: contiguous bytes); a tap outside the image adds
+   nothing in TFLite, so its weight * in_offset is taken back. */
 static void conv(const window_params *p, const int8_t *in, int8_t *out) {
     const int ih = p->ih, iw = p->iw, ic = p->ic, oc = p->oc, kh = p->kh, kw = p->kw, dh = p->dh, dw = p->dw;
-    const int taps = kh * kw * ic;
+    const int taps = kh * kw * ic, run = kw * ic;
     const int32_t offset = p->in_offset;
     int oy, ox, o, fy, fx, i;
     for (oy = 0; oy < p->oh; ++oy) {
         const int y0 = oy * p->sh - p->ph;
-        const int fy0 = window_start(y0, dh);
-        const int fy1 = window_end(y0, dh, kh, ih);
         for (ox = 0; ox < p->ow; ++ox) {
             const int x0 = ox * p->sw - p->pw;
-            const int fx0 = window_start(x0, dw);
-            const int fx1 = window_end(x0, dw, kw, iw);
-            const int run = (fx1 - fx0) * ic; /* contiguous bytes of one row of taps when dw == 1 */
+            const int inside = y0 >= 0 && y0 + dh * (kh - 1) < ih && x0 >= 0 && x0 + dw * (kw - 1) < iw;
             int8_t *dst = out + (oy * p->ow + ox) * oc;
             for (o = 0; o < oc; ++o) {
                 const int8_t *filter = p->w + o * taps;
-                int32_t acc = 0;
-                for (fy = fy0; fy < fy1; ++fy) {
-                    const int8_t *src = in + ((y0 + dh * fy) * iw + x0 + dw * fx0) * ic;
-                    const int8_t *tap = filter + (fy * kw + fx0) * ic;
-                    if (dw == 1) {
+                int32_t acc = p->bias[o];
+                if (inside && dw == 1) {
+                    for (fy = 0; fy < kh; ++fy) {
+                        const int8_t *src = in + ((y0 + dh * fy) * iw + x0) * ic;
+                        const int8_t *tap = filter + fy * run;
                         for (i = 0; i < run; ++i) {
-                            acc += (int32_t)tap[i] * ((int32_t)src[i] + offset);
+                            acc += (int32_t)tap[i] * src[i];
                         }
-                    } else {
-                        for (fx = 0; fx < fx1 - fx0; ++fx) {
-                            for (i = 0; i < ic; ++i) {
-                                acc += (int32_t)tap[fx * ic + i] * ((int32_t)src[fx * dw * ic + i] + offset);
+                    }
+                } else {
+                    for (fy = 0; fy < kh; ++fy) {
+                        const int y = y0 + dh * fy;
+                        for (fx = 0; fx < kw; ++fx) {
+                            const int x = x0 + dw * fx;
+                            const int8_t *tap = filter + (fy * kw + fx) * ic;
+                            if (y >= 0 && y < ih && x >= 0 && x < iw) {
+                                const int8_t *src = in + (y * iw + x) * ic;
+                                for (i = 0; i < ic; ++i) {
+                                    acc += (int32_t)tap[i] * src[i];
+                                }
+                            } else {
+                                for (i = 0; i < ic; ++i) {
+                                    acc -= (int32_t)tap[i] * offset;
+                                }
                             }
                         }
                     }
-                }
-                if (p->bias) {
-                    acc += p->bias[o];
                 }
                 acc = mbqm(acc, p->mult[o], p->shift[o]) + p->out_offset;
                 dst[o] = (int8_t)clamp32(acc, p->act_min, p->act_max);
@@ -216,35 +208,34 @@ static void conv(const window_params *p, const int8_t *in, int8_t *out) {
     ),
     "dwconv": (
         "window",
-        ("window", "fixed", "clamp"),
+        ("fixed", "clamp"),
         """
-/* reference_integer_ops::DepthwiseConvPerChannel, over the window's taps inside the image */
+/* reference_integer_ops::DepthwiseConvPerChannel, the input offset folded into the bias as in conv */
 static void dwconv(const window_params *p, const int8_t *in, int8_t *out) {
     const int ih = p->ih, iw = p->iw, ic = p->ic, oc = p->oc, kh = p->kh, kw = p->kw, dh = p->dh, dw = p->dw;
     const int32_t offset = p->in_offset;
     int oy, ox, c, m, fy, fx;
     for (oy = 0; oy < p->oh; ++oy) {
         const int y0 = oy * p->sh - p->ph;
-        const int fy0 = window_start(y0, dh);
-        const int fy1 = window_end(y0, dh, kh, ih);
         for (ox = 0; ox < p->ow; ++ox) {
             const int x0 = ox * p->sw - p->pw;
-            const int fx0 = window_start(x0, dw);
-            const int fx1 = window_end(x0, dw, kw, iw);
+            const int inside = y0 >= 0 && y0 + dh * (kh - 1) < ih && x0 >= 0 && x0 + dw * (kw - 1) < iw;
             int8_t *dst = out + (oy * p->ow + ox) * oc;
             for (c = 0; c < ic; ++c) {
                 for (m = 0; m < p->dm; ++m) {
                     const int o = m + c * p->dm;
-                    int32_t acc = 0;
-                    for (fy = fy0; fy < fy1; ++fy) {
-                        const int8_t *src = in + (y0 + dh * fy) * iw * ic + c;
-                        const int8_t *tap = p->w + fy * kw * oc + o;
-                        for (fx = fx0; fx < fx1; ++fx) {
-                            acc += (int32_t)tap[fx * oc] * ((int32_t)src[(x0 + dw * fx) * ic] + offset);
+                    int32_t acc = p->bias[o];
+                    for (fy = 0; fy < kh; ++fy) {
+                        const int y = y0 + dh * fy;
+                        for (fx = 0; fx < kw; ++fx) {
+                            const int x = x0 + dw * fx;
+                            const int32_t tap = p->w[(fy * kw + fx) * oc + o];
+                            if (inside || (y >= 0 && y < ih && x >= 0 && x < iw)) {
+                                acc += tap * in[(y * iw + x) * ic + c];
+                            } else {
+                                acc -= tap * offset;
+                            }
                         }
-                    }
-                    if (p->bias) {
-                        acc += p->bias[o];
                     }
                     acc = mbqm(acc, p->mult[o], p->shift[o]) + p->out_offset;
                     dst[o] = (int8_t)clamp32(acc, p->act_min, p->act_max);
@@ -259,19 +250,16 @@ static void dwconv(const window_params *p, const int8_t *in, int8_t *out) {
         "fc",
         ("fixed", "clamp"),
         """
-/* reference_integer_ops::FullyConnected(PerChannel) */
+/* reference_integer_ops::FullyConnected(PerChannel), the input offset folded into the bias */
 static void fc(const fc_params *p, const int8_t *in, int8_t *out) {
     int b, o, d;
     for (b = 0; b < p->rows; ++b) {
         const int8_t *row = in + b * p->depth;
         for (o = 0; o < p->units; ++o) {
             const int8_t *weights = p->w + o * p->depth;
-            int32_t acc = 0;
+            int32_t acc = p->bias[o];
             for (d = 0; d < p->depth; ++d) {
-                acc += (int32_t)weights[d] * ((int32_t)row[d] + p->in_offset);
-            }
-            if (p->bias) {
-                acc += p->bias[o];
+                acc += (int32_t)weights[d] * row[d];
             }
             acc = mbqm(acc, p->mult[o], p->shift[o]) + p->out_offset;
             out[b * p->units + o] = (int8_t)clamp32(acc, p->act_min, p->act_max);

@@ -84,12 +84,20 @@ def _per_channel(inp: Tensor, weights: Tensor, out: Tensor, channels: int) -> tu
     return np.array([m for m, _ in found], np.int32), np.array([s for _, s in found], np.int8)
 
 
-def _requant_constants(step: Step, mult: np.ndarray, shift: np.ndarray, bias: np.ndarray | None) -> None:
+def _requant_constants(
+    step: Step, mult: np.ndarray, shift: np.ndarray, bias: np.ndarray | None, weights: np.ndarray, axis: int
+) -> None:
+    """The requantization tables, and the bias with the input's offset times each output channel's sum of weights
+    folded in (the same int32 sums as sum(w * (x + offset)) + bias, one add fewer per multiply; the kernels take
+    back what the taps outside the image would have added)."""
     step.constants += [Const("mult", "int32_t", mult), Const("shift", "int8_t", shift)]
     step.fields.update(mult=f"node{step.index}_mult", shift=f"node{step.index}_shift")
-    if bias is not None:
-        step.constants.append(Const("bias", "int32_t", bias))
-    step.fields["bias"] = f"node{step.index}_bias" if bias is not None else 0
+    sums = np.moveaxis(weights.astype(np.int64), axis, 0).reshape(weights.shape[axis], -1).sum(1)
+    folded = (bias.astype(np.int64) if bias is not None else 0) + int(step.fields["in_offset"]) * sums
+    if np.abs(folded).max(initial=0) >= 1 << 31:
+        raise _refuse(step.op, "a bias that does not fit int32 once the input offset is folded in")
+    step.constants.append(Const("bias", "int32_t", folded.astype(np.int32)))
+    step.fields["bias"] = f"node{step.index}_bias"
 
 
 def _window(options, op: str, inp: Tensor, out: Tensor, kh: int, kw: int, dilated: bool) -> dict[str, int]:
@@ -139,7 +147,13 @@ def _conv(graph: Graph, index: int, options, inputs: list[int], out: Tensor, op:
         step.fields["dm"] = multiplier
     step.constants.append(Const("w", "int8_t", weights.data))
     step.fields["w"] = f"node{index}_w"
-    _requant_constants(step, *_per_channel(inp, weights, out, oc), _bias(graph, inputs, op, oc))
+    _requant_constants(
+        step,
+        *_per_channel(inp, weights, out, oc),
+        _bias(graph, inputs, op, oc),
+        weights.data.reshape(weights.shape),
+        3 if depthwise else 0,
+    )
     return step
 
 
@@ -168,7 +182,7 @@ def _fully_connected(graph: Graph, index: int, options, inputs: list[int], out: 
     else:  # tflite::GetQuantizedConvolutionMultipler: the scales' product in float32, then double
         m, s = quantize_multiplier(float(_f32(inp.scale) * _f32(weights.scale)) / out.scale)
         mult, shift = np.full(units, m, np.int32), np.full(units, s, np.int8)
-    _requant_constants(step, mult, shift, _bias(graph, inputs, op, units))
+    _requant_constants(step, mult, shift, _bias(graph, inputs, op, units), weights.data.reshape(weights.shape), 0)
     return step
 
 
