@@ -223,6 +223,22 @@ def test_verify_judges_the_c_model_against_keras_and_tflite_micro(tools, tiny_bu
     assert ("tflite-fp32", "c") not in rows  # a C model of the int8 file only
 
 
+@pytest.mark.parametrize("ci", [False, True], ids=["here", "ci"])
+def test_without_a_c_compiler_the_row_says_what_to_install(tools, tiny_bundle, mnist, monkeypatch, ci):
+    """No cc: the C model's row is not run and verify says what to install; under CI=true it is an error row."""
+    from lenet_edge.runtimes.c import CRunner
+    from lenet_edge.verify import verify_bundle
+
+    monkeypatch.setattr(CRunner, "missing", classmethod(lambda cls: "no C compiler (cc) here: apt-get install gcc"))
+    monkeypatch.setenv("CI", "true" if ci else "false")
+    result = verify_bundle(tiny_bundle, mnist, use_keras=False)
+    rows = [row for row in result["rows"] if row.runtime == "c"]
+    if ci:
+        assert [(row.status, row.reason) for row in rows] == [("error", "no C compiler (cc) here: apt-get install gcc")]
+    else:
+        assert rows == [] and "1 C model rows: no C compiler (cc) here: apt-get install gcc" in result["not_run"]
+
+
 @pytest.mark.slow  # the trained bundle (a minute of training) and its verify
 def test_the_trained_c_model_is_tflite_micro_on_every_test_digit_in_less_flash_and_ram(trained_bundle):
     import json
