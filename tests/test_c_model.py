@@ -102,15 +102,15 @@ def test_the_c_model_compiles_warning_free_as_c99_and_links_from_cxx(tools, tiny
     nm = subprocess.run(["nm", "lenet5_int8.o"], cwd=tmp_path, capture_output=True, text=True).stdout
     assert re.findall(r" [A-Z] (\w+)$", nm, re.MULTILINE) == ["lenet5_int8_predict"]  # no libc, one symbol out
     gxx = shutil.which("g++") or shutil.which("c++")
-    if gxx:
-        (tmp_path / "app.cc").write_text(
-            '#include "lenet5_int8.h"\nint main() { uint8_t in[LENET5_INT8_INPUT_SIZE] = {0};\n'
-            "  uint8_t out[LENET5_INT8_OUTPUT_SIZE]; lenet5_int8_predict(in, out); return out[0] > 255; }\n"
-        )
-        link = [gxx, "-Wall", "-Werror", "app.cc", "lenet5_int8.o", "-o", "app"]
-        done = subprocess.run(link, cwd=tmp_path, capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
-        assert subprocess.run([str(tmp_path / "app")]).returncode == 0
+    require(gxx is not None, "no C++ compiler: apt-get install g++")
+    (tmp_path / "app.cc").write_text(
+        '#include "lenet5_int8.h"\nint main() { uint8_t in[LENET5_INT8_INPUT_SIZE] = {0};\n'
+        "  uint8_t out[LENET5_INT8_OUTPUT_SIZE]; lenet5_int8_predict(in, out); return out[0] > 255; }\n"
+    )
+    link = [gxx, "-Wall", "-Werror", "app.cc", "lenet5_int8.o", "-o", "app"]
+    done = subprocess.run(link, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert subprocess.run([str(tmp_path / "app")]).returncode == 0
 
 
 def test_the_same_file_gives_the_same_bytes(tiny_bundle):
