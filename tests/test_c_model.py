@@ -146,6 +146,27 @@ def test_each_activation_kernel_answers_as_tflite_micro(tools, tiny_bundle, mnis
     assert len(np.unique(ours)) > 10  # the kernel's range is exercised, not a saturated corner
 
 
+def test_per_tensor_dense_weights_answer_as_tflite_micro(tools, tiny_bundle, mnist, tmp_path):
+    """The dense layer's weights given one scale (its first channel's) instead of one per channel: TFLite Micro then
+    takes the per-tensor path (the scales' product in float32), and so does the C model, byte for byte."""
+
+    def per_tensor(schema, parsed):
+        graph = parsed.subgraphs[0]
+        code = parsed.operatorCodes.index(_op_code(schema, parsed, "FULLY_CONNECTED"))
+        fc = next(op for op in graph.operators if op.opcodeIndex == code)
+        q = graph.tensors[fc.inputs[1]].quantization
+        q.scale, q.zeroPoint = np.asarray(q.scale[:1], np.float32), np.asarray(q.zeroPoint[:1], np.int64)
+
+    path = tmp_path / INT8
+    path.write_bytes(_edited((tiny_bundle / INT8).read_bytes(), per_tensor))
+    for name, text in generate(path.read_bytes()).files.items():
+        (tmp_path / name).write_text(text)
+    digits = mnist.x_test[:DIGITS]
+    ours, theirs = open_runner("c", path).predict(digits, raw=True), open_runner("tflm", path).predict(digits, raw=True)
+    np.testing.assert_array_equal(ours, theirs)
+    assert np.mean(ours.argmax(1) == mnist.y_test[:DIGITS]) > 0.5  # still a classifier, through the other path
+
+
 def test_an_op_it_does_not_know_is_refused_by_name(tiny_bundle, tmp_path):
     """The softmax turned into LOG_SOFTMAX: the generator names the op (exit code 2); the bundle writer keeps
     the C array only and records why."""
