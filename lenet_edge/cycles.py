@@ -46,7 +46,17 @@ ELEMENT_BYTES = {"b": 1, "w": 2, "l": 4, "q": 8}
 # left out of the text priced
 FREE = {"x86_64": re.compile(r"^endbr(64|32)$"), "aarch64": re.compile(r"^$")}
 # In-order cores: no overlap between blocks, so a block's own dependencies stall it as in a loop
-IN_ORDER = {"cortex-a53", "cortex-a55", "cortex-a510", "cortex-a520"}
+IN_ORDER = {
+    "cortex-a53",
+    "cortex-a55",
+    "cortex-a510",
+    "cortex-a520",
+    "cortex-m3",
+    "cortex-m4",
+    "cortex-m33",
+    "cortex-m55",
+    "cortex-m7",
+}
 
 Block = tuple[str, ...]  # each instruction's bytes in hex, in memory order
 
@@ -71,6 +81,12 @@ AARCH64 = Isa(
     "0xef 0xbe 0x00 0x00", "udf #48879",
 )  # fmt: skip
 X86_64 = Isa("x86_64", "x86_64", "", "0x49 0xbf 0x1e 0xab 0xa1 0x5c 0xde 0xc0 0xad 0x1b", "0x1BADC0DE5CA1AB1E")
+
+
+def thumb(triple: str, mattr: str = "") -> Isa:
+    """A Cortex-M's Thumb instruction set (``thumbv7em-none-eabi``…); the sentinel is ``udf #254``, which llvm-mc
+    prints as ``trap``."""
+    return Isa(triple.split("-")[0], triple, mattr, "0xfe 0xde", "trap")
 
 
 @dataclass
@@ -280,7 +296,7 @@ def price_regions(isa: Isa, mcpu: str, regions: dict[str, Counter[Block]]) -> di
     """Each region's cycles on ``mcpu``: every distinct block priced once (one llvm-mc and one llvm-mca call)."""
     insns = {insn for runs in regions.values() for block in runs for insn in block}
     text = disassemble(isa, insns)
-    free = FREE[isa.name]
+    free = FREE.get(isa.name, FREE["aarch64"])
     readable = {
         block: [line for insn in block for line in text[insn] if not free.match(line)]
         for runs in regions.values()
@@ -337,4 +353,5 @@ __all__ = [
     "llvm_missing",
     "price_regions",
     "read_trace",
+    "thumb",
 ]

@@ -319,3 +319,45 @@ def plot_instruction_counts(costs: dict[str, list[dict]], path: Path) -> Figure:
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_mcu(section: dict, path: Path) -> Figure:
+    """Left: the estimated µs per image on each real board (log scale), the emulated board's verdict beside it.
+    Right: the C model's flash and RAM on each core against TFLite Micro's C array and arena (KiB)."""
+    plt = _pyplot()
+    boards = [row for row in section.get("boards", []) if "firmware" in row]
+    reals = [(real, row) for row in boards for real in row["real_boards"] if real.get("microseconds")]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 1.8 + 0.42 * max(len(reals), len(boards) + 1, 3)),
+                                      dpi=110, gridspec_kw={"width_ratios": [3, 2]})  # fmt: skip
+    labels = [
+        f"{real['label']} ({real['core'].removeprefix('cortex-')}, {real['clock_mhz']:g} MHz)" for real, _ in reals
+    ]
+    values = [real["microseconds"] for real, _ in reals]
+    colors = ["tab:green" if real["fits"] else "tab:red" for real, _ in reals]
+    left.barh(range(len(reals)), values, color=colors)
+    for i, (value, (_, row)) in enumerate(zip(values, reals, strict=True)):
+        mark = "bit-exact" if row.get("bit_exact") else "NOT bit-exact" if row.get("bit_exact") is False else ""
+        left.text(value * 1.05, i, f"{value:,.0f} µs  {mark}", va="center", fontsize=8)
+    left.set_yticks(range(len(reals)), labels, fontsize=8)
+    left.invert_yaxis()
+    left.set_xscale("log")
+    if values:
+        left.set_xlim(min(values) / 2, max(values) * 12)
+    left.set_xlabel("estimated µs per image (log scale; method per core in report.md)")
+    left.set_title("Time per image at each board's clock (green: fits its flash and RAM)", fontsize=10)
+    left.grid(axis="x", alpha=0.3)
+    tflm = section.get("tflm", {})
+    names = [row["core"].removeprefix("cortex-") for row in boards] + ["TFLite Micro"]
+    flash = [row["model"]["flash"] / 1024 for row in boards] + [(tflm.get("c_array_bytes") or 0) / 1024]
+    ram = [row["model"]["ram"] / 1024 for row in boards] + [(tflm.get("arena_bytes") or 0) / 1024]
+    ys = range(len(names))
+    right.barh([y - 0.2 for y in ys], flash, 0.4, label="flash (TFLite Micro: the C array, library not counted)")
+    right.barh([y + 0.2 for y in ys], ram, 0.4, label="RAM (TFLite Micro: the arena, interpreter not counted)")
+    right.set_yticks(list(ys), names, fontsize=8)
+    right.invert_yaxis()
+    right.set_xlabel("KiB")
+    right.set_title("The C model's memory on each core vs TFLite Micro", fontsize=10)
+    right.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
+    right.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
