@@ -1,0 +1,32 @@
+"""lenet-edge mcu refuses bad input in one line with exit code 2, before any build or emulator run, and leaves the
+bundle as it was: an unknown board (the known ones listed), a bundle without an int8 .tflite, --all with --board.
+The four checks every case makes are in tests/bad_input.py."""
+
+from __future__ import annotations
+
+from bad_input import assert_kept, bundle_of, cli, error_line, snapshot
+
+
+def test_an_unknown_board_is_refused_naming_it_and_listing_the_known_ones(tiny_bundle, tmp_path, capsys):
+    bundle = bundle_of(tiny_bundle, tmp_path / "bundle", ("tflite-int8",))
+    before = snapshot(tmp_path)
+    code, _out, err = cli(capsys, "mcu", bundle, "--board", "esp32-s3")
+    line = error_line(err)
+    assert code == 2 and "unknown board 'esp32-s3'" in line
+    assert all(name in line for name in ("microbit", "mps2-an386", "mps2-an500", "mps2-an505", "mps3-an547"))
+    assert "nano-33-ble-sense" in line
+    assert_kept(before, snapshot(tmp_path))
+
+
+def test_a_bundle_without_an_int8_tflite_is_refused(tiny_bundle, tmp_path, capsys):
+    bundle = bundle_of(tiny_bundle, tmp_path / "bundle", ("tflite-fp32", "onnx-int8"))
+    before = snapshot(tmp_path)
+    code, _out, err = cli(capsys, "mcu", bundle, "--board", "microbit")
+    assert code == 2 and "no int8 .tflite (tflite-int8)" in error_line(err)
+    assert_kept(before, snapshot(tmp_path))
+
+
+def test_all_and_a_board_together_are_refused(tiny_bundle, tmp_path, capsys):
+    bundle = bundle_of(tiny_bundle, tmp_path / "bundle", ("tflite-int8",))
+    code, _out, err = cli(capsys, "mcu", bundle, "--all", "--board", "microbit")
+    assert code == 2 and "--all and --board" in error_line(err)
