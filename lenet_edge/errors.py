@@ -23,6 +23,12 @@ class ExportError(LenetEdgeError):
     """One format failed to export or failed its post-export check."""
 
 
+class UnsupportedModelError(LenetEdgeError):
+    """A model file whose graph a generator cannot take: the op, option or dtype it does not implement, named."""
+
+    exit_code = 2
+
+
 class BundleError(LenetEdgeError):
     """A bundle folder that cannot be written or read."""
 

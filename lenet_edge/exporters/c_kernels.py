@@ -1,0 +1,538 @@
+"""The C text of the C model's kernels: TFLite's int8 reference kernels (tensorflow/lite/kernels/internal/
+reference/integer_ops, as TFLite Micro runs them) and gemmlowp's fixed-point arithmetic they use
+(SaturatingRoundingDoublingHighMul, RoundingDivideByPOT, the double-rounding MultiplyByQuantizedMultiplier that
+TFLite Micro is built with, exp_on_negative_values, tanh, logistic, 1/(1+x)), written again in C99 with
+<stdint.h> only. Each kernel takes a parameter struct its step fills in; only the kernels a model uses (and the
+helpers they need) are emitted, so the file compiles warning-free. Signed right shifts are arithmetic, as on
+every GCC, Clang and Arm compiler (the C file checks it at compile time). The standard library only."""
+
+from __future__ import annotations
+
+# name -> (helpers it needs, C text). Helpers come first in the file, in this table's order.
+HELPERS: dict[str, tuple[tuple[str, ...], str]] = {
+    "clamp": (
+        (),
+        """
+static int32_t clamp32(int32_t x, int32_t low, int32_t high) {
+    return x < low ? low : (x > high ? high : x);
+}
+""",
+    ),
+    "fixed": (
+        (),
+        """
+/* gemmlowp's SaturatingRoundingDoublingHighMul: (a * b * 2) / 2^32, rounded to nearest, saturated. */
+static int32_t srdhm(int32_t a, int32_t b) {
+    int64_t ab, num;
+    if (a == b && a == INT32_MIN) {
+        return INT32_MAX;
+    }
+    ab = (int64_t)a * (int64_t)b;
+    num = ab + (ab >= 0 ? (INT64_C(1) << 30) : (1 - (INT64_C(1) << 30)));
+    return (int32_t)(num >= 0 ? (num >> 31) : -((-num) >> 31)); /* C division: toward zero */
+}
+
+/* gemmlowp's RoundingDivideByPOT: x / 2^e rounded to nearest, ties away from zero. */
+static int32_t rdbpot(int32_t x, int e) {
+    const int32_t mask = (int32_t)((INT64_C(1) << e) - 1);
+    const int32_t remainder = x & mask;
+    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> e) + (remainder > threshold ? 1 : 0);
+}
+
+/* tflite::MultiplyByQuantizedMultiplier, double rounding (TFLite Micro's build): x * m * 2^(shift - 31). */
+static int32_t mbqm(int32_t x, int32_t m, int shift) {
+    const int left = shift > 0 ? shift : 0;
+    const int right = shift > 0 ? 0 : -shift;
+    return rdbpot(srdhm((int32_t)((uint32_t)x << left), m), right);
+}
+""",
+    ),
+    "exp": (
+        ("fixed",),
+        """
+/* gemmlowp's SaturatingRoundingMultiplyByPOT: x * 2^e, saturated (e > 0) or rounded (e < 0). */
+static int32_t sat_pot(int32_t x, int e) {
+    if (e > 0) {
+        const int32_t threshold = (int32_t)((INT64_C(1) << (31 - e)) - 1);
+        if (x > threshold) {
+            return INT32_MAX;
+        }
+        if (x < -threshold) {
+            return INT32_MIN;
+        }
+        return (int32_t)((uint32_t)x << e);
+    }
+    return e < 0 ? rdbpot(x, -e) : x;
+}
+
+/* gemmlowp's exp_on_interval_between_negative_one_quarter_and_0_excl, Q0.31. */
+static int32_t exp_quarter(int32_t a) {
+    const int32_t constant_term = 1895147668; /* exp(-1/8) */
+    const int32_t one_third = 715827883;
+    const int32_t x = a + (1 << 28);
+    const int32_t x2 = srdhm(x, x);
+    const int32_t x3 = srdhm(x2, x);
+    const int32_t x4 = srdhm(x2, x2);
+    const int32_t x4_over_4 = rdbpot(x4, 2);
+    const int32_t poly = rdbpot(srdhm(x4_over_4 + x3, one_third) + x2, 1);
+    return constant_term + srdhm(constant_term, x + poly);
+}
+
+/* gemmlowp's exp_on_negative_values: a is Q(bits).(31 - bits), a <= 0; the result is Q0.31. */
+static int32_t exp_negative(int32_t a, int bits) {
+    static const int32_t multipliers[7] = {1672461947, 1302514674, 790015084, 290630308, 39332535, 720401, 242};
+    const int fraction = 31 - bits;
+    const int32_t quarter = (int32_t)1 << (fraction - 2);
+    const int32_t mod_minus_quarter = (a & (quarter - 1)) - quarter;
+    const int32_t remainder = mod_minus_quarter - a;
+    int32_t result = exp_quarter(sat_pot(mod_minus_quarter, bits));
+    int k;
+    for (k = 0; k < 7; ++k) {
+        const int exponent = k - 2; /* exp(-2^exponent) */
+        if (bits > exponent && (remainder & ((int32_t)1 << (fraction + exponent))) != 0) {
+            result = srdhm(result, multipliers[k]);
+        }
+    }
+    if (bits > 5 && a < -((int32_t)1 << (36 - bits))) {
+        result = 0;
+    }
+    return a == 0 ? INT32_MAX : result;
+}
+
+/* gemmlowp's Newton-Raphson division shared by one_over_one_plus_x and one_minus_x_over_one_plus_x: 1/(1+a)
+   as Q2.29, a in [0, 1) as Q0.31. */
+static int32_t reciprocal_q2(int32_t a) {
+    const int64_t sum = (int64_t)a + INT32_MAX;
+    const int32_t half = (int32_t)((sum + (sum >= 0 ? 1 : -1)) / 2);
+    int32_t x = 1515870810 + srdhm(half, -1010580540); /* 48/17 - 32/17 * half */
+    int i;
+    for (i = 0; i < 3; ++i) {
+        const int32_t one_minus = ((int32_t)1 << 29) - srdhm(half, x);
+        x = x + sat_pot(srdhm(x, one_minus), 2);
+    }
+    return x;
+}
+""",
+    ),
+    "one_over": (
+        ("exp",),
+        """
+/* gemmlowp's one_over_one_plus_x_for_x_in_0_1, Q0.31. */
+static int32_t one_over_one_plus(int32_t a) {
+    return sat_pot(reciprocal_q2(a), 1);
+}
+""",
+    ),
+    "one_minus_over": (
+        ("exp",),
+        """
+/* gemmlowp's one_minus_x_over_one_plus_x_for_x_in_0_1, Q0.31. */
+static int32_t one_minus_over_one_plus(int32_t a) {
+    return sat_pot(reciprocal_q2(a) - ((int32_t)1 << 29), 2);
+}
+""",
+    ),
+}
+
+# struct -> its fields: (C type, names); a step's struct is filled in with designated initializers
+STRUCTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "window": (("int", "ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, dh, dw, ph, pw, dm"),
+               ("int32_t", "in_offset, out_offset, act_min, act_max"), ("const int8_t *", "w"),
+               ("const int32_t *", "bias"), ("const int32_t *", "mult"), ("const int8_t *", "shift")),
+    "fc": (("int", "rows, depth, units"), ("int32_t", "in_offset, out_offset, act_min, act_max"),
+           ("const int8_t *", "w"), ("const int32_t *", "bias"), ("const int32_t *", "mult"),
+           ("const int8_t *", "shift")),
+    "pool": (("int", "ih, iw, c, oh, ow, kh, kw, sh, sw, ph, pw"), ("int32_t", "act_min, act_max")),
+    "pointwise": (("int", "n"), ("int32_t", "in_zp, out_zp, mult, shift, act_min, act_max, radius, zero, six")),
+    "softmax": (("int", "rows, depth"), ("int32_t", "mult, shift, diff_min")),
+    "pad": (("int", "ih, iw, c, oh, ow, oc, top, left, front"), ("int32_t", "value")),
+}  # fmt: skip
+
+
+def _struct(name: str) -> str:
+    lines = [f"    {ctype}{'' if ctype.endswith('*') else ' '}{names};" for ctype, names in STRUCTS[name]]
+    return "\ntypedef struct {\n" + "\n".join(lines) + f"\n}} {name}_params;\n"
+
+
+# kernel -> (struct, helpers, C text)
+KERNELS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "conv": (
+        "window",
+        ("fixed", "clamp"),
+        """
+/* reference_integer_ops::ConvPerChannel */
+static void conv(const window_params *p, const int8_t *in, int8_t *out) {
+    int oy, ox, o, fy, fx, c;
+    for (oy = 0; oy < p->oh; ++oy) {
+        const int y0 = oy * p->sh - p->ph;
+        for (ox = 0; ox < p->ow; ++ox) {
+            const int x0 = ox * p->sw - p->pw;
+            for (o = 0; o < p->oc; ++o) {
+                const int8_t *filter = p->w + o * p->kh * p->kw * p->ic;
+                int32_t acc = 0;
+                for (fy = 0; fy < p->kh; ++fy) {
+                    const int y = y0 + p->dh * fy;
+                    if (y < 0 || y >= p->ih) {
+                        continue;
+                    }
+                    for (fx = 0; fx < p->kw; ++fx) {
+                        const int x = x0 + p->dw * fx;
+                        const int8_t *src = in + (y * p->iw + x) * p->ic;
+                        const int8_t *tap = filter + (fy * p->kw + fx) * p->ic;
+                        if (x < 0 || x >= p->iw) {
+                            continue;
+                        }
+                        for (c = 0; c < p->ic; ++c) {
+                            acc += (int32_t)tap[c] * ((int32_t)src[c] + p->in_offset);
+                        }
+                    }
+                }
+                if (p->bias) {
+                    acc += p->bias[o];
+                }
+                acc = mbqm(acc, p->mult[o], p->shift[o]) + p->out_offset;
+                out[(oy * p->ow + ox) * p->oc + o] = (int8_t)clamp32(acc, p->act_min, p->act_max);
+            }
+        }
+    }
+}
+""",
+    ),
+    "dwconv": (
+        "window",
+        ("fixed", "clamp"),
+        """
+/* reference_integer_ops::DepthwiseConvPerChannel */
+static void dwconv(const window_params *p, const int8_t *in, int8_t *out) {
+    int oy, ox, ic, m, fy, fx;
+    for (oy = 0; oy < p->oh; ++oy) {
+        const int y0 = oy * p->sh - p->ph;
+        for (ox = 0; ox < p->ow; ++ox) {
+            const int x0 = ox * p->sw - p->pw;
+            for (ic = 0; ic < p->ic; ++ic) {
+                for (m = 0; m < p->dm; ++m) {
+                    const int o = m + ic * p->dm;
+                    int32_t acc = 0;
+                    for (fy = 0; fy < p->kh; ++fy) {
+                        const int y = y0 + p->dh * fy;
+                        if (y < 0 || y >= p->ih) {
+                            continue;
+                        }
+                        for (fx = 0; fx < p->kw; ++fx) {
+                            const int x = x0 + p->dw * fx;
+                            if (x < 0 || x >= p->iw) {
+                                continue;
+                            }
+                            acc += (int32_t)p->w[(fy * p->kw + fx) * p->oc + o] *
+                                   ((int32_t)in[(y * p->iw + x) * p->ic + ic] + p->in_offset);
+                        }
+                    }
+                    if (p->bias) {
+                        acc += p->bias[o];
+                    }
+                    acc = mbqm(acc, p->mult[o], p->shift[o]) + p->out_offset;
+                    out[(oy * p->ow + ox) * p->oc + o] = (int8_t)clamp32(acc, p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+}
+""",
+    ),
+    "fc": (
+        "fc",
+        ("fixed", "clamp"),
+        """
+/* reference_integer_ops::FullyConnected(PerChannel) */
+static void fc(const fc_params *p, const int8_t *in, int8_t *out) {
+    int b, o, d;
+    for (b = 0; b < p->rows; ++b) {
+        const int8_t *row = in + b * p->depth;
+        for (o = 0; o < p->units; ++o) {
+            const int8_t *weights = p->w + o * p->depth;
+            int32_t acc = 0;
+            for (d = 0; d < p->depth; ++d) {
+                acc += (int32_t)weights[d] * ((int32_t)row[d] + p->in_offset);
+            }
+            if (p->bias) {
+                acc += p->bias[o];
+            }
+            acc = mbqm(acc, p->mult[o], p->shift[o]) + p->out_offset;
+            out[b * p->units + o] = (int8_t)clamp32(acc, p->act_min, p->act_max);
+        }
+    }
+}
+""",
+    ),
+    "avgpool": (
+        "pool",
+        ("clamp",),
+        """
+/* reference_integer_ops::AveragePool: the window clamped to the image, rounded half away from zero */
+static void avgpool(const pool_params *p, const int8_t *in, int8_t *out) {
+    int oy, ox, c, y, x;
+    for (oy = 0; oy < p->oh; ++oy) {
+        const int y0 = oy * p->sh - p->ph;
+        const int y_start = y0 < 0 ? 0 : y0;
+        const int y_end = y0 + p->kh < p->ih ? y0 + p->kh : p->ih;
+        for (ox = 0; ox < p->ow; ++ox) {
+            const int x0 = ox * p->sw - p->pw;
+            const int x_start = x0 < 0 ? 0 : x0;
+            const int x_end = x0 + p->kw < p->iw ? x0 + p->kw : p->iw;
+            const int32_t count = (y_end - y_start) * (x_end - x_start);
+            for (c = 0; c < p->c; ++c) {
+                int32_t acc = 0;
+                for (y = y_start; y < y_end; ++y) {
+                    for (x = x_start; x < x_end; ++x) {
+                        acc += in[(y * p->iw + x) * p->c + c];
+                    }
+                }
+                acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
+                out[(oy * p->ow + ox) * p->c + c] = (int8_t)clamp32(acc, p->act_min, p->act_max);
+            }
+        }
+    }
+}
+""",
+    ),
+    "maxpool": (
+        "pool",
+        ("clamp",),
+        """
+/* reference_integer_ops::MaxPool */
+static void maxpool(const pool_params *p, const int8_t *in, int8_t *out) {
+    int oy, ox, c, y, x;
+    for (oy = 0; oy < p->oh; ++oy) {
+        const int y0 = oy * p->sh - p->ph;
+        const int y_start = y0 < 0 ? 0 : y0;
+        const int y_end = y0 + p->kh < p->ih ? y0 + p->kh : p->ih;
+        for (ox = 0; ox < p->ow; ++ox) {
+            const int x0 = ox * p->sw - p->pw;
+            const int x_start = x0 < 0 ? 0 : x0;
+            const int x_end = x0 + p->kw < p->iw ? x0 + p->kw : p->iw;
+            for (c = 0; c < p->c; ++c) {
+                int32_t best = -128;
+                for (y = y_start; y < y_end; ++y) {
+                    for (x = x_start; x < x_end; ++x) {
+                        const int32_t v = in[(y * p->iw + x) * p->c + c];
+                        best = v > best ? v : best;
+                    }
+                }
+                out[(oy * p->ow + ox) * p->c + c] = (int8_t)clamp32(best, p->act_min, p->act_max);
+            }
+        }
+    }
+}
+""",
+    ),
+    "softmax": (
+        "softmax",
+        ("one_over", "clamp"),
+        """
+/* reference_ops::Softmax for int8 in and out (scale 1/256, zero point -128): gemmlowp's fixed-point exp */
+static void softmax(const softmax_params *p, const int8_t *in, int8_t *out) {
+    int r, c;
+    for (r = 0; r < p->rows; ++r) {
+        const int8_t *x = in + r * p->depth;
+        int8_t *y = out + r * p->depth;
+        int32_t max = -128, sum = 0, scale, headroom = 0;
+        uint32_t bits;
+        for (c = 0; c < p->depth; ++c) {
+            max = x[c] > max ? x[c] : max;
+        }
+        for (c = 0; c < p->depth; ++c) {
+            const int32_t diff = x[c] - max;
+            if (diff >= p->diff_min) {
+                sum += rdbpot(exp_negative(mbqm(diff, p->mult, (int)p->shift), 5), 12);
+            }
+        }
+        for (bits = (uint32_t)sum; !(bits & 0x80000000u); bits <<= 1) {
+            ++headroom; /* count leading zeros: sum > 0 (the largest input adds exp(0)) */
+        }
+        scale = one_over_one_plus((int32_t)(((uint32_t)sum << headroom) - 0x80000000u));
+        for (c = 0; c < p->depth; ++c) {
+            const int32_t diff = x[c] - max;
+            int32_t value = -128;
+            if (diff >= p->diff_min) {
+                const int32_t e = exp_negative(mbqm(diff, p->mult, (int)p->shift), 5);
+                value = clamp32(rdbpot(srdhm(scale, e), (12 - headroom) + 31 - 8) - 128, -128, 127);
+            }
+            y[c] = (int8_t)value;
+        }
+    }
+}
+""",
+    ),
+    "tanh": (
+        "pointwise",
+        ("one_minus_over",),
+        """
+/* reference_integer_ops::Tanh (int8): gemmlowp's tanh on Q4.27, output Q0.7 */
+static void tanh_s8(const pointwise_params *p, const int8_t *in, int8_t *out) {
+    int i;
+    for (i = 0; i < p->n; ++i) {
+        const int32_t x = (int32_t)in[i] - p->in_zp;
+        int32_t value;
+        if (x <= -p->radius) {
+            value = -128;
+        } else if (x >= p->radius) {
+            value = 127;
+        } else {
+            const int32_t a = mbqm(x, p->mult, (int)p->shift);
+            const int32_t negative = a < 0 ? a : -a;
+            const int32_t t = one_minus_over_one_plus(exp_negative(negative, 5));
+            const int32_t q0 = a == 0 ? 0 : (a < 0 ? -t : t);
+            value = rdbpot(q0, 24);
+            value = value < -128 ? -128 : (value > 127 ? 127 : value);
+        }
+        out[i] = (int8_t)value;
+    }
+}
+""",
+    ),
+    "logistic": (
+        "pointwise",
+        ("one_over",),
+        """
+/* reference_integer_ops::Logistic (int8): gemmlowp's logistic on Q4.27, output scale 1/256 zero point -128 */
+static void logistic_s8(const pointwise_params *p, const int8_t *in, int8_t *out) {
+    int i;
+    for (i = 0; i < p->n; ++i) {
+        const int32_t x = (int32_t)in[i] - p->in_zp;
+        int32_t value;
+        if (x <= -p->radius) {
+            value = -128;
+        } else if (x >= p->radius) {
+            value = 127;
+        } else {
+            const int32_t a = mbqm(x, p->mult, (int)p->shift);
+            const int32_t magnitude = a > 0 ? a : -a;
+            const int32_t positive = one_over_one_plus(exp_negative(-magnitude, 4));
+            const int32_t q0 = a == 0 ? ((int32_t)1 << 30) : (a > 0 ? positive : INT32_MAX - positive);
+            value = rdbpot(q0, 23) - 128;
+            value = value < -128 ? -128 : (value > 127 ? 127 : value);
+        }
+        out[i] = (int8_t)value;
+    }
+}
+""",
+    ),
+    "relu": (
+        "pointwise",
+        ("fixed", "clamp"),
+        """
+/* tflite::ReluQuantized (TFLite Micro's activations.h) */
+static void relu_s8(const pointwise_params *p, const int8_t *in, int8_t *out) {
+    int i;
+    for (i = 0; i < p->n; ++i) {
+        const int32_t v = p->out_zp + mbqm((int32_t)in[i] - p->in_zp, p->mult, (int)p->shift);
+        out[i] = (int8_t)clamp32(v, p->act_min, p->act_max);
+    }
+}
+""",
+    ),
+    "relu6": (
+        "pointwise",
+        ("clamp",),
+        """
+/* TFLite Micro's Relu6Quantized: clamped in the input's quantization */
+static void relu6_s8(const pointwise_params *p, const int8_t *in, int8_t *out) {
+    int i;
+    for (i = 0; i < p->n; ++i) {
+        out[i] = (int8_t)clamp32(in[i], p->zero, p->six);
+    }
+}
+""",
+    ),
+    "copy": (
+        "pointwise",
+        (),
+        """
+static void copy_bytes(const pointwise_params *p, const int8_t *in, int8_t *out) {
+    int i;
+    for (i = 0; i < p->n; ++i) {
+        out[i] = in[i];
+    }
+}
+""",
+    ),
+    "pad": (
+        "pad",
+        (),
+        """
+/* reference_ops::Pad (NHWC, batch 1): the border holds the output's zero point */
+static void pad(const pad_params *p, const int8_t *in, int8_t *out) {
+    int y, x, c;
+    for (y = 0; y < p->oh; ++y) {
+        for (x = 0; x < p->ow; ++x) {
+            const int iy = y - p->top, ix = x - p->left;
+            const int inside = iy >= 0 && iy < p->ih && ix >= 0 && ix < p->iw;
+            for (c = 0; c < p->oc; ++c) {
+                const int ic = c - p->front;
+                out[(y * p->ow + x) * p->oc + c] = inside && ic >= 0 && ic < p->c
+                    ? in[(iy * p->iw + ix) * p->c + ic] : (int8_t)p->value;
+            }
+        }
+    }
+}
+""",
+    ),
+}
+
+C_TYPES = {"s8": "int8_t", "u8": "uint8_t"}
+for _src in C_TYPES:
+    for _dst in C_TYPES:
+        if _src == _dst == "u8":
+            continue
+        KERNELS[f"requant_{_src}_{_dst}"] = (
+            "pointwise",
+            ("fixed",),
+            f"""
+/* reference_ops::Requantize ({C_TYPES[_src]} -> {C_TYPES[_dst]}) */
+static void requant_{_src}_{_dst}(const pointwise_params *p, const int8_t *in, int8_t *out) {{
+    const {C_TYPES[_src]} *x = (const {C_TYPES[_src]} *)in;
+    {C_TYPES[_dst]} *y = ({C_TYPES[_dst]} *)out;
+    const int32_t low = {-128 if _dst == "s8" else 0}, high = {127 if _dst == "s8" else 255};
+    int i;
+    for (i = 0; i < p->n; ++i) {{
+        int32_t v = mbqm((int32_t)x[i] - p->in_zp, p->mult, (int)p->shift) + p->out_zp;
+        v = v < low ? low : (v > high ? high : v);
+        y[i] = ({C_TYPES[_dst]})v;
+    }}
+}}
+""",
+        )
+
+FUNCTIONS = {"tanh": "tanh_s8", "logistic": "logistic_s8", "relu": "relu_s8", "relu6": "relu6_s8", "copy": "copy_bytes"}
+STRUCT_FIELDS = {name: {f.strip() for _, names in fields for f in names.split(",")} for name, fields in STRUCTS.items()}
+
+
+def function(kernel: str) -> str:
+    """The C function a kernel is called by."""
+    return FUNCTIONS.get(kernel, kernel)
+
+
+def struct_of(kernel: str) -> str:
+    return f"{KERNELS[kernel][0]}_params"
+
+
+def kernel_text(kernels: list[str]) -> str:
+    """The struct types, helpers and kernels ``kernels`` need, each once, in a fixed order."""
+    helpers: list[str] = []
+
+    def need(name: str) -> None:
+        for dependency in HELPERS[name][0]:
+            need(dependency)
+        if name not in helpers:
+            helpers.append(name)
+
+    for kernel in kernels:
+        for helper in KERNELS[kernel][1]:
+            need(helper)
+    structs = sorted({KERNELS[k][0] for k in kernels}, key=list(STRUCTS).index)
+    ordered_helpers = sorted(helpers, key=list(HELPERS).index)
+    ordered_kernels = sorted(set(kernels), key=list(KERNELS).index)
+    parts = [_struct(s) for s in structs] + [HELPERS[h][1] for h in ordered_helpers]
+    parts += [KERNELS[k][2] for k in ordered_kernels]
+    return "".join(parts)
