@@ -157,8 +157,25 @@ def _tool(name: str) -> str:
     return path
 
 
+def is_thumb_it(insn: str) -> bool:
+    """A Thumb IT instruction (``bfXY``, mask Y not 0): llvm-mc decodes the instructions after it as its block."""
+    return len(insn) == 4 and insn[2:] == "bf" and int(insn[:2], 16) & 0xF != 0
+
+
 def disassemble(isa: Isa, insns: set[str]) -> dict[str, list[str]]:
-    """Assembly lines of each instruction (hex bytes); an instruction llvm-mc cannot decode is left out.
+    """Assembly lines of each instruction (hex bytes); an instruction llvm-mc cannot decode is left out. A Thumb
+    IT instruction is decoded on its own: in one stream it would make the next ones its conditional block."""
+    if isa.sentinel_text != "trap":
+        return _disassemble(isa, insns)
+    its = {insn for insn in insns if is_thumb_it(insn)}
+    text = _disassemble(isa, insns - its)
+    for insn in sorted(its):
+        text |= _disassemble(isa, {insn})
+    return text
+
+
+def _disassemble(isa: Isa, insns: set[str]) -> dict[str, list[str]]:
+    """Assembly lines of each instruction (hex bytes) in one llvm-mc call; one it cannot decode is left out.
 
     One instruction a line, each followed by a sentinel instruction: the output between two sentinels is that
     instruction's (a prefix such as ``lock`` comes out as a line of its own). A line llvm-mc warns about is

@@ -53,17 +53,19 @@ class McuOptions:
     optimisation: builder.Optimisation = builder.Optimisation.O2
     with_vela: bool = True
     vela_configs: tuple[str, ...] = vela.CONFIGS
+    generated: dict[str, str] | None = None  # {file name: text} of the C model made here; None: the bundle's own
 
 
 def mcu_options(bundle: str | Path, names: list[str] | None, every: bool, digits: int | None = None,
                 optimisation: str = "O2", with_vela: bool = True) -> McuOptions:  # fmt: skip
-    """Arguments checked before any work: known boards, a bundle with an int8 .tflite, digits in range."""
+    """Arguments checked before any work: known boards, a bundle with an int8 .tflite whose graph the C model
+    generator takes (when the bundle holds no C model), digits in range."""
     boards = parse_boards(names, every)
-    int8_file(Path(bundle))
     count = DEFAULT_DIGITS if digits is None else digits
     if not 1 <= count <= 10000:
         raise UsageError(f"--digits {count}: give 1 to 10000 (the MNIST test set)")
-    return McuOptions(Path(bundle), boards, count, builder.Optimisation(optimisation), with_vela)
+    generated = c_model(Path(bundle))
+    return McuOptions(Path(bundle), boards, count, builder.Optimisation(optimisation), with_vela, generated=generated)
 
 
 def int8_file(bundle: Path) -> Path:
@@ -75,19 +77,25 @@ def int8_file(bundle: Path) -> Path:
     return path
 
 
-def c_model(bundle: Path, folder: Path) -> tuple[Path, str]:
-    """The C model's source (its header beside it): the bundle's own ``lenet5_int8.c``/``.h`` when it holds them,
-    else generated from the int8 .tflite into ``folder`` (an op the generator does not know: its typed error)."""
-    source, header = bundle / f"{STEM}.c", bundle / f"{STEM}.h"
-    if source.is_file() and header.is_file():
-        return source, "the bundle's"
+def c_model(bundle: Path) -> dict[str, str] | None:
+    """None when the bundle holds its C model (``lenet5_int8.c``/``.h``); else the C model generated from its int8
+    .tflite, {file name: text} (a graph the generator does not take: its one-line UnsupportedModelError)."""
+    model = int8_file(bundle)
+    if (bundle / f"{STEM}.c").is_file() and (bundle / f"{STEM}.h").is_file():
+        return None
     from ..exporters.c_model import generate
 
-    model = generate(int8_file(bundle).read_bytes(), stem=STEM)
+    return generate(model.read_bytes(), stem=STEM).files
+
+
+def c_model_source(options: McuOptions, folder: Path) -> tuple[Path, str]:
+    """Where the C model's source is (its header beside it), and where it comes from."""
+    if options.generated is None:
+        return options.bundle / f"{STEM}.c", "the bundle's"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{STEM}.c").write_text(model.source)
-    (folder / f"{STEM}.h").write_text(model.header)
-    return folder / f"{STEM}.c", "generated here from the int8 .tflite (the bundle holds no C model)"
+    for name, text in options.generated.items():
+        (folder / name).write_text(text)
+    return folder / f"{STEM}.c", "generated here from the int8 .tflite: the bundle holds no C model"
 
 
 def tflm_answers(model: Path, digits: np.ndarray) -> tuple[np.ndarray | None, str | None]:
@@ -179,7 +187,7 @@ def run_mcu(options: McuOptions, mnist: Mnist) -> tuple[int, dict]:
     model = int8_file(options.bundle)
     folder = Path(tempfile.mkdtemp(prefix="lenet-edge-mcu-"))
     try:
-        source, origin = c_model(options.bundle, folder / "model")
+        source, origin = c_model_source(options, folder / "model")
         digits = np.ascontiguousarray(mnist.x_test[: options.digits], dtype=np.uint8).reshape(-1, qemu.PIXELS)
         log(f"TFLite Micro on this host: {len(digits)} digits")
         reference, why_not = tflm_answers(model, digits.reshape(-1, 28, 28, 1))
