@@ -332,18 +332,18 @@ def plot_mcu(section: dict, path: Path) -> Figure:
     labels = [
         f"{real['label']} ({real['core'].removeprefix('cortex-')}, {real['clock_mhz']:g} MHz)" for real, _ in reals
     ]
-    values = [real["microseconds"] for real, _ in reals]
+    values = [real["microseconds"] / 1000 for real, _ in reals]
     colors = ["tab:green" if real["fits"] else "tab:red" for real, _ in reals]
     left.barh(range(len(reals)), values, color=colors)
     for i, (value, (_, row)) in enumerate(zip(values, reals, strict=True)):
         mark = "bit-exact" if row.get("bit_exact") else "NOT bit-exact" if row.get("bit_exact") is False else ""
-        left.text(value * 1.05, i, f"{value:,.0f} µs  {mark}", va="center", fontsize=8)
+        left.text(value * 1.05, i, f"{value:,.1f} ms  {mark}", va="center", fontsize=8)
     left.set_yticks(range(len(reals)), labels, fontsize=8)
     left.invert_yaxis()
     left.set_xscale("log")
     if values:
         left.set_xlim(min(values) / 2, max(values) * 12)
-    left.set_xlabel("estimated µs per image (log scale; method per core in report.md)")
+    left.set_xlabel("estimated ms per image (log scale; each core's method in report.md)")
     left.set_title("Time per image at each board's clock (green: fits its flash and RAM)", fontsize=10)
     left.grid(axis="x", alpha=0.3)
     tflm = section.get("tflm", {})
@@ -351,13 +351,14 @@ def plot_mcu(section: dict, path: Path) -> Figure:
     flash = [row["model"]["flash"] / 1024 for row in boards] + [(tflm.get("c_array_bytes") or 0) / 1024]
     ram = [row["model"]["ram"] / 1024 for row in boards] + [(tflm.get("arena_bytes") or 0) / 1024]
     ys = range(len(names))
-    right.barh([y - 0.2 for y in ys], flash, 0.4, label="flash (TFLite Micro: the C array, library not counted)")
-    right.barh([y + 0.2 for y in ys], ram, 0.4, label="RAM (TFLite Micro: the arena, interpreter not counted)")
+    right.barh([y - 0.2 for y in ys], flash, 0.4, label="flash")
+    right.barh([y + 0.2 for y in ys], ram, 0.4, label="RAM")
     right.set_yticks(list(ys), names, fontsize=8)
     right.invert_yaxis()
-    right.set_xlabel("KiB")
-    right.set_title("The C model's memory on each core vs TFLite Micro", fontsize=10)
-    right.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
+    right.set_xlim(0, max([*flash, *ram, 1]) * 1.35)
+    right.set_xlabel("KiB (TFLite Micro: its C array and arena;\nits library and interpreter not counted)", fontsize=8)
+    right.set_title("The C model's memory by core, and TFLite Micro's", fontsize=10)
+    right.legend(fontsize=8, loc="upper right")
     right.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)

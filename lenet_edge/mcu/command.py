@@ -235,5 +235,7 @@ def _summary(row: dict) -> str:
         verdict = row.get("judged") or f"{row['identical']} of {row['digits']} identical to TFLite Micro"
     firmware = row["firmware"]
     text = f"    {row['board']}: {verdict}; flash {firmware['flash']:,} B, RAM {firmware['ram']:,} B"
-    times = [f"{real['name']} {real['microseconds']:,.0f} µs" for real in row["real_boards"] if real["microseconds"]]
+    times = [
+        f"{real['name']} {real['microseconds'] / 1000:,.1f} ms" for real in row["real_boards"] if real["microseconds"]
+    ]
     return text + (f"; {', '.join(times)} (estimated)" if times else "")

@@ -36,8 +36,14 @@ LEFT_OUT = {
 }
 METHOD = {
     "llvm-mca": "instructions counted under QEMU per image, each block priced by LLVM 19's llvm-mca -mcpu={core}",
-    "trm-classes": "instructions counted under QEMU per image, each priced by instruction class from {source}",
+    "trm-classes": "instructions counted under QEMU per image, each priced by its class's cycles in {source} "
+    "(conditional branches taken backwards, not forwards)",
 }
+M7_METHOD = (
+    "instructions counted under QEMU per image, issued in order two a cycle where the Cortex-M7 TRM's dual-issue "
+    "rules allow (Arm publishes no cycle table for the M7; LLVM 19's model never dual-issues), a taken branch one "
+    "cycle more"
+)
 
 # --- Cortex-M0 / M0+: the TRMs' tables (cycles per instruction; N registers moved) -------------------------------
 REGISTERS = re.compile(r"\{([^}]*)\}")
@@ -231,7 +237,7 @@ def price(counted: Counted, core: Core) -> CoreCycles:
             prices = ARMV6M_PRICES[core.name]
             total += sum(armv6m_cycles(line, prices) for line in lines) * n
     share = unpriced_insns / all_insns if all_insns else 0.0
-    method = METHOD[core.pricing].format(source=core.source.split(" (")[0])
+    method = M7_METHOD if core.name == "cortex-m7" else METHOD[core.pricing].format(source=core.source.split(",")[0])
     return CoreCycles(core.name, total / counted.digits, method, LEFT_OUT[core.name], round(share, 6))
 
 

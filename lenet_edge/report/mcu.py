@@ -41,20 +41,22 @@ def _board_lines(boards: list[dict]) -> list[str]:
 
 
 def _real_lines(boards: list[dict]) -> tuple[list[str], list[str]]:
-    """The real boards' table and its notes (one per method and what it leaves out, numbered)."""
+    """The real boards' table and its notes (one per core: its method and what it leaves out, numbered)."""
     notes: list[str] = []
     lines = [
-        "| Board | MCU | Core @ clock | Flash KiB (has) | RAM KiB (has) | Fits | µs / image (estimate) | Method |",
+        "| Board | MCU | Core @ clock | Flash KiB (has) | RAM KiB (has) | Fits | ms / image (estimate) | Method |",
         "|---|---|---|---:|---:|---|---:|---|",
     ]
     for row in boards:
         firmware = row.get("firmware", {})
         for real in row.get("real_boards", []):
-            note = f"{real['method']}, at {real['clock_mhz']:g} MHz. Left out: {real['left_out']}."
+            note = f"{real['core']}: {real['method']}" + (
+                f". Left out: {real['left_out']}." if real["left_out"] else ""
+            )
             if real.get("method") and note not in notes:
                 notes.append(note)
             ref = f"[{notes.index(note) + 1}]" if real.get("method") else "—"
-            us = "—" if real.get("microseconds") is None else f"{real['microseconds']:,.0f}"
+            us = "—" if real.get("microseconds") is None else f"{real['microseconds'] / 1000:,.1f}"
             fits = (
                 "yes"
                 if real["fits"]
@@ -147,7 +149,8 @@ def mcu_section(report: dict) -> list[str]:
         *_board_lines(boards),
         "",
         "The real boards each emulated board stands for: whether the firmware fits, and the time per image "
-        "estimated for the core at the board's clock (an estimate: method and what it leaves out in the notes).",
+        "estimated for the core at the board's clock (cycles per image ÷ clock; each core's method and what it "
+        "leaves out in the notes below the table).",
         "",
     ]
     real, notes = _real_lines(boards)
