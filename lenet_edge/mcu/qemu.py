@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..console import progress
 from ..errors import LenetEdgeError
 from ..targets.arm64_emu import build_plugin
 from ..targets.base import cache_dir
@@ -45,6 +46,31 @@ def counter() -> Path:
     return build_plugin(cache_dir() / "mcu" / "plugins")
 
 
+def _watched(argv: list[str], folder: Path, digits: int, name: str) -> tuple[int, str]:
+    """QEMU run to its end, the digits answered so far shown at each quarter (answers.bin grows 10 bytes a digit);
+    stopped when it outlasts a generous limit."""
+    limit = time.monotonic() + 30 + SECONDS_PER_DIGIT * digits
+    with open(folder / "qemu.err", "w+") as stderr:
+        process = subprocess.Popen(argv, cwd=folder, stdout=subprocess.DEVNULL, stderr=stderr, stdin=subprocess.DEVNULL)
+        shown = 0
+        try:
+            while process.poll() is None:
+                if time.monotonic() > limit:
+                    raise QemuError(f"{name}: the firmware did not finish in time (stopped)")
+                time.sleep(0.5)
+                answers = folder / "answers.bin"
+                done = answers.stat().st_size // CLASSES if answers.exists() else 0
+                if done * 4 // digits > shown and done < digits:
+                    shown = done * 4 // digits
+                    progress(done, digits, f"digits answered on {name}")
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        stderr.seek(0)
+        return process.returncode, stderr.read()
+
+
 def run(board: Board, elf: Path, digits: np.ndarray, folder: Path, count: bool = True) -> BoardRun:
     """Run ``elf`` on ``board`` with ``digits`` ((n, 784) uint8) in ``folder``; with ``count``, under the counter."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -57,15 +83,11 @@ def run(board: Board, elf: Path, digits: np.ndarray, folder: Path, count: bool =
         mark = function_address(elf, "harness_mark")
         argv += ["-plugin", f"{counter()},out=counts.txt,blocks=blocks.txt,mark_pc={mark:x}"]
     started = time.perf_counter()
-    try:
-        done = subprocess.run(argv, cwd=folder, capture_output=True, text=True,
-                              timeout=30 + SECONDS_PER_DIGIT * len(digits))  # fmt: skip
-    except subprocess.TimeoutExpired:
-        raise QemuError(f"{board.name}: the firmware did not finish in time (stopped)") from None
+    returncode, stderr = _watched(argv, folder, len(digits), board.name)
     seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        why = EXITS.get(done.returncode) or (done.stderr.strip().splitlines() or ["no message"])[-1]
-        raise QemuError(f"{board.name}: the firmware stopped with exit code {done.returncode}: {why}")
+    if returncode != 0:
+        why = EXITS.get(returncode) or (stderr.strip().splitlines() or ["no message"])[-1]
+        raise QemuError(f"{board.name}: the firmware stopped with exit code {returncode}: {why}")
     stats = dict(line.split(" ", 1) for line in (folder / "stats.txt").read_text().splitlines() if " " in line)
     answers = np.frombuffer((folder / "answers.bin").read_bytes(), dtype=np.uint8)
     if int(stats.get("digits", -1)) != len(digits) or answers.size != len(digits) * CLASSES:
