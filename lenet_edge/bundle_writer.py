@@ -24,8 +24,9 @@ import numpy as np
 from . import __version__
 from .console import interrupt_note, log
 from .data import Mnist, calibration_images
-from .errors import BundleError, UsageError, one_line
+from .errors import BundleError, UnsupportedModelError, UsageError, one_line
 from .exporters import export_format
+from .exporters.c_model import generate as generate_c_model
 from .exporters.c_source import c_source
 from .files import UMASK, atomic_output, is_regular_file, sha256_file, write_json
 from .formats import KERAS, Format
@@ -39,6 +40,7 @@ from .manifest import (
     TRAINING_CURVES,
     TRAINING_RECORD,
     Artifact,
+    CModelFiles,
     FileRef,
     Manifest,
     Micro,
@@ -297,8 +299,33 @@ def measure_micro(fmt: Format, path: Path, mnist: Mnist) -> Micro | None:
         ):
             (path.parent / name).write_text(text)
             micro.c_files.append(FileRef(name, len(text.encode()), sha256_file(path.parent / name), what))
+        micro.c_model = write_c_model(path)
     log(f"  {'':<15} TFLite Micro: arena {arena:,} bytes, flash {micro.flash_bytes:,} bytes, digit {answer[0]}")
     return micro
+
+
+def write_c_model(path: Path) -> CModelFiles:
+    """The dependency-free C model of the .tflite at ``path`` (``<stem>.c``/``<stem>.h`` beside it), or, when the
+    generator does not implement one of its ops, why not (said in the log; the bundle keeps the C array only)."""
+    try:
+        model = generate_c_model(path.read_bytes(), path.stem)
+    except UnsupportedModelError as exc:
+        log(f"  {'':<15} no C model: {exc} (the C array alone is written)")
+        return CModelFiles(refused=str(exc))
+    files = []
+    for name, text in model.files.items():
+        (path.parent / name).write_text(text)
+        what = (
+            f"C source: {path.name} as plain C99, bit for bit as TFLite Micro, no library needed"
+            if name.endswith(".c")
+            else f"C header: {path.stem}_predict() and the tensor contract"
+        )
+        files.append(FileRef(name, len(text.encode()), sha256_file(path.parent / name), what))
+    log(
+        f"  {'':<15} C model: {model.weight_bytes:,} bytes of weights (flash), {model.scratch_bytes:,} bytes of "
+        f"scratch (RAM), {len(model.ops)} ops"
+    )
+    return CModelFiles(files, model.scratch_bytes, model.weight_bytes, list(model.ops))
 
 
 def micro_contract(runner: TFLMRunner, path: Path, arena: int) -> list[str]:

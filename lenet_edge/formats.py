@@ -126,6 +126,8 @@ RUNTIMES: dict[str, Runtime] = {
         Runtime("litert.js", "LiteRT.js", {"wasm": "LiteRT.js (WASM, Chromium)"}, ("wasm",), in_browser=True),
         # the microcontroller runtime, run here on the host: the same C++ reference kernels an MCU build runs
         Runtime("tflm", "TFLite Micro", {"reference": "TFLite Micro (reference kernels)"}, ("reference",)),
+        # the int8 file as the bundle's dependency-free C model (<stem>.c), built with this host's cc
+        Runtime("c", "C model", {"cc": "C model (plain C99, host cc -O2)"}, ("cc",)),
     )
 }  # fmt: skip
 

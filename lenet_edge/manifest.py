@@ -80,6 +80,18 @@ class FileRef:
 
 
 @dataclass
+class CModelFiles:
+    """The file as a dependency-free C model (``<stem>.c`` and ``<stem>.h``: no TFLite Micro, bit for bit its
+    answers), generated at export; or, when the generator does not implement one of its ops, why not."""
+
+    files: list[FileRef] = field(default_factory=list)  # the header and the source; none when refused
+    scratch_bytes: int = 0  # RAM: the one static buffer every activation lives in
+    weight_bytes: int = 0  # flash: the const arrays (weights, biases, requantization multipliers and shifts)
+    ops: list[str] = field(default_factory=list)
+    refused: str = ""  # why the bundle holds only the C array (an op or option the generator does not implement)
+
+
+@dataclass
 class Micro:
     """The file on a microcontroller (TFLite Micro), measured when it was exported."""
 
@@ -87,6 +99,7 @@ class Micro:
     arena_bytes: int  # tensor arena the interpreter used after an inference (reference kernels, this host)
     flash_bytes: int  # the model in flash: the file itself, byte for byte, as the C array holds it
     c_files: list[FileRef] = field(default_factory=list)  # the C source and header holding the file
+    c_model: CModelFiles | None = None  # the same model as plain C (formats with c_array)
 
 
 @dataclass
@@ -193,6 +206,7 @@ def is_bundle_file(name: str, manifest: Manifest) -> bool:
     own files, or what verify, bench and cost add."""
     own = {a.file for a in manifest.artifacts} | {MANIFEST, LABELS, TRAINING_RECORD, TRAINING_CURVES, README, TIMINGS}
     own |= {ref.file for a in manifest.artifacts if a.micro for ref in a.micro.c_files}
+    own |= {ref.file for a in manifest.artifacts if a.micro and a.micro.c_model for ref in a.micro.c_model.files}
     if manifest.reference is not None:
         own.add(manifest.reference.file)
     return name in own or any(fnmatch.fnmatchcase(name, pattern) for pattern in WRITTEN_LATER)
@@ -318,7 +332,21 @@ def _micro(data: Any, where: str, source: str) -> Micro:
     if any(size <= 0 for size in sizes.values()):
         raise BundleError(f"{source}: {where}arena_bytes and flash_bytes must be positive, not {sizes}")
     c_files = [_file_ref(item, f"{where}c_files[{i}].", source) for i, item in enumerate(r.array("c_files", []))]
-    return Micro(r.text("runtime", ""), sizes["arena_bytes"], sizes["flash_bytes"], c_files)
+    c_model = _c_model(r.nested("c_model"), f"{where}c_model.", source) if r.data.get("c_model") is not None else None
+    return Micro(r.text("runtime", ""), sizes["arena_bytes"], sizes["flash_bytes"], c_files, c_model)
+
+
+def _c_model(data: Any, where: str, source: str) -> CModelFiles:
+    r = _FieldReader(data, where, source)
+    files = [_file_ref(item, f"{where}files[{i}].", source) for i, item in enumerate(r.array("files", []))]
+    sizes = {key: r.integer(key) for key in ("scratch_bytes", "weight_bytes")}
+    if any(size < 0 for size in sizes.values()):
+        raise BundleError(f"{source}: {where}scratch_bytes and weight_bytes must not be negative, not {sizes}")
+    refused = r.text("refused", "")
+    if bool(files) == bool(refused):
+        raise BundleError(f"{source}: {where} must hold either its files or why it was refused")
+    ops = [str(op) for op in r.array("ops", [])]
+    return CModelFiles(files, sizes["scratch_bytes"], sizes["weight_bytes"], ops, refused)
 
 
 def _artifact(data: Any, index: int, source: str) -> Artifact:

@@ -44,6 +44,8 @@ class VerifyRow(_Row):
     partitions: int | None = None  # LiteRT: XNNPACK delegate partitions (1: the whole graph in one)
     left_to_cpu: list[str] = field(default_factory=list)  # LiteRT: ops XNNPACK left to the reference kernels
     float_nodes: list[str] = field(default_factory=list)  # ONNX: nodes left in float inside a quantized model
+    identical_share: float | None = None  # the C model: share of digits whose output bytes are TFLite Micro's
+    max_steps: int | None = None  # the C model: largest output difference from TFLite Micro, in quantization steps
 
 
 @dataclass

@@ -27,7 +27,7 @@ from .quantization_error import layer_report
 from .records import StepResult
 from .report import draw_chart, read_report, recommendations, update_report
 from .report.mcu import MCU_PNG
-from .verify import MICRO_RUNTIME, verify_bundle
+from .verify import C_RUNTIME, MICRO_RUNTIME, verify_bundle
 
 
 class VerifyExit(IntEnum):
@@ -75,7 +75,7 @@ def verify_step(bundle: str | Path, mnist: Mnist, options: VerifyOptions) -> Ste
     """Verify a bundle, print the verdict and write its report (verify section, consumers, layers, charts)."""
     result = verify_bundle(bundle, mnist, options.gates, options.threads)
     rows = [row.to_dict() for row in result.pop("rows")]
-    failed = [row["format"] + (f" in {row['runtime']}" if row["runtime"] == MICRO_RUNTIME else "")
+    failed = [row["format"] + (f" in {row['runtime']}" if row["runtime"] in (MICRO_RUNTIME, C_RUNTIME) else "")
               for row in rows if row["status"] != "pass"]  # fmt: skip
     verdict = f"{len(failed)} of {len(rows)} did not pass: {', '.join(failed)}" if failed else "all passed"
     sections: dict = {"verify": rows, "verify_info": result}

@@ -7,6 +7,7 @@ the path). Runs without TensorFlow: the reference is then the Keras answers stor
 from __future__ import annotations
 
 import importlib.util
+import os
 import time
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from .runtimes import Runner, open_runner, runtime_missing
 
 DEFAULT_GATES = {name: precision.verify for name, precision in PRECISIONS.items()}
 MICRO_RUNTIME = "tflm"  # where verify runs the formats a microcontroller runs, beside their own runtime
+C_RUNTIME = "c"  # the bundle's C model of a micro format, compiled here: judged against Keras and byte for byte
+# against TFLite Micro on the same file
 
 
 def _integrity(bundle: Path, entry: Artifact | FileRef) -> str:
@@ -148,6 +151,7 @@ def verify_bundle(
     skipped = 0  # microcontroller rows not run: no TFLite Micro here
     absent: dict[str, int] = {}  # rows not run: this install lacks their runtime (a one-runtime device)
     have_micro = runtime_missing(MICRO_RUNTIME) is None
+    micro_answers: dict[str, np.ndarray] = {}  # format -> TFLite Micro's probabilities, for the C model rows
     for entry in manifest.artifacts:
         if not entry.on_device and not have_tf:
             continue
@@ -155,14 +159,25 @@ def verify_bundle(
         if entry.spec.micro:  # the same file on a microcontroller's runtime, judged like any other row
             runtimes += [MICRO_RUNTIME] if have_micro else []
             skipped += not have_micro
+        if entry.micro and entry.micro.c_model and entry.micro.c_model.files:
+            runtimes.append(C_RUNTIME)
         for runtime in runtimes:
             if runtime_missing(runtime):
+                if runtime == C_RUNTIME and os.environ.get("CI") == "true":  # CI must prove the C model
+                    rows.append(VerifyRow(entry.format, runtime, "error", reason=str(runtime_missing(runtime))))
+                    continue
                 absent[runtime] = absent.get(runtime, 0) + 1
                 continue
-            row = _verify_artifact(bundle, entry, mnist, reference, gates, threads, runtime)
+            row, probs = _verify_artifact(bundle, entry, mnist, reference, gates, threads, runtime)
+            if runtime == MICRO_RUNTIME and probs is not None:
+                micro_answers[entry.format] = probs
+            if runtime == C_RUNTIME:
+                _against_micro(row, probs, micro_answers.get(entry.format), entry)
             rows.append(row)
             mark = STATUS_ICON[row.status]
             figures = f"accuracy {row.accuracy:.2%}, agreement {row.agreement:.2%}" if row.accuracy is not None else ""
+            if row.identical_share is not None:
+                figures += f", {row.identical_share:.2%} identical to TFLite Micro"
             log(f"  {mark} {row.format:<15} {row.runtime:<12} {figures}  {row.reason}".rstrip())
     if skipped:
         log(f"  (TFLite Micro is not installed here: {skipped} microcontroller rows not run)")
@@ -194,6 +209,34 @@ def _c_files(bundle: Path, entry: Artifact) -> str:
     return ""
 
 
+def _against_micro(row: VerifyRow, probs: np.ndarray | None, micro: np.ndarray | None, entry: Artifact) -> None:
+    """The C model row against TFLite Micro's answers on the same file: the share of digits whose output bytes are
+    the same (the gate: all of them) and the largest difference in output steps. The outputs are compared as
+    the runners decoded them (scale * (q - zero point), one to one with the bytes)."""
+    if probs is None or row.status == "error":
+        return
+    if micro is None:
+        note = "not compared with TFLite Micro (tflite-micro is not installed here)"
+        row.reason = "; ".join(filter(None, [row.reason, note]))
+        return
+    scale = entry.output.scale or 1.0
+    steps = np.rint(np.abs(probs.astype(np.float64) - micro.astype(np.float64)) / scale)
+    same = (steps == 0).all(1)
+    row.identical_share, row.max_steps = float(same.mean()), int(steps.max())
+    if not same.all():
+        row.status = "fail"
+        differ = f"not TFLite Micro's answers on {int((~same).sum()):,} digits (up to {row.max_steps} steps)"
+        row.reason = "; ".join(filter(None, [differ, row.reason]))
+
+
+def _c_model_files(bundle: Path, entry: Artifact) -> str:
+    """'' when the C model's files are those the manifest lists; otherwise what differs."""
+    for ref in entry.micro.c_model.files if entry.micro and entry.micro.c_model else []:
+        if problem := _integrity(bundle, ref):
+            return f"{ref.file}: {problem}"
+    return ""
+
+
 def c_array_bytes(source: str) -> bytes:
     """The bytes of the one array initializer in a C source of ours ({ 0x.., 0x.., … })."""
     body = source[source.index("= {") + 3 : source.index("};")]
@@ -208,12 +251,13 @@ def _verify_artifact(
     gates: dict[str, Gate],
     threads: int | None,
     runtime: str,
-) -> VerifyRow:
+) -> tuple[VerifyRow, np.ndarray | None]:
+    """One artifact in one runtime, judged; and its probabilities (None when it did not run)."""
     precision = entry.precision
     gate = gates[precision]
     integrity = _integrity(bundle, entry)
     if integrity in ("missing file", "not a regular file"):
-        return VerifyRow(entry.format, runtime, "error", reason=integrity, precision=precision)
+        return VerifyRow(entry.format, runtime, "error", reason=integrity, precision=precision), None
     start = time.perf_counter()
     try:
         options = {"threads": threads} if entry.on_device and runtime == entry.runtime else {}
@@ -223,7 +267,7 @@ def _verify_artifact(
         reason = one_line(exc)
         if integrity:
             reason = f"{integrity}; {reason}"
-        return VerifyRow(entry.format, runtime, "error", reason=reason[:300], precision=precision)
+        return VerifyRow(entry.format, runtime, "error", reason=reason[:300], precision=precision), None
     row = judge(entry.format, runtime, precision, probs, reference, mnist.y_test, gate)
     if runtime != entry.runtime or entry.spec.variant_of:  # the same model again: its agreement says how alike,
         row.per_class_accuracy, row.confusion = [], []  # one confusion matrix is enough
@@ -231,13 +275,15 @@ def _verify_artifact(
     checks = [integrity, _claim(runner, entry), _contract(runner, entry, mnist.x_test, probs.argmax(1))]
     if runtime == MICRO_RUNTIME:
         checks.append(_c_files(bundle, entry))
+    if runtime == C_RUNTIME:
+        checks.append(_c_model_files(bundle, entry))
     problems = [p for p in checks if p]
     if problems:
         row.status = "fail"
         row.reason = "; ".join(problems + ([row.reason] if row.reason else []))
     row.seconds = round(time.perf_counter() - start, 2)
     _acceleration(row, runner)
-    return row
+    return row, probs
 
 
 def _acceleration(row: VerifyRow, runner: Runner) -> None:

@@ -47,8 +47,9 @@ def require(condition: bool, message: str) -> None:
 
 
 def row_key(row: dict) -> str:
-    """A verify row's name: its format, and for the same file run in TFLite Micro, '<format> in tflm'."""
-    return row["format"] + (" in tflm" if row["runtime"] == "tflm" else "")
+    """A verify row's name: its format, and for the same file run in TFLite Micro (or as the C model),
+    '<format> in tflm' ('<format> in c')."""
+    return row["format"] + (f" in {row['runtime']}" if row["runtime"] in ("tflm", "c") else "")
 
 
 def manifest_json(bundle: Path) -> dict:

@@ -211,7 +211,7 @@ def test_a_one_runtime_install_verifies_and_benches_what_it_has(
     assert main(["bench", str(bundle), "--data", str(mnist_dir), "--profile", "mobile", "--seconds", "0.02",
                  "--no-browser"]) == 0  # fmt: skip
     report = json.loads((bundle / "report.json").read_text())
-    assert {row["runtime"] for row in report["verify"]} - {"keras", "tflm"} == {kept}
+    assert {row["runtime"] for row in report["verify"]} - {"keras", "tflm", "c"} == {kept}
     (note,) = [n for n in report["verify_info"]["not_run"] if label in n]
     assert re.fullmatch(rf"\d+ {label} rows: \S+ is not installed here \(pip install \S+\)", note), note
     bench = report["bench"]["mobile"]

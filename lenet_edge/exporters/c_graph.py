@@ -5,7 +5,7 @@ round-half-away-from-zero, the padding formulas), so that the C kernels do integ
 
 The steps cover what the exporters emit for LeNet-class models: QUANTIZE (uint8/int8 requantization), CONV_2D,
 DEPTHWISE_CONV_2D, FULLY_CONNECTED (per-channel or per-tensor weights), AVERAGE_POOL_2D, MAX_POOL_2D, RESHAPE,
-PAD, SOFTMAX, TANH, LOGISTIC, RELU and RELU6, on batch-1 int8 activations. Anything else (an op, a fused
+SOFTMAX, TANH, LOGISTIC, RELU and RELU6, on batch-1 int8 activations. Anything else (an op, a fused
 activation, a dtype, a float tensor, a grouped convolution) raises ``UnsupportedModelError`` naming it.
 NumPy and LiteRT's flatbuffer schema (``ai_edge_litert``); no TensorFlow."""
 
@@ -163,7 +163,7 @@ def _f32(value: float) -> np.float32:
     return np.float32(value)
 
 
-def activation_range(activation: int, out: Tensor) -> tuple[int, int]:
+def activation_range(activation: int, out: Tensor, op: str) -> tuple[int, int]:
     """tflite::CalculateActivationRangeQuantized for an int8 output (float32 division, std::round)."""
     low, high = INT8_RANGE if out.dtype == "int8" else UINT8_RANGE
     name = _ACTIVATIONS.get(activation, f"activation {activation}")
@@ -179,7 +179,7 @@ def activation_range(activation: int, out: Tensor) -> tuple[int, int]:
         return max(low, q(0.0)), min(high, q(6.0))
     if name == "RELU_N1_TO_1":
         return max(low, q(-1.0)), min(high, q(1.0))
-    raise UnsupportedModelError(f"fused activation {name} is not implemented by the C model")
+    raise UnsupportedModelError(f"{op}: fused activation {name} is not implemented by the C model")
 
 
 def out_size(padding: str, size: int, kernel: int, stride: int, dilation: int) -> int:

@@ -146,7 +146,6 @@ STRUCTS: dict[str, tuple[tuple[str, str], ...]] = {
     "pool": (("int", "ih, iw, c, oh, ow, kh, kw, sh, sw, ph, pw"), ("int32_t", "act_min, act_max")),
     "pointwise": (("int", "n"), ("int32_t", "in_zp, out_zp, mult, shift, act_min, act_max, radius, zero, six")),
     "softmax": (("int", "rows, depth"), ("int32_t", "mult, shift, diff_min")),
-    "pad": (("int", "ih, iw, c, oh, ow, oc, top, left, front"), ("int32_t", "value")),
 }  # fmt: skip
 
 
@@ -453,27 +452,6 @@ static void copy_bytes(const pointwise_params *p, const int8_t *in, int8_t *out)
     int i;
     for (i = 0; i < p->n; ++i) {
         out[i] = in[i];
-    }
-}
-""",
-    ),
-    "pad": (
-        "pad",
-        (),
-        """
-/* reference_ops::Pad (NHWC, batch 1): the border holds the output's zero point */
-static void pad(const pad_params *p, const int8_t *in, int8_t *out) {
-    int y, x, c;
-    for (y = 0; y < p->oh; ++y) {
-        for (x = 0; x < p->ow; ++x) {
-            const int iy = y - p->top, ix = x - p->left;
-            const int inside = iy >= 0 && iy < p->ih && ix >= 0 && ix < p->iw;
-            for (c = 0; c < p->oc; ++c) {
-                const int ic = c - p->front;
-                out[(y * p->ow + x) * p->oc + c] = inside && ic >= 0 && ic < p->c
-                    ? in[(iy * p->iw + ix) * p->c + ic] : (int8_t)p->value;
-            }
-        }
     }
 }
 """,

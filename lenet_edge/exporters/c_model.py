@@ -87,14 +87,13 @@ def _blocks(graph: Graph, steps: list[Step]) -> tuple[dict[int, _Block], set[int
         if source is not None and shares:
             source.tensors.append(step.output)
             source.size = max(source.size, out_size)
+            block_of[step.output] = source
             if step.alias:
                 free.add(i)
         else:
             block_of[step.output] = _Block([step.output], out_size, i, i)
     for block in {id(b): b for b in block_of.values()}.values():
         block.end = max([block.start, *(last_read.get(t, block.start) for t in block.tensors)])
-        for tensor in block.tensors:
-            block_of[tensor] = block
     return block_of, free
 
 
@@ -241,9 +240,13 @@ def _header(
 
 #include <stdint.h>
 
+#define {prefix}_INPUT_TYPE {_ctype(inp)}
+#define {prefix}_INPUT_DIMS {{{", ".join(str(d) for d in inp.shape)}}} /* NHWC, as an initializer */
 #define {prefix}_INPUT_SIZE {inp.elements}
 #define {prefix}_INPUT_SCALE {_float(inp.scale)}
 #define {prefix}_INPUT_ZERO_POINT {inp.zero_point}
+#define {prefix}_OUTPUT_TYPE {_ctype(out)}
+#define {prefix}_OUTPUT_DIMS {{{", ".join(str(d) for d in out.shape)}}}
 #define {prefix}_OUTPUT_SIZE {out.elements}
 #define {prefix}_OUTPUT_SCALE {_float(out.scale)}
 #define {prefix}_OUTPUT_ZERO_POINT {out.zero_point}

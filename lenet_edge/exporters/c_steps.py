@@ -1,6 +1,6 @@
 """Each op of an int8 .tflite turned into a ``c_graph.Step`` for the C model: its kernel, the kernel's parameters
 and the constants it keeps in flash, as TFLite Micro's Prepare computes them (tflite-micro's kernels/*_common.cc:
-conv, depthwise_conv, fully_connected, pooling, softmax, tanh, logistic, activations, quantize, pad). An op, an
+conv, depthwise_conv, fully_connected, pooling, softmax, tanh, logistic, activations, quantize). An op, an
 option or a dtype the C kernels do not implement raises ``UnsupportedModelError`` naming it. NumPy only."""
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def _conv(graph: Graph, index: int, options, inputs: list[int], out: Tensor, op:
             raise _refuse(op, f"a grouped convolution ({inp.shape[3]} input channels, filters of {weights.shape[3]})")
     step = Step(index, op, inp.index, out.index, "dwconv" if depthwise else "conv")
     step.fields.update(_window(options, op, inp, out, kh, kw, dilated=True))
-    act_min, act_max = activation_range(options.fusedActivationFunction, out)
+    act_min, act_max = activation_range(options.fusedActivationFunction, out, op)
     step.fields.update(ic=inp.shape[3], oc=oc, in_offset=-inp.zero_point, out_offset=out.zero_point,
                        act_min=act_min, act_max=act_max)  # fmt: skip
     if depthwise:
@@ -152,7 +152,7 @@ def _fully_connected(graph: Graph, index: int, options, inputs: list[int], out: 
     if getattr(options, "weightsFormat", 0) != 0:
         raise _refuse(op, f"weights format {options.weightsFormat}")
     step = Step(index, op, inp.index, out.index, "fc")
-    act_min, act_max = activation_range(options.fusedActivationFunction, out)
+    act_min, act_max = activation_range(options.fusedActivationFunction, out, op)
     depth = weights.shape[1]
     step.fields.update(rows=inp.elements // depth, depth=depth, units=units, in_offset=-inp.zero_point,
                        out_offset=out.zero_point, act_min=act_min, act_max=act_max)  # fmt: skip
@@ -175,7 +175,7 @@ def _pool(graph: Graph, index: int, options, inputs: list[int], out: Tensor, op:
     step = Step(index, op, inp.index, out.index, "avgpool" if op == "AVERAGE_POOL_2D" else "maxpool")
     step.fields.update(_window(options, op, inp, out, options.filterHeight, options.filterWidth, dilated=False))
     del step.fields["dh"], step.fields["dw"]
-    act_min, act_max = activation_range(options.fusedActivationFunction, out)
+    act_min, act_max = activation_range(options.fusedActivationFunction, out, op)
     step.fields.update(c=inp.shape[3], act_min=act_min, act_max=act_max)
     return step
 
@@ -252,28 +252,6 @@ def _reshape(graph: Graph, index: int, options, inputs: list[int], out: Tensor, 
     return step
 
 
-def _pad(graph: Graph, index: int, options, inputs: list[int], out: Tensor, op: str) -> Step:
-    inp = _int8(_activation(graph, inputs[0], op), op)
-    _four_d(op, inp, out)
-    paddings = graph.tensors[inputs[1]].data
-    if paddings is None or paddings.size != 8 or np.any(paddings < 0):
-        raise _refuse(op, "paddings that are not a constant [4, 2] of non-negative values")
-    pads = paddings.reshape(4, 2).astype(int)
-    value = out.zero_point
-    if len(inputs) > 2 and inputs[2] >= 0:  # PADV2's constant
-        constant = graph.tensors[inputs[2]].data
-        if constant is None or constant.size != 1:
-            raise _refuse(op, "a pad value that is not one constant")
-        value = int(constant[0])
-    if pads[0].any() or tuple(inp.shape[d] + pads[d].sum() for d in range(4)) != out.shape:
-        raise _refuse(op, f"paddings {pads.tolist()} for {list(inp.shape)} -> {list(out.shape)}")
-    step = Step(index, op, inp.index, out.index, "pad")
-    (_, ih, iw, c), (_, oh, ow, oc) = inp.shape, out.shape
-    step.fields.update(ih=ih, iw=iw, c=c, oh=oh, ow=ow, oc=oc, top=int(pads[1][0]), left=int(pads[2][0]),
-                       front=int(pads[3][0]), value=value)  # fmt: skip
-    return step
-
-
 PLANNERS: dict[str, Callable[..., Step]] = {
     "CONV_2D": _conv,
     "DEPTHWISE_CONV_2D": _conv,
@@ -287,17 +265,41 @@ PLANNERS: dict[str, Callable[..., Step]] = {
     "RELU6": _relu,
     "QUANTIZE": _quantize,
     "RESHAPE": _reshape,
-    "PAD": _pad,
-    "PADV2": _pad,
 }
 SUPPORTED_OPS = tuple(PLANNERS)
 
 
+def shape_only(graph: Graph) -> set[int]:
+    """The ops that only compute a RESHAPE's target shape (Flatten's SHAPE, STRIDED_SLICE and PACK when the graph
+    is exported as it is): int32 results read by nothing but RESHAPE's shape input or other such ops. Every
+    shape here is static, so the C model needs none of them."""
+    ops = list(graph.ops())
+    readers: dict[int, list[tuple[int, int]]] = {}
+    for index, _, _, inputs, _ in ops:
+        for position, tensor in enumerate(inputs):
+            readers.setdefault(tensor, []).append((index, position))
+    names = {index: name for index, name, *_ in ops}
+    found: set[int] = set()
+    for index, _, _, _, outputs in reversed(ops):
+        if outputs and all(
+            graph.tensors[t].dtype == "int32"
+            and t not in graph.outputs
+            and readers.get(t)
+            and all((names[r] == "RESHAPE" and position == 1) or r in found for r, position in readers[t])
+            for t in outputs
+        ):
+            found.add(index)
+    return found
+
+
 def plan_steps(graph: Graph) -> list[Step]:
-    """Every op of ``graph`` as a Step, in the file's order; UnsupportedModelError names the first op (or option)
-    the C model does not implement."""
+    """Every op of ``graph`` as a Step, in the file's order (the shape-only ops left out); UnsupportedModelError
+    names the first op (or option) the C model does not implement."""
     steps = []
+    skipped = shape_only(graph)
     for index, op, options, inputs, outputs in graph.ops():
+        if index in skipped:
+            continue
         planner = PLANNERS.get(op)
         if planner is None:
             raise UnsupportedModelError(f"op {op} (node {index}) is not implemented by the C model")

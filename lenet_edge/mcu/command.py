@@ -79,10 +79,14 @@ def int8_file(bundle: Path) -> Path:
 
 
 def c_model(bundle: Path) -> dict[str, str] | None:
-    """None when the bundle holds its C model (``lenet5_int8.c``/``.h``); else the C model generated from its int8
-    .tflite, {file name: text} (a graph the generator does not take: its one-line UnsupportedModelError)."""
+    """None when the bundle's manifest lists its C model (``lenet5_int8.c``/``.h``) and the files are there; else
+    the C model generated from its int8 .tflite, {file name: text}: a bundle made before the C model existed (a
+    graph the generator does not take: its one-line UnsupportedModelError naming the op)."""
     model = int8_file(bundle)
-    if (bundle / f"{STEM}.c").is_file() and (bundle / f"{STEM}.h").is_file():
+    artifact = read_manifest(bundle).artifact(SOURCE_FORMAT)
+    listed = artifact.micro.c_model if artifact is not None and artifact.micro is not None else None
+    names = {ref.file for ref in listed.files} if listed is not None else set()
+    if {f"{STEM}.c", f"{STEM}.h"} <= names and all((bundle / name).is_file() for name in names):
         return None
     from ..exporters.c_model import generate
 

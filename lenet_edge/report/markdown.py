@@ -70,7 +70,8 @@ def _verify_section(rows: list[VerifyRow], info: dict, chart: bool | None = None
     lines = [
         f"## Parity: every export on the {info.get('images', 10000):,} MNIST test images",
         "",
-        f"Each file run by its own runtime (and the int8 and fp32 `.tflite` in TFLite Micro, rows `tflm`) and "
+        f"Each file run by its own runtime (and the int8 and fp32 `.tflite` in TFLite Micro, rows `tflm`; the int8 one "
+        f"as the bundle's plain C model built with this host's cc, rows `c`) and "
         f"compared with {info.get('reference', 'Keras')}. "
         f"Verify took {info.get('seconds', 0):.1f} s.",
         "",
@@ -85,6 +86,11 @@ def _verify_section(rows: list[VerifyRow], info: dict, chart: bool | None = None
             f"| {row.format} | {row.runtime} | {STATUS_MARK[row.status]} | {size} | "
             f"{_pct(row.accuracy)} | {delta} | {_pct(row.agreement)} | {dp} | {_accelerated(row)} |"
         )
+    for row in rows:
+        if row.identical_share is not None:
+            lines += ["", f"**{row.format}** as the plain C model: "
+                      f"{_pct(row.identical_share)} of the digits answer byte for byte as TFLite Micro on the same "
+                      f"file (largest difference {row.max_steps} steps; the gate is 100% identical)."]  # fmt: skip
     reasons = [f"- **{row.format}** ({row.runtime}): {row.reason}" for row in rows if row.reason]
     if reasons:
         lines += ["", "Why:", "", *reasons]

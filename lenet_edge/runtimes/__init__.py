@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..formats import RUNTIMES
 from .base import InProcessRunner, Runner, RuntimeNotInstalled
+from .c import CRunner
 from .keras import KerasRunner
 from .litert import LiteRTRunner
 from .onnxruntime import OnnxRuntimeRunner
@@ -16,7 +17,7 @@ from .wasm import LiteRTJsRunner, OrtWebRunner
 
 RUNNERS: dict[str, type[Runner]] = {
     runner.runtime: runner
-    for runner in (KerasRunner, LiteRTRunner, OnnxRuntimeRunner, OrtWebRunner, LiteRTJsRunner, TFLMRunner)
+    for runner in (KerasRunner, LiteRTRunner, OnnxRuntimeRunner, OrtWebRunner, LiteRTJsRunner, TFLMRunner, CRunner)
 }
 assert set(RUNNERS) == set(RUNTIMES), "every runtime of the table has exactly one Runner"
 
