@@ -340,9 +340,12 @@ def plot_mcu(section: dict, path: Path) -> Figure:
         left.text(value * 1.05, i, f"{value:,.1f} ms  {mark}", va="center", fontsize=8)
     left.set_yticks(range(len(reals)), labels, fontsize=8)
     left.invert_yaxis()
-    left.set_xscale("log")
     if values:
+        left.set_xscale("log")
         left.set_xlim(min(values) / 2, max(values) * 12)
+    else:
+        left.text(0.5, 0.5, "no board was run or timed (see report.md)", ha="center", va="center",
+                  transform=left.transAxes)  # fmt: skip
     left.set_xlabel("estimated ms per image (log scale; each core's method in report.md)")
     left.set_title("Time per image at each board's clock (green: fits its flash and RAM)", fontsize=10)
     left.grid(axis="x", alpha=0.3)

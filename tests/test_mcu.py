@@ -146,3 +146,30 @@ def test_the_c_model_answers_as_tflite_micro_on_two_emulated_boards_in_less_flas
     report = (bundle / "report.md").read_text()
     assert "## Microcontrollers" in report and "Vela's performance model" in report
     assert (bundle / "mcu_boards.png").stat().st_size > 10_000
+
+
+def test_without_the_arm_toolchain_each_board_row_says_what_to_install(tiny_bundle, mnist_dir, tmp_path, monkeypatch):
+    """No arm-none-eabi-gcc and no qemu-system-arm on PATH: exit 1, and each board's row (in --json and report.md)
+    names the Debian packages, the rest of the run done."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    out = tmp_path / "mcu.json"
+    args = ["mcu", bundle, "--board", "microbit", "--digits", "5", "--no-vela", "--data", mnist_dir, "--json", out]
+    assert main([str(arg) for arg in args]) == 1
+    (row,) = json.loads(out.read_text())["boards"]
+    assert (
+        "apt-get install --no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
+        in row["error"]
+    )
+    assert "not run: arm-none-eabi-gcc, qemu-system-arm missing" in (bundle / "report.md").read_text()
+
+
+def test_the_report_says_what_to_install_when_vela_is_missing():
+    from lenet_edge.report.mcu import mcu_section
+
+    missing = "Vela is not installed: pip install 'lenet-edge[mcu]'"
+    section = {"c_model": {"origin": "the bundle's"}, "digits": 5, "boards": [], "tflm": {},
+               "vela": {"missing": missing, "rows": [], "model": "m"}}  # fmt: skip
+    text = "\n".join(mcu_section({"mcu": section}))
+    assert "Not compiled: Vela is not installed: pip install 'lenet-edge[mcu]'" in text
