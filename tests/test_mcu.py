@@ -85,6 +85,22 @@ def test_the_m7_issues_two_instructions_a_cycle_where_its_pairing_rules_allow():
     assert timing.m7_cycles(["adds r0, #1", "cmp r0, r1", "bne #-8"]) == 2 + 1  # a taken branch: one more
 
 
+def test_a_cortex_m_block_that_calls_out_costs_cycles_not_llvm_mcas_assumed_hundred():
+    """llvm-mca assumes 100 cycles for a call; on a Cortex-M a BL is a branch. And a Thumb loop is found by its
+    branch offset (from the branch's address + 4)."""
+    from collections import Counter
+
+    from lenet_edge.cycles import llvm_missing, loops_to_itself, price_regions, thumb
+
+    require(llvm_missing() is None, str(llvm_missing()))
+    isa = thumb("thumbv7em-none-eabi")
+    call = ("c0f10051", "2046", "fff729fe")  # rsb.w r1, r0, #0x20000000; mov r0, r4; bl #-942
+    (priced,) = price_regions(isa, "cortex-m4", {"call": Counter({call: 10})}).values()
+    assert 10 * 3 <= priced.cycles <= 10 * 6
+    assert loops_to_itself(isa, ("0138", "fdd1"), ["subs r0, #1", "bne #-6"])  # back to its own subs
+    assert not loops_to_itself(isa, ("0138", "fdd1"), ["subs r0, #1", "bne #-8"])
+
+
 @pytest.fixture
 def firmware(tmp_path):
     require(toolchain_missing() is None, f"the microcontroller toolchain: {toolchain_missing()}")
