@@ -85,6 +85,12 @@ def test_the_m7_issues_two_instructions_a_cycle_where_its_pairing_rules_allow():
     assert timing.m7_cycles(["adds r0, #1", "cmp r0, r1", "bne #-8"]) == 2 + 1  # a taken branch: one more
 
 
+def test_a_thumb_instruction_handed_over_with_the_next_ones_first_halfword_is_cut_to_its_length():
+    assert timing.thumb_bytes("42f100024fea") == "42f10002"  # adc.w r2, r2, #0 + the start of a mov.w
+    assert timing.thumb_bytes("2046") == "2046"  # mov r0, r4
+    assert timing.thumb_bytes("fff729fe") == "fff729fe"  # bl
+
+
 def test_a_cortex_m_block_that_calls_out_costs_cycles_not_llvm_mcas_assumed_hundred():
     """llvm-mca assumes 100 cycles for a call; on a Cortex-M a BL is a branch. And a Thumb loop is found by its
     branch offset (from the branch's address + 4)."""

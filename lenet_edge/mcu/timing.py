@@ -173,6 +173,16 @@ def m7_cycles(texts: list[str]) -> int:
 # --- the trace -------------------------------------------------------------------------------------------------
 
 
+def thumb_bytes(insn: str) -> str:
+    """One Thumb instruction's bytes (hex, memory order) cut to its length: 4 bytes when its first halfword starts
+    0b11101, 0b11110 or 0b11111, else 2. QEMU 7.2 hands a plugin some Thumb-2 instructions with the next one's
+    first halfword attached."""
+    if len(insn) < 4:
+        return insn
+    first = int(insn[2:4] + insn[0:2], 16)
+    return insn[:8] if first >> 11 in (0b11101, 0b11110, 0b11111) else insn[:4]
+
+
 @dataclass(frozen=True)
 class Counted:
     """What the counter saw over the predictions: instructions per image and the blocks that ran."""
@@ -199,7 +209,7 @@ def read_counts(counts_file: Path, blocks_file: Path) -> Counted:
     for mark in trace.order:
         if mark % 2 == 0 and mark <= 2 * digits:
             for block_id, n in trace.runs[mark].items():
-                runs[trace.blocks[block_id]] += n
+                runs[tuple(thumb_bytes(insn) for insn in trace.blocks[block_id])] += n
     return Counted(digits, executed / digits, runs)
 
 
