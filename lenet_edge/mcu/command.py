@@ -136,6 +136,7 @@ def real_board_rows(
             "cycles_per_image": round(priced.cycles_per_image) if priced else None,
             "method": priced.method if priced else unpriced.get(real.core),
             "left_out": priced.left_out if priced else None,
+            "unpriced_share": priced.unpriced_share if priced else None,
         })  # fmt: skip
     return rows
 
