@@ -53,6 +53,8 @@ def _real_lines(boards: list[dict]) -> tuple[list[str], list[str]]:
             note = f"{real['core']}: {real['method']}" + (
                 f". Left out: {real['left_out']}." if real["left_out"] else ""
             )
+            if real.get("unpriced_share"):
+                note += f" {real['unpriced_share']:.2%} of the instructions could not be decoded and are not priced."
             if real.get("method") and note not in notes:
                 notes.append(note)
             ref = f"[{notes.index(note) + 1}]" if real.get("method") else "—"
