@@ -70,6 +70,33 @@ def test_a_c_array_that_is_not_its_model_fails_the_microcontroller_row(
     assert rows["tflite-int8 in tflm"]["status"] == "fail" and expected in rows["tflite-int8 in tflm"]["reason"]
 
 
+@pytest.mark.parametrize("signed", [False, True], ids=["changed", "changed-and-resigned"])
+def test_a_c_model_that_is_not_its_model_fails_its_row(tiny_bundle, loaded_once, tmp_path, capsys, signed):
+    """One weight of the C model changed: its checksum differs from the manifest's, or, re-signed, it no longer
+    answers byte for byte as TFLite Micro on the same file; either way the `c` row fails, the others pass."""
+    bundle = bundle_of(tiny_bundle, tmp_path / "bundle", ("tflite-int8",))
+    source = bundle / "lenet5_int8.c"
+    text = source.read_text()
+    start = text.index("{", text.index("static const int8_t node2_w[")) + 1  # the dense layer's weights
+    end = text.index("}", start)
+    weights = [int(value) for value in text[start:end].split(",")]
+    centre = 14 * 28 + 14  # digit 0's weight of the centre pixel, which most digits light
+    weights[centre] += 100 if weights[centre] < 0 else -100
+    source.write_text(text[:start] + ", ".join(map(str, weights)) + text[end:])
+    if signed:
+        manifest = manifest_json(bundle)
+        (entry,) = manifest["artifacts"]
+        ref = next(ref for ref in entry["micro"]["c_model"]["files"] if ref["file"] == source.name)
+        ref["bytes"], ref["sha256"] = source.stat().st_size, hashlib.sha256(source.read_bytes()).hexdigest()
+        write_json(bundle / "manifest.json", manifest)
+    done, out, _ = cli(capsys, "verify", bundle, "--data", loaded_once)
+    assert done == 1 and "verify: 1 of 3 did not pass: tflite-int8 in c" in out, out
+    rows = verify_rows(bundle)
+    assert rows["tflite-int8"]["status"] == rows["tflite-int8 in tflm"]["status"] == "pass"
+    expected = "not TFLite Micro's answers on" if signed else "lenet5_int8.c: integrity: "
+    assert rows["tflite-int8 in c"]["status"] == "fail" and expected in rows["tflite-int8 in c"]["reason"], rows
+
+
 @pytest.mark.parametrize(("fmt", "slot", "source", "found", "claimed"), SWAPS, ids=[s[0] for s in SWAPS])
 def test_a_float_file_in_a_quantized_slot_fails_its_row(
     tiny_bundle, loaded_once, tmp_path, capsys, fmt, slot, source, found, claimed

@@ -167,6 +167,23 @@ def test_an_op_it_does_not_know_is_refused_by_name(tiny_bundle, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [INT8]
 
 
+def test_a_refused_c_model_is_recorded_in_the_manifest_and_said_in_the_report(tiny_bundle, tmp_path):
+    from lenet_edge.manifest import CModelFiles, read_manifest, write_manifest
+    from lenet_edge.report.markdown import render_markdown
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    manifest = read_manifest(bundle)
+    entry = next(a for a in manifest.artifacts if a.format == "tflite-int8")
+    assert entry.micro is not None
+    entry.micro.c_model = CModelFiles(refused="op LOG_SOFTMAX (node 3) is not implemented by the C model")
+    write_manifest(bundle, manifest)
+    again = next(a for a in read_manifest(bundle).artifacts if a.format == "tflite-int8")
+    assert again.micro is not None and again.micro.c_model == entry.micro.c_model
+    text = render_markdown({"verify": []}, read_manifest(bundle))
+    assert "No C model for **tflite-int8** (the bundle holds its C array only): op LOG_SOFTMAX (node 3)" in text
+
+
 @pytest.mark.parametrize(
     ("what", "edit", "named"),
     [

@@ -196,3 +196,89 @@ def pad_before(stride: int, dilation: int, size: int, kernel: int, out: int) -> 
 def input_radius(integer_bits: int, left_shift: int, total_bits: int = 31) -> int:
     """tflite::CalculateInputRadius."""
     return math.floor(((1 << integer_bits) - 1) * (1 << (total_bits - integer_bits)) / (1 << left_shift))
+
+
+# gemmlowp's fixed-point arithmetic on int32 (fixedpoint/fixedpoint.h), as TFLite's int8 TANH and LOGISTIC run it:
+# the C model keeps their 256 answers as a table, computed here.
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+_EXP_BARREL = (1672461947, 1302514674, 790015084, 290630308, 39332535, 720401, 242)  # exp(-2^k), k = -2..4
+
+
+def _wrap(x: int) -> int:
+    return (x + (1 << 31)) % (1 << 32) - (1 << 31)
+
+
+def srdhm(a: int, b: int) -> int:
+    """SaturatingRoundingDoublingHighMul."""
+    if a == b == INT32_MIN:
+        return INT32_MAX
+    product = a * b
+    nudged = product + ((1 << 30) if product >= 0 else 1 - (1 << 30))
+    return _wrap(nudged >> 31 if nudged >= 0 else -((-nudged) >> 31))
+
+
+def rdbpot(x: int, exponent: int) -> int:
+    """RoundingDivideByPOT."""
+    mask = (1 << exponent) - 1
+    threshold = (mask >> 1) + (1 if x < 0 else 0)
+    return (x >> exponent) + (1 if (x & mask) > threshold else 0)
+
+
+def sat_pot(x: int, exponent: int) -> int:
+    """SaturatingRoundingMultiplyByPOT."""
+    if exponent > 0:
+        threshold = (1 << (31 - exponent)) - 1
+        return INT32_MAX if x > threshold else INT32_MIN if x < -threshold else x << exponent
+    return rdbpot(x, -exponent) if exponent < 0 else x
+
+
+def mbqm(x: int, multiplier: int, shift: int) -> int:
+    """MultiplyByQuantizedMultiplier, double rounding (TFLite Micro's build)."""
+    return rdbpot(srdhm(_wrap(x << max(shift, 0)), multiplier), max(-shift, 0))
+
+
+def _exp_quarter(a: int) -> int:
+    constant, third = 1895147668, 715827883
+    x = _wrap(a + (1 << 28))
+    x2 = srdhm(x, x)
+    x3, x4 = srdhm(x2, x), srdhm(x2, x2)
+    poly = rdbpot(_wrap(srdhm(_wrap(rdbpot(x4, 2) + x3), third) + x2), 1)
+    return _wrap(constant + srdhm(constant, _wrap(x + poly)))
+
+
+def exp_negative(a: int, bits: int) -> int:
+    """exp_on_negative_values of a Q(bits).(31 - bits) value, as Q0.31."""
+    fraction = 31 - bits
+    quarter = 1 << (fraction - 2)
+    mod_minus_quarter = (a & (quarter - 1)) - quarter
+    remainder = _wrap(mod_minus_quarter - a)
+    result = _exp_quarter(sat_pot(mod_minus_quarter, bits))
+    for k, multiplier in enumerate(_EXP_BARREL):
+        if bits > k - 2 and remainder & (1 << (fraction + k - 2)):
+            result = srdhm(result, multiplier)
+    if bits > 5 and a < -(1 << (36 - bits)):
+        result = 0
+    return INT32_MAX if a == 0 else result
+
+
+def _reciprocal_q2(a: int) -> int:
+    total = a + INT32_MAX
+    rounded = total + (1 if total >= 0 else -1)
+    half = rounded // 2 if rounded >= 0 else -((-rounded) // 2)
+    x = _wrap(1515870810 + srdhm(half, -1010580540))
+    for _ in range(3):
+        x = _wrap(x + sat_pot(srdhm(x, _wrap((1 << 29) - srdhm(half, x))), 2))
+    return x
+
+
+def tanh_q0(a: int) -> int:
+    """gemmlowp::tanh of a Q4.27 value, as Q0.31."""
+    negative = a if a < 0 else -a
+    t = sat_pot(_wrap(_reciprocal_q2(exp_negative(negative, 5)) - (1 << 29)), 2)
+    return 0 if a == 0 else (-t if a < 0 else t)
+
+
+def logistic_q0(a: int) -> int:
+    """gemmlowp::logistic of a Q4.27 value, as Q0.31."""
+    positive = sat_pot(_reciprocal_q2(exp_negative(-abs(a), 4)), 1)
+    return (1 << 30) if a == 0 else (positive if a > 0 else _wrap(INT32_MAX - positive))

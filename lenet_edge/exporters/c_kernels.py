@@ -1,10 +1,12 @@
 """The C text of the C model's kernels: TFLite's int8 reference kernels (tensorflow/lite/kernels/internal/
 reference/integer_ops, as TFLite Micro runs them) and gemmlowp's fixed-point arithmetic they use
 (SaturatingRoundingDoublingHighMul, RoundingDivideByPOT, the double-rounding MultiplyByQuantizedMultiplier that
-TFLite Micro is built with, exp_on_negative_values, tanh, logistic, 1/(1+x)), written again in C99 with
-<stdint.h> only. Each kernel takes a parameter struct its step fills in; only the kernels a model uses (and the
-helpers they need) are emitted, so the file compiles warning-free. Signed right shifts are arithmetic, as on
-every GCC, Clang and Arm compiler (the C file checks it at compile time). The standard library only."""
+TFLite Micro is built with, exp_on_negative_values and 1/(1+x) for the softmax), written again in C99 with
+<stdint.h> only; TANH and LOGISTIC, functions of one int8 value, are tables computed at generation (c_graph's
+Python port of the same fixed point). Each kernel takes a parameter struct its step fills in; only the kernels
+a model uses (and the helpers they need) are emitted, so the file compiles warning-free. Signed right shifts are
+arithmetic, as on every GCC, Clang and Arm compiler (the C file checks it at compile time). The standard library
+only."""
 
 from __future__ import annotations
 
@@ -15,6 +17,20 @@ HELPERS: dict[str, tuple[tuple[str, ...], str]] = {
         """
 static int32_t clamp32(int32_t x, int32_t low, int32_t high) {
     return x < low ? low : (x > high ? high : x);
+}
+""",
+    ),
+    "window": (
+        (),
+        """
+/* the first and one past the last filter tap (of dilation d) that falls inside [0, size) from origin */
+static int window_start(int origin, int d) {
+    return origin < 0 ? (-origin + d - 1) / d : 0;
+}
+
+static int window_end(int origin, int d, int k, int size) {
+    const int end = size - origin > 0 ? (size - origin + d - 1) / d : 0;
+    return end < k ? end : k;
 }
 """,
     ),
@@ -100,8 +116,8 @@ static int32_t exp_negative(int32_t a, int bits) {
     return a == 0 ? INT32_MAX : result;
 }
 
-/* gemmlowp's Newton-Raphson division shared by one_over_one_plus_x and one_minus_x_over_one_plus_x: 1/(1+a)
-   as Q2.29, a in [0, 1) as Q0.31. */
+/* gemmlowp's Newton-Raphson division of one_over_one_plus_x_for_x_in_0_1: 1/(1+a) as Q2.29, a in [0, 1) as
+   Q0.31. */
 static int32_t reciprocal_q2(int32_t a) {
     const int64_t sum = (int64_t)a + INT32_MAX;
     const int32_t half = (int32_t)((sum + (sum >= 0 ? 1 : -1)) / 2);
@@ -124,15 +140,6 @@ static int32_t one_over_one_plus(int32_t a) {
 }
 """,
     ),
-    "one_minus_over": (
-        ("exp",),
-        """
-/* gemmlowp's one_minus_x_over_one_plus_x_for_x_in_0_1, Q0.31. */
-static int32_t one_minus_over_one_plus(int32_t a) {
-    return sat_pot(reciprocal_q2(a) - ((int32_t)1 << 29), 2);
-}
-""",
-    ),
 }
 
 # struct -> its fields: (C type, names); a step's struct is filled in with designated initializers
@@ -144,8 +151,9 @@ STRUCTS: dict[str, tuple[tuple[str, str], ...]] = {
            ("const int8_t *", "w"), ("const int32_t *", "bias"), ("const int32_t *", "mult"),
            ("const int8_t *", "shift")),
     "pool": (("int", "ih, iw, c, oh, ow, kh, kw, sh, sw, ph, pw"), ("int32_t", "act_min, act_max")),
-    "pointwise": (("int", "n"), ("int32_t", "in_zp, out_zp, mult, shift, act_min, act_max, radius, zero, six")),
+    "pointwise": (("int", "n"), ("int32_t", "in_zp, out_zp, mult, shift, act_min, act_max, zero, six")),
     "softmax": (("int", "rows, depth"), ("int32_t", "mult, shift, diff_min")),
+    "lut": (("int", "n"), ("const int8_t *", "table")),
 }  # fmt: skip
 
 
@@ -158,32 +166,40 @@ def _struct(name: str) -> str:
 KERNELS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "conv": (
         "window",
-        ("fixed", "clamp"),
+        ("window", "fixed", "clamp"),
         """
-/* reference_integer_ops::ConvPerChannel */
+/* reference_integer_ops::ConvPerChannel: the same int32 sums, taken over the window's taps inside the image
+   (the padding adds nothing), a row of taps at a time where they are contiguous (no dilation across a row) */
 static void conv(const window_params *p, const int8_t *in, int8_t *out) {
-    int oy, ox, o, fy, fx, c;
+    const int ih = p->ih, iw = p->iw, ic = p->ic, oc = p->oc, kh = p->kh, kw = p->kw, dh = p->dh, dw = p->dw;
+    const int taps = kh * kw * ic;
+    const int32_t offset = p->in_offset;
+    int oy, ox, o, fy, fx, i;
     for (oy = 0; oy < p->oh; ++oy) {
         const int y0 = oy * p->sh - p->ph;
+        const int fy0 = window_start(y0, dh);
+        const int fy1 = window_end(y0, dh, kh, ih);
         for (ox = 0; ox < p->ow; ++ox) {
             const int x0 = ox * p->sw - p->pw;
-            for (o = 0; o < p->oc; ++o) {
-                const int8_t *filter = p->w + o * p->kh * p->kw * p->ic;
+            const int fx0 = window_start(x0, dw);
+            const int fx1 = window_end(x0, dw, kw, iw);
+            const int run = (fx1 - fx0) * ic; /* contiguous bytes of one row of taps when dw == 1 */
+            int8_t *dst = out + (oy * p->ow + ox) * oc;
+            for (o = 0; o < oc; ++o) {
+                const int8_t *filter = p->w + o * taps;
                 int32_t acc = 0;
-                for (fy = 0; fy < p->kh; ++fy) {
-                    const int y = y0 + p->dh * fy;
-                    if (y < 0 || y >= p->ih) {
-                        continue;
-                    }
-                    for (fx = 0; fx < p->kw; ++fx) {
-                        const int x = x0 + p->dw * fx;
-                        const int8_t *src = in + (y * p->iw + x) * p->ic;
-                        const int8_t *tap = filter + (fy * p->kw + fx) * p->ic;
-                        if (x < 0 || x >= p->iw) {
-                            continue;
+                for (fy = fy0; fy < fy1; ++fy) {
+                    const int8_t *src = in + ((y0 + dh * fy) * iw + x0 + dw * fx0) * ic;
+                    const int8_t *tap = filter + (fy * kw + fx0) * ic;
+                    if (dw == 1) {
+                        for (i = 0; i < run; ++i) {
+                            acc += (int32_t)tap[i] * ((int32_t)src[i] + offset);
                         }
-                        for (c = 0; c < p->ic; ++c) {
-                            acc += (int32_t)tap[c] * ((int32_t)src[c] + p->in_offset);
+                    } else {
+                        for (fx = 0; fx < fx1 - fx0; ++fx) {
+                            for (i = 0; i < ic; ++i) {
+                                acc += (int32_t)tap[fx * ic + i] * ((int32_t)src[fx * dw * ic + i] + offset);
+                            }
                         }
                     }
                 }
@@ -191,7 +207,7 @@ static void conv(const window_params *p, const int8_t *in, int8_t *out) {
                     acc += p->bias[o];
                 }
                 acc = mbqm(acc, p->mult[o], p->shift[o]) + p->out_offset;
-                out[(oy * p->ow + ox) * p->oc + o] = (int8_t)clamp32(acc, p->act_min, p->act_max);
+                dst[o] = (int8_t)clamp32(acc, p->act_min, p->act_max);
             }
         }
     }
@@ -200,38 +216,38 @@ static void conv(const window_params *p, const int8_t *in, int8_t *out) {
     ),
     "dwconv": (
         "window",
-        ("fixed", "clamp"),
+        ("window", "fixed", "clamp"),
         """
-/* reference_integer_ops::DepthwiseConvPerChannel */
+/* reference_integer_ops::DepthwiseConvPerChannel, over the window's taps inside the image */
 static void dwconv(const window_params *p, const int8_t *in, int8_t *out) {
-    int oy, ox, ic, m, fy, fx;
+    const int ih = p->ih, iw = p->iw, ic = p->ic, oc = p->oc, kh = p->kh, kw = p->kw, dh = p->dh, dw = p->dw;
+    const int32_t offset = p->in_offset;
+    int oy, ox, c, m, fy, fx;
     for (oy = 0; oy < p->oh; ++oy) {
         const int y0 = oy * p->sh - p->ph;
+        const int fy0 = window_start(y0, dh);
+        const int fy1 = window_end(y0, dh, kh, ih);
         for (ox = 0; ox < p->ow; ++ox) {
             const int x0 = ox * p->sw - p->pw;
-            for (ic = 0; ic < p->ic; ++ic) {
+            const int fx0 = window_start(x0, dw);
+            const int fx1 = window_end(x0, dw, kw, iw);
+            int8_t *dst = out + (oy * p->ow + ox) * oc;
+            for (c = 0; c < ic; ++c) {
                 for (m = 0; m < p->dm; ++m) {
-                    const int o = m + ic * p->dm;
+                    const int o = m + c * p->dm;
                     int32_t acc = 0;
-                    for (fy = 0; fy < p->kh; ++fy) {
-                        const int y = y0 + p->dh * fy;
-                        if (y < 0 || y >= p->ih) {
-                            continue;
-                        }
-                        for (fx = 0; fx < p->kw; ++fx) {
-                            const int x = x0 + p->dw * fx;
-                            if (x < 0 || x >= p->iw) {
-                                continue;
-                            }
-                            acc += (int32_t)p->w[(fy * p->kw + fx) * p->oc + o] *
-                                   ((int32_t)in[(y * p->iw + x) * p->ic + ic] + p->in_offset);
+                    for (fy = fy0; fy < fy1; ++fy) {
+                        const int8_t *src = in + (y0 + dh * fy) * iw * ic + c;
+                        const int8_t *tap = p->w + fy * kw * oc + o;
+                        for (fx = fx0; fx < fx1; ++fx) {
+                            acc += (int32_t)tap[fx * oc] * ((int32_t)src[(x0 + dw * fx) * ic] + offset);
                         }
                     }
                     if (p->bias) {
                         acc += p->bias[o];
                     }
                     acc = mbqm(acc, p->mult[o], p->shift[o]) + p->out_offset;
-                    out[(oy * p->ow + ox) * p->oc + o] = (int8_t)clamp32(acc, p->act_min, p->act_max);
+                    dst[o] = (int8_t)clamp32(acc, p->act_min, p->act_max);
                 }
             }
         }
@@ -363,56 +379,16 @@ static void softmax(const softmax_params *p, const int8_t *in, int8_t *out) {
 }
 """,
     ),
-    "tanh": (
-        "pointwise",
-        ("one_minus_over",),
+    "lut": (
+        "lut",
+        (),
         """
-/* reference_integer_ops::Tanh (int8): gemmlowp's tanh on Q4.27, output Q0.7 */
-static void tanh_s8(const pointwise_params *p, const int8_t *in, int8_t *out) {
+/* TANH and LOGISTIC (reference_integer_ops, gemmlowp's fixed point): a function of one int8 value, so its 256
+   answers are computed at generation, the same arithmetic, and looked up */
+static void lut_s8(const lut_params *p, const int8_t *in, int8_t *out) {
     int i;
     for (i = 0; i < p->n; ++i) {
-        const int32_t x = (int32_t)in[i] - p->in_zp;
-        int32_t value;
-        if (x <= -p->radius) {
-            value = -128;
-        } else if (x >= p->radius) {
-            value = 127;
-        } else {
-            const int32_t a = mbqm(x, p->mult, (int)p->shift);
-            const int32_t negative = a < 0 ? a : -a;
-            const int32_t t = one_minus_over_one_plus(exp_negative(negative, 5));
-            const int32_t q0 = a == 0 ? 0 : (a < 0 ? -t : t);
-            value = rdbpot(q0, 24);
-            value = value < -128 ? -128 : (value > 127 ? 127 : value);
-        }
-        out[i] = (int8_t)value;
-    }
-}
-""",
-    ),
-    "logistic": (
-        "pointwise",
-        ("one_over",),
-        """
-/* reference_integer_ops::Logistic (int8): gemmlowp's logistic on Q4.27, output scale 1/256 zero point -128 */
-static void logistic_s8(const pointwise_params *p, const int8_t *in, int8_t *out) {
-    int i;
-    for (i = 0; i < p->n; ++i) {
-        const int32_t x = (int32_t)in[i] - p->in_zp;
-        int32_t value;
-        if (x <= -p->radius) {
-            value = -128;
-        } else if (x >= p->radius) {
-            value = 127;
-        } else {
-            const int32_t a = mbqm(x, p->mult, (int)p->shift);
-            const int32_t magnitude = a > 0 ? a : -a;
-            const int32_t positive = one_over_one_plus(exp_negative(-magnitude, 4));
-            const int32_t q0 = a == 0 ? ((int32_t)1 << 30) : (a > 0 ? positive : INT32_MAX - positive);
-            value = rdbpot(q0, 23) - 128;
-            value = value < -128 ? -128 : (value > 127 ? 127 : value);
-        }
-        out[i] = (int8_t)value;
+        out[i] = p->table[(int)in[i] + 128];
     }
 }
 """,
@@ -482,7 +458,7 @@ static void requant_{_src}_{_dst}(const pointwise_params *p, const int8_t *in, i
 """,
         )
 
-FUNCTIONS = {"tanh": "tanh_s8", "logistic": "logistic_s8", "relu": "relu_s8", "relu6": "relu6_s8", "copy": "copy_bytes"}
+FUNCTIONS = {"lut": "lut_s8", "relu": "relu_s8", "relu6": "relu6_s8", "copy": "copy_bytes"}
 STRUCT_FIELDS = {name: {f.strip() for _, names in fields for f in names.split(",")} for name, fields in STRUCTS.items()}
 
 

@@ -5,6 +5,7 @@ option or a dtype the C kernels do not implement raises ``UnsupportedModelError`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -20,9 +21,13 @@ from .c_graph import (
     _f32,
     activation_range,
     input_radius,
+    logistic_q0,
+    mbqm,
     out_size,
     pad_before,
     quantize_multiplier,
+    rdbpot,
+    tanh_q0,
     tflite_round,
 )
 
@@ -201,14 +206,23 @@ def _tanh_or_logistic(graph: Graph, index: int, options, inputs: list[int], out:
     _int8(out, op)
     if op == "LOGISTIC" and out.zero_point != -128:
         raise _refuse(op, f"an output zero point {out.zero_point} (TFLite Micro takes -128)")
-    import math
-
     q, shift = math.frexp(inp.scale * float(1 << 27))  # 4 integer bits, as tanh.cc and logistic_common.cc
     mult = tflite_round(q * (1 << 31))
     if not 0 <= shift <= 30 or mult >= 1 << 31:
         raise _refuse(op, f"an input scale {inp.scale}")
-    step = Step(index, op, inp.index, out.index, "tanh" if op == "TANH" else "logistic", elementwise=True)
-    step.fields.update(n=inp.elements, in_zp=inp.zero_point, radius=input_radius(4, shift), mult=mult, shift=shift)
+    radius = input_radius(4, shift)
+
+    def answer(value: int) -> int:  # reference_integer_ops::Tanh / Logistic of one int8 value
+        x = value - inp.zero_point
+        if x <= -radius or x >= radius:
+            return -128 if x < 0 else 127
+        a = mbqm(x, mult, shift)
+        q = rdbpot(tanh_q0(a), 24) if op == "TANH" else rdbpot(logistic_q0(a), 23) - 128
+        return min(max(q, -128), 127)
+
+    step = Step(index, op, inp.index, out.index, "lut", elementwise=True)
+    step.constants.append(Const("table", "int8_t", np.array([answer(v) for v in range(-128, 128)], np.int8)))
+    step.fields.update(n=inp.elements, table=f"node{index}_table")
     return step
 
 

@@ -45,6 +45,7 @@ def render_markdown(report: dict, manifest: Manifest) -> str:
     verified = [VerifyRow.from_dict(row) for row in report.get("verify", [])]
     if "verify" in report:
         lines += _verify_section(verified, report.get("verify_info", {}), charts.get(CONFUSION_PNG))
+        lines += _no_c_model(manifest)
     if "consumers" in report:
         lines += _consumers_section(report["consumers"])
     if "layers" in report:
@@ -107,6 +108,15 @@ def _verify_section(rows: list[VerifyRow], info: dict, chart: bool | None = None
             lines.append(f"| {row.format} | " + " | ".join(_pct(a, 1) for a in row.per_class_accuracy) + " |")
         lines += chart_lines(CONFUSION_PNG, "confusion matrices", chart)
     return [*lines, ""]
+
+
+def _no_c_model(manifest: Manifest) -> list[str]:
+    """Why a microcontroller file has no C model beside its C array (the generator refused one of its ops)."""
+    refused = [(a.format, a.micro.c_model.refused) for a in manifest.artifacts
+               if a.micro and a.micro.c_model and a.micro.c_model.refused]  # fmt: skip
+    return [f"No C model for **{fmt}** (the bundle holds its C array only): {why}." for fmt, why in refused] + (
+        [""] if refused else []
+    )
 
 
 CONSUMER_MARK = {**STATUS_MARK, "refused": "❌ refused", "inherent": "⚪ n/a", "absent": "— not installed"}
