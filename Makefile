@@ -21,7 +21,7 @@ setup: $(STAMP) $(NODE_STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[train,dev,consumers]'
+	$(BIN)/pip install --quiet -e '.[train,dev,consumers,mcu]'
 	touch $(STAMP)
 
 # The page's in-browser runtimes (onnxruntime-web, LiteRT.js), pinned by package-lock.json. Without npm

@@ -40,13 +40,24 @@ from .errors import DataError, LenetEdgeError, UsageError
 from .files import write_json
 from .formats import GATE_FLAGS, PRECISIONS, Gate, get_formats
 from .manifest import read_manifest
+from .mcu.build import Optimisation
+from .mcu.command import DEFAULT_DIGITS, mcu_options
 from .model_origin import PREPROCESSINGS
 from .npu.command import npu_options
 from .pipeline import Checks, ExportOptions, export_model, train_and_export
 from .predict import PictureAnswer, predict_pictures
 from .runtimes import open_runner
 from .serve import serve
-from .steps import BenchOptions, DataSource, VerifyOptions, bench_step, load_data, npu_step, verify_step
+from .steps import (
+    BenchOptions,
+    DataSource,
+    VerifyOptions,
+    bench_step,
+    load_data,
+    mcu_step,
+    npu_step,
+    verify_step,
+)
 from .targets import TARGET_HELP, parse_target
 from .targets.arm64_emu import setup as setup_arm64_emu
 from .targets.jobs import bench_there, cost_there, device_there, verify_there
@@ -248,8 +259,40 @@ def _npu_command(commands) -> None:
     npu.set_defaults(handler=cmd_npu)
 
 
+def _mcu_command(commands) -> None:
+    mcu = commands.add_parser(
+        "mcu",
+        help="run the int8 model as plain C on emulated Cortex-M boards; flash, RAM, time per core; Ethos-U by Vela",
+        description="Cross-compile the bundle's C model (lenet5_int8.c, generated from the int8 .tflite when the "
+        "bundle has none) with a bare-metal harness for each board, run it under qemu-system-arm on test digits "
+        "and compare every answer with TFLite Micro on this host, byte for byte; flash and RAM from the linked "
+        "ELF and the painted stack, against TFLite Micro's; whether it fits each real board; time per image "
+        "estimated per core (the method beside every figure); the int8 .tflite compiled for Ethos-U NPUs by "
+        "Vela. Exit 1 if a board does not answer bit for bit; the others are done.",
+    )
+    add_bundle_argument(mcu)
+    mcu.add_argument(
+        "--board", action="append", metavar="NAME",
+        help="an emulated board (microbit, mps2-an386, …) or a real board it stands for (nano-33-ble-sense, …); "
+        "repeatable; a wrong name lists them all",
+    )  # fmt: skip
+    mcu.add_argument("--all", action="store_true", help="every emulated board")
+    mcu.add_argument(
+        "--digits", type=positive, default=DEFAULT_DIGITS, metavar="N",
+        help=f"test digits each board runs and is judged on (default {DEFAULT_DIGITS})",
+    )  # fmt: skip
+    mcu.add_argument(
+        "--opt", choices=[o.value for o in Optimisation], default=Optimisation.O2.value,
+        help="GCC's optimisation level for the model and the harness (default O2)",
+    )  # fmt: skip
+    mcu.add_argument("--no-vela", action="store_true", help="leave out the Ethos-U rows (Vela)")
+    add_data_options(mcu)
+    add_json(mcu, "the mcu section of the report")
+    mcu.set_defaults(handler=cmd_mcu)
+
+
 COMMANDS = (_run_command, _train_command, _export_command, _verify_command, _bench_command, _cost_command,
-            _predict_command, _serve_command, _target_command, _npu_command)  # fmt: skip
+            _predict_command, _serve_command, _target_command, _npu_command, _mcu_command)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -429,6 +472,13 @@ def cmd_serve(args) -> int:
 def cmd_npu(args) -> int:
     options = npu_options(args.bundle, args.soc, args.all, args.verify, args.limit, args.workers)
     result = npu_step(args.bundle, load_data(_data(args), args.bundle), options)
+    _emit(args, result.rows[0])
+    return result.status
+
+
+def cmd_mcu(args) -> int:
+    options = mcu_options(args.bundle, args.board, args.all, args.digits, args.opt, not args.no_vela)
+    result = mcu_step(args.bundle, load_data(_data(args), args.bundle), options)
     _emit(args, result.rows[0])
     return result.status
 

@@ -46,7 +46,15 @@ ELEMENT_BYTES = {"b": 1, "w": 2, "l": 4, "q": 8}
 # left out of the text priced
 FREE = {"x86_64": re.compile(r"^endbr(64|32)$"), "aarch64": re.compile(r"^$")}
 # In-order cores: no overlap between blocks, so a block's own dependencies stall it as in a loop
-IN_ORDER = {"cortex-a53", "cortex-a55", "cortex-a510", "cortex-a520"}
+IN_ORDER = {"cortex-a53", "cortex-a55", "cortex-a510", "cortex-a520", "cortex-m3", "cortex-m4", "cortex-m33",
+            "cortex-m55"}  # fmt: skip
+# llvm-mca assumes a call takes 100 cycles: a Cortex-M block that calls out, priced in its steady state, would
+# pay them each run. A BL is a branch there (its pipeline refill is left out like every taken branch's).
+THUMB_CALL_LATENCY = 1
+# Thumb branches, conditional or not, and the M-profile low-overhead loop end: offset from the instruction + 4
+THUMB_BRANCH = re.compile(
+    r"^(?:b(?:eq|ne|cs|hs|cc|lo|mi|pl|vs|vc|hi|ls|ge|lt|gt|le|al)?|cbn?z|le|letp)(?:\.[nw])?\s.*#(-?\d+)$"
+)
 
 Block = tuple[str, ...]  # each instruction's bytes in hex, in memory order
 
@@ -71,6 +79,12 @@ AARCH64 = Isa(
     "0xef 0xbe 0x00 0x00", "udf #48879",
 )  # fmt: skip
 X86_64 = Isa("x86_64", "x86_64", "", "0x49 0xbf 0x1e 0xab 0xa1 0x5c 0xde 0xc0 0xad 0x1b", "0x1BADC0DE5CA1AB1E")
+
+
+def thumb(triple: str, mattr: str = "") -> Isa:
+    """A Cortex-M's Thumb instruction set (``thumbv7em-none-eabi``…); the sentinel is ``udf #254``, which llvm-mc
+    prints as ``trap``."""
+    return Isa(triple.split("-")[0], triple, mattr, "0xfe 0xde", "trap")
 
 
 @dataclass
@@ -141,8 +155,25 @@ def _tool(name: str) -> str:
     return path
 
 
+def is_thumb_it(insn: str) -> bool:
+    """A Thumb IT instruction (``bfXY``, mask Y not 0): llvm-mc decodes the instructions after it as its block."""
+    return len(insn) == 4 and insn[2:] == "bf" and int(insn[:2], 16) & 0xF != 0
+
+
 def disassemble(isa: Isa, insns: set[str]) -> dict[str, list[str]]:
-    """Assembly lines of each instruction (hex bytes); an instruction llvm-mc cannot decode is left out.
+    """Assembly lines of each instruction (hex bytes); an instruction llvm-mc cannot decode is left out. A Thumb
+    IT instruction is decoded on its own: in one stream it would make the next ones its conditional block."""
+    if isa.sentinel_text != "trap":
+        return _disassemble(isa, insns)
+    its = {insn for insn in insns if is_thumb_it(insn)}
+    text = _disassemble(isa, insns - its)
+    for insn in sorted(its):
+        text |= _disassemble(isa, {insn})
+    return text
+
+
+def _disassemble(isa: Isa, insns: set[str]) -> dict[str, list[str]]:
+    """Assembly lines of each instruction (hex bytes) in one llvm-mc call; one it cannot decode is left out.
 
     One instruction a line, each followed by a sentinel instruction: the output between two sentinels is that
     instruction's (a prefix such as ``lock`` comes out as a line of its own). A line llvm-mc warns about is
@@ -176,10 +207,11 @@ def disassemble(isa: Isa, insns: set[str]) -> dict[str, list[str]]:
 class Pricer:
     """Cycles per iteration of blocks on one llvm-mca model, with a cache on disk keyed by the block's text."""
 
-    def __init__(self, isa: Isa, mcpu: str, mattr: str | None = None):
-        self.isa, self.mcpu = isa, mcpu
+    def __init__(self, isa: Isa, mcpu: str, mattr: str | None = None, call_latency: int | None = None):
+        self.isa, self.mcpu, self.call_latency = isa, mcpu, call_latency
         self.mattr = isa.mattr if mattr is None else mattr
-        self.path = cache_home() / f"{isa.name}-{mcpu}-{ITERATIONS}-2.json"
+        calls = f"-call{call_latency}" if call_latency is not None else ""
+        self.path = cache_home() / f"{isa.name}-{mcpu}-{ITERATIONS}{calls}-2.json"
         try:
             self.cache: dict[str, list[float]] = json.loads(self.path.read_text())
         except (OSError, json.JSONDecodeError):
@@ -218,6 +250,7 @@ class Pricer:
         )
         argv = [_tool("llvm-mca"), f"-mtriple={self.isa.triple}", f"-mcpu={self.mcpu}", f"-iterations={ITERATIONS}"]
         argv += [f"-mattr={self.mattr}"] if self.mattr else []
+        argv += [f"--call-latency={self.call_latency}"] if self.call_latency is not None else []
         argv += ["-instruction-info=false", "-resource-pressure=false", "--skip-unsupported-instructions=any"]
         done = subprocess.run(argv, input=source, capture_output=True, text=True)
         if done.returncode != 0:
@@ -269,6 +302,10 @@ def block_cycles(isa: Isa, mcpu: str, block: Block, text: list[str], price: list
 def loops_to_itself(isa: Isa, block: Block, text: list[str]) -> bool:
     """Whether the block's last instruction is a branch back to the block's first."""
     last = text[-1] if text else ""
+    if isa.sentinel_text == "trap":  # Thumb: the branch's offset counts from its own address + 4
+        branch = THUMB_BRANCH.match(last)
+        before = sum(len(insn) // 2 for insn in block[:-1])
+        return branch is not None and int(branch.group(1)) == -(before + 4)
     if isa.name == "x86_64":
         branch = X86_BRANCH.match(last)
         return branch is not None and int(branch.group(1)) == -sum(len(insn) // 2 for insn in block)
@@ -280,7 +317,7 @@ def price_regions(isa: Isa, mcpu: str, regions: dict[str, Counter[Block]]) -> di
     """Each region's cycles on ``mcpu``: every distinct block priced once (one llvm-mc and one llvm-mca call)."""
     insns = {insn for runs in regions.values() for block in runs for insn in block}
     text = disassemble(isa, insns)
-    free = FREE[isa.name]
+    free = FREE.get(isa.name, FREE["aarch64"])
     readable = {
         block: [line for insn in block for line in text[insn] if not free.match(line)]
         for runs in regions.values()
@@ -288,7 +325,8 @@ def price_regions(isa: Isa, mcpu: str, regions: dict[str, Counter[Block]]) -> di
         if block and all(insn in text for insn in block)
     }
     prices = {block: block_cycles(isa, mcpu, block, readable[block], price)
-              for block, price in Pricer(isa, mcpu).price(readable).items()}  # fmt: skip
+              for block, price in Pricer(isa, mcpu, call_latency=THUMB_CALL_LATENCY if isa.sentinel_text == "trap"
+                                         else None).price(readable).items()}  # fmt: skip
     result = {}
     for name, runs in regions.items():
         priced = Priced()
@@ -337,4 +375,5 @@ __all__ = [
     "llvm_missing",
     "price_regions",
     "read_trace",
+    "thumb",
 ]

@@ -29,7 +29,7 @@ REPORT_JSON, REPORT_MD = "report.json", "report.md"
 CONFUSION_PNG, TARGETS_PNG, BENCH_JSON = "verify_confusion.png", "targets_cost.png", "bench.json"
 # what verify, bench, cost and npu add to a bundle
 WRITTEN_LATER = (REPORT_JSON, REPORT_MD, CONFUSION_PNG, TARGETS_PNG, BENCH_JSON, "bench_*.png", "layers_*.csv",
-                 "layers_*.png", "npu_*.png", f".*.{TEMP_MARK}*.tmp")  # fmt: skip
+                 "layers_*.png", "npu_*.png", "mcu_*.png", f".*.{TEMP_MARK}*.tmp")  # fmt: skip
 MAX_MANIFEST_BYTES = 16 << 20  # a manifest is a few KB; anything near this is not ours
 TENSOR_DTYPES = ("float32", "float16", "uint8", "int8")  # what a model's input or output may be
 

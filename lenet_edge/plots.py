@@ -319,3 +319,49 @@ def plot_instruction_counts(costs: dict[str, list[dict]], path: Path) -> Figure:
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_mcu(section: dict, path: Path) -> Figure:
+    """Left: the estimated µs per image on each real board (log scale), the emulated board's verdict beside it.
+    Right: the C model's flash and RAM on each core against TFLite Micro's C array and arena (KiB)."""
+    plt = _pyplot()
+    boards = [row for row in section.get("boards", []) if "firmware" in row]
+    reals = [(real, row) for row in boards for real in row["real_boards"] if real.get("microseconds")]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 1.8 + 0.42 * max(len(reals), len(boards) + 1, 3)),
+                                      dpi=110, gridspec_kw={"width_ratios": [3, 2]})  # fmt: skip
+    labels = [
+        f"{real['label']} ({real['core'].removeprefix('cortex-')}, {real['clock_mhz']:g} MHz)" for real, _ in reals
+    ]
+    values = [real["microseconds"] / 1000 for real, _ in reals]
+    colors = ["tab:green" if real["fits"] else "tab:red" for real, _ in reals]
+    left.barh(range(len(reals)), values, color=colors)
+    for i, (value, (_, row)) in enumerate(zip(values, reals, strict=True)):
+        mark = "bit-exact" if row.get("bit_exact") else "NOT bit-exact" if row.get("bit_exact") is False else ""
+        left.text(value * 1.05, i, f"{value:,.1f} ms  {mark}", va="center", fontsize=8)
+    left.set_yticks(range(len(reals)), labels, fontsize=8)
+    left.invert_yaxis()
+    if values:
+        left.set_xscale("log")
+        left.set_xlim(min(values) / 2, max(values) * 12)
+    else:
+        left.text(0.5, 0.5, "no board was run or timed (see report.md)", ha="center", va="center",
+                  transform=left.transAxes)  # fmt: skip
+    left.set_xlabel("estimated ms per image (log scale; each core's method in report.md)")
+    left.set_title("Time per image at each board's clock (green: fits its flash and RAM)", fontsize=10)
+    left.grid(axis="x", alpha=0.3)
+    tflm = section.get("tflm", {})
+    names = [row["core"].removeprefix("cortex-") for row in boards] + ["TFLite Micro"]
+    flash = [row["model"]["flash"] / 1024 for row in boards] + [(tflm.get("c_array_bytes") or 0) / 1024]
+    ram = [row["model"]["ram"] / 1024 for row in boards] + [(tflm.get("arena_bytes") or 0) / 1024]
+    ys = range(len(names))
+    right.barh([y - 0.2 for y in ys], flash, 0.4, label="flash")
+    right.barh([y + 0.2 for y in ys], ram, 0.4, label="RAM")
+    right.set_yticks(list(ys), names, fontsize=8)
+    right.invert_yaxis()
+    right.set_xlim(0, max([*flash, *ram, 1]) * 1.35)
+    right.set_xlabel("KiB (TFLite Micro: its C array and arena;\nits library and interpreter not counted)", fontsize=8)
+    right.set_title("The C model's memory by core, and TFLite Micro's", fontsize=10)
+    right.legend(fontsize=8, loc="upper right")
+    right.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)

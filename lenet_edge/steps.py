@@ -18,13 +18,15 @@ from .data import Mnist, load_mnist
 from .files import write_json
 from .formats import Gate
 from .manifest import BENCH_JSON, CONFUSION_PNG, REPORT_MD, read_manifest
+from .mcu.command import McuOptions, run_mcu
 from .npu.chart import NPU_PNG, plot_npu_cycles
 from .npu.command import NpuOptions, npu_options, run_npu
 from .npu.env import NpuNotInstalled
-from .plots import plot_bench, plot_confusion_matrices, plot_layer_errors
+from .plots import plot_bench, plot_confusion_matrices, plot_layer_errors, plot_mcu
 from .quantization_error import layer_report
 from .records import StepResult
 from .report import draw_chart, read_report, recommendations, update_report
+from .report.mcu import MCU_PNG
 from .verify import C_RUNTIME, MICRO_RUNTIME, verify_bundle
 
 
@@ -157,4 +159,12 @@ def npu_step(bundle: str | Path, mnist: Mnist, options: NpuOptions) -> StepResul
     simulator, count cycles; the report's npu section and its chart. Status 1 when a SoC did not pass."""
     status, section = run_npu(options, mnist)
     update_report(bundle, {"npu": section}, draw_chart(plot_npu_cycles, section, bundle, NPU_PNG))
+    return StepResult(status, [section])
+
+
+def mcu_step(bundle: str | Path, mnist: Mnist, options: McuOptions) -> StepResult:
+    """Run the C model on emulated Cortex-M boards against TFLite Micro, size and time it, compile for Ethos-U with
+    Vela; the report's mcu section and its chart. Status 1 when a board did not answer bit for bit."""
+    status, section = run_mcu(options, mnist)
+    update_report(bundle, {"mcu": section}, draw_chart(plot_mcu, section, bundle, MCU_PNG))
     return StepResult(status, [section])

@@ -10,6 +10,7 @@ from ..manifest import CONFUSION_PNG, TARGETS_PNG, Manifest
 from ..model_origin import model_origin_section
 from ..records import BenchRow, VerifyRow
 from .advice import batch1_p50, bench_rows, costs_by_core, float_ops, grouped, int8_pairs
+from .mcu import mcu_section
 from .npu import npu_section
 
 STATUS_MARK = {status: f"{icon} {status}" for status, icon in STATUS_ICON.items()}
@@ -62,6 +63,7 @@ def render_markdown(report: dict, manifest: Manifest) -> str:
         lines += targets_section(report["targets"], charts.get(TARGETS_PNG))
     lines += cycles_section(report)  # time on named cores: lenet_edge/cycle_cost.py
     lines += npu_section(report)  # Snapdragon NPUs: lenet-edge npu
+    lines += mcu_section(report)  # Cortex-M boards and Ethos-U: lenet-edge mcu
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -6,6 +6,8 @@
  * also writes, to that file, each block when it is translated ("B id vaddr insn:insn:…", each instruction's
  * bytes in hex, in memory order) and, at each mark, "M mark" followed by "C id n" for every block that ran
  * n > 0 times since the previous mark. Works for aarch64 and x86_64 guests (the lseek number differs).
+ * A bare-metal guest under qemu-system makes no syscalls: with mark_pc=HEXADDR each entry into the block at
+ * that address (a function of the guest's own) is the next mark instead, numbered 1, 2, 3, …
  * Debian ships no plugin header, so the few declarations used are spelled out here, exactly as QEMU 7.2's
  * qemu-plugin.h declares them. */
 #include <inttypes.h>
@@ -27,6 +29,8 @@ typedef void (*qemu_plugin_vcpu_syscall_cb_t)(qemu_plugin_id_t id, unsigned int 
                                               uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
                                               uint64_t a5, uint64_t a6, uint64_t a7, uint64_t a8);
 typedef void (*qemu_plugin_udata_cb_t)(qemu_plugin_id_t id, void *userdata);
+typedef void (*qemu_plugin_vcpu_udata_cb_t)(unsigned int vcpu_index, void *userdata);
+enum qemu_plugin_cb_flags { QEMU_PLUGIN_CB_NO_REGS, QEMU_PLUGIN_CB_R_REGS, QEMU_PLUGIN_CB_RW_REGS };
 
 void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t id, qemu_plugin_vcpu_tb_trans_cb_t cb);
 void qemu_plugin_register_vcpu_tb_exec_inline(struct qemu_plugin_tb *tb, enum qemu_plugin_op op, void *ptr,
@@ -36,6 +40,8 @@ uint64_t qemu_plugin_tb_vaddr(const struct qemu_plugin_tb *tb);
 struct qemu_plugin_insn *qemu_plugin_tb_get_insn(const struct qemu_plugin_tb *tb, size_t idx);
 const void *qemu_plugin_insn_data(const struct qemu_plugin_insn *insn);
 size_t qemu_plugin_insn_size(const struct qemu_plugin_insn *insn);
+void qemu_plugin_register_vcpu_tb_exec_cb(struct qemu_plugin_tb *tb, qemu_plugin_vcpu_udata_cb_t cb,
+                                          enum qemu_plugin_cb_flags flags, void *userdata);
 void qemu_plugin_register_vcpu_syscall_cb(qemu_plugin_id_t id, qemu_plugin_vcpu_syscall_cb_t cb);
 void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, qemu_plugin_udata_cb_t cb, void *userdata);
 
@@ -55,6 +61,9 @@ struct block {
 
 static uint64_t executed; /* every vCPU (guest thread) adds here: callers run one inference thread */
 static int64_t lseek_number = AARCH64_LSEEK;
+static uint64_t mark_pc, marks_at_pc; /* mark_pc=: the guest function whose every entry is a mark */
+static int has_mark_pc;
+static void on_mark_pc(unsigned int vcpu, void *userdata);
 static FILE *out, *blocks_out;
 /* guest threads translate and reach marks concurrently: one lock keeps the blocks list and each line whole */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -91,6 +100,8 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 {
     size_t n = qemu_plugin_tb_n_insns(tb);
     qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &executed, n);
+    if (has_mark_pc && qemu_plugin_tb_vaddr(tb) == mark_pc)
+        qemu_plugin_register_vcpu_tb_exec_cb(tb, on_mark_pc, QEMU_PLUGIN_CB_NO_REGS, NULL);
     if (!blocks_out || forked)
         return;
     pthread_mutex_lock(&lock);
@@ -110,14 +121,8 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
     pthread_mutex_unlock(&lock);
 }
 
-static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint64_t a1, uint64_t a2,
-                       uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6, uint64_t a7, uint64_t a8)
+static void write_mark(uint64_t mark)
 {
-    if (num != lseek_number || (uint32_t)a1 != 0xffffffffu || (a2 & MARK_MASK) != MARK_MAGIC)
-        return;
-    if (forked)
-        return;
-    uint64_t mark = a2 & ~MARK_MASK;
     pthread_mutex_lock(&lock);
     fprintf(out, "%" PRIu64 " %" PRIu64 "\n", mark, executed);
     fflush(out);
@@ -136,6 +141,18 @@ static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint
     fflush(blocks_out);
     pthread_mutex_unlock(&lock);
 }
+
+static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint64_t a1, uint64_t a2,
+                       uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6, uint64_t a7, uint64_t a8)
+{
+    if (num != lseek_number || (uint32_t)a1 != 0xffffffffu || (a2 & MARK_MASK) != MARK_MAGIC)
+        return;
+    if (forked)
+        return;
+    write_mark(a2 & ~MARK_MASK);
+}
+
+static void on_mark_pc(unsigned int vcpu, void *userdata) { write_mark(++marks_at_pc); }
 
 static void at_exit(qemu_plugin_id_t id, void *userdata)
 {
@@ -164,8 +181,12 @@ EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int
         } else if (strncmp(argv[i], "blocks=", 7) == 0 && !blocks_out) {
             if (!(blocks_out = open_out(argv[i] + 7)))
                 return -1;
+        } else if (strncmp(argv[i], "mark_pc=", 8) == 0) {
+            mark_pc = strtoull(argv[i] + 8, NULL, 16);
+            has_mark_pc = 1;
         } else {
-            fprintf(stderr, "insn_count: unknown argument %s (takes out=PATH [blocks=PATH])\n", argv[i]);
+            fprintf(stderr, "insn_count: unknown argument %s (takes out=PATH [blocks=PATH] [mark_pc=HEX])\n",
+                    argv[i]);
             return -1;
         }
     }
