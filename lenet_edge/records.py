@@ -44,6 +44,9 @@ class VerifyRow(_Row):
     partitions: int | None = None  # LiteRT: XNNPACK delegate partitions (1: the whole graph in one)
     left_to_cpu: list[str] = field(default_factory=list)  # LiteRT: ops XNNPACK left to the reference kernels
     float_nodes: list[str] = field(default_factory=list)  # ONNX: nodes left in float inside a quantized model
+    delegate: str = ""  # where a runtime runs a file more than one way (LiteRT GPU: fp16 or fp32 arithmetic)
+    whole_graph: bool | None = None  # LiteRT GPU: every op of the file on the GPU (left_to_cpu: the ops that are not)
+    images: int | None = None  # test digits judged when a seeded sample of them (None: all)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from ..manifest import CONFUSION_PNG, TARGETS_PNG, Manifest
 from ..model_origin import model_origin_section
 from ..records import BenchRow, VerifyRow
 from .advice import batch1_p50, bench_rows, costs_by_core, float_ops, grouped, int8_pairs
+from .gpu import gpu_section
 from .npu import npu_section
 
 STATUS_MARK = {status: f"{icon} {status}" for status, icon in STATUS_ICON.items()}
@@ -44,6 +45,7 @@ def render_markdown(report: dict, manifest: Manifest) -> str:
     verified = [VerifyRow.from_dict(row) for row in report.get("verify", [])]
     if "verify" in report:
         lines += _verify_section(verified, report.get("verify_info", {}), charts.get(CONFUSION_PNG))
+        lines += gpu_section(verified, report.get("verify_info", {}))  # the phone's GPU: lenet_edge/report/gpu.py
     if "consumers" in report:
         lines += _consumers_section(report["consumers"])
     if "layers" in report:
@@ -80,10 +82,10 @@ def _verify_section(rows: list[VerifyRow], info: dict, chart: bool | None = None
         delta = "—" if row.delta_vs_keras_pt is None else f"{row.delta_vs_keras_pt:+.2f}"
         dp = "—" if row.max_abs_dp is None else f"{row.max_abs_dp:.1e}"
         lines.append(
-            f"| {row.format} | {row.runtime} | {STATUS_MARK[row.status]} | {size} | "
+            f"| {row.format} | {_where(row)} | {STATUS_MARK[row.status]} | {size} | "
             f"{_pct(row.accuracy)} | {delta} | {_pct(row.agreement)} | {dp} | {_accelerated(row)} |"
         )
-    reasons = [f"- **{row.format}** ({row.runtime}): {row.reason}" for row in rows if row.reason]
+    reasons = [f"- **{row.format}** ({_where(row)}): {row.reason}" for row in rows if row.reason]
     if reasons:
         lines += ["", "Why:", "", *reasons]
     if info.get("not_run"):
@@ -200,8 +202,17 @@ def _layers_section(layers: dict, verify_rows: list[VerifyRow], manifest: Manife
     return lines
 
 
+def _where(row: VerifyRow) -> str:
+    """The runtime of a verify row, with its delegate and the digits it judged where those are not the usual."""
+    where = f"{row.runtime} {row.delegate}".strip()
+    return f"{where} ({row.images:,} digits)" if row.images else where
+
+
 def _accelerated(row: VerifyRow) -> str:
-    """XNNPACK partitions and the ops it left to the CPU, or the float nodes of a quantized ONNX model."""
+    """XNNPACK partitions and the ops it left to the CPU, whether the whole graph ran on the GPU, or the float nodes
+    of a quantized ONNX model."""
+    if row.whole_graph is not None:
+        return "GPU, whole graph" if row.whole_graph else f"GPU; CPU: {', '.join(row.left_to_cpu) or 'some ops'}"
     if row.partitions is not None:
         text = f"XNNPACK, {row.partitions} partition{'s' * (row.partitions != 1)}"
         left = ", ".join(dict.fromkeys(item.split(" (")[0] for item in row.left_to_cpu))
@@ -375,6 +386,13 @@ def recommendation_section(found: dict, machine: dict) -> list[str]:
             else f"int8 {pair['int8_us']:.1f} µs against fp32 {pair['fp32_us']:.1f} µs ({pair['ratio']:.2f}×)"
         )
         lines.append(f"- {pair['runtime']}, batch 1, 1 thread: {verdict}.")
+    gpu = found.get("gpu") or {}
+    if gpu.get("format"):
+        arithmetic = "fp16 arithmetic, the GPU's default" if gpu["setting"] == "fp16" else "with fp32 enforced"
+        lines.append(
+            f"- **A phone's GPU** (LiteRT's GPU accelerator; answers judged, no time measured): "
+            f"{gpu['format']}, `{gpu['file']}`, passed whole on the GPU in {arithmetic}."
+        )
     return [*lines, ""]
 
 
