@@ -41,15 +41,17 @@ def row_name(row: VerifyRow | dict) -> str:
 
 
 def gpu_gate(gates: dict[str, Gate], precision: str, delegate: str) -> Gate:
-    """A GPU row's gate: the file's own; in fp16 arithmetic, the looser of each bound of the file's gate and the
-    fp16 arithmetic's (a float file is held to fp16's, a quantized file to its own where that is looser)."""
+    """A GPU row's gate: the file's own; in fp16 arithmetic, each bound of the file's gate loosened to the fp16
+    arithmetic's where that is looser (a float file is held to fp16's, a quantized file to its own)."""
     own = gates[precision]
     if delegate != "fp16":
         return own
     arithmetic = gates[GPU_FP16]
 
-    def looser(a: float | None, b: float | None, lowest: bool) -> float | None:
-        return None if a is None or b is None else (min(a, b) if lowest else max(a, b))
+    def looser(a: float | None, b: float | None, lowest: bool) -> float | None:  # a: the file's bound, b: fp16's
+        if a is None or b is None:
+            return a
+        return min(a, b) if lowest else max(a, b)
 
     return Gate(
         min_agreement=looser(own.min_agreement, arithmetic.min_agreement, lowest=True),
@@ -193,6 +195,7 @@ def verify_bundle(
     skipped = 0  # microcontroller rows not run: no TFLite Micro here
     absent: dict[str, tuple[int, str]] = {}  # rows not run, and why: this install or machine lacks their runtime
     have_micro = runtime_missing(MICRO_RUNTIME) is None
+    gpu_digits = GPU_DIGITS if gpu_digits is None else gpu_digits
     sample = gpu_sample(len(labels), gpu_digits)
     for entry in manifest.artifacts:
         if not entry.on_device and not have_tf:

@@ -150,7 +150,7 @@ def gpu_choice(verified: list[VerifyRow]) -> dict | None:
     gpu = [row for row in verified if row.runtime == GPU_RUNTIME]
     if not gpu:
         return None
-    floats = [f for f in FORMATS if f.runtime == "litert" and not f.gates.quantized and not f.variant_of]
+    floats = [f for f in FORMATS if f.runtime == "litert" and f.precision in ("fp32", "fp16") and not f.variant_of]
     for setting in ("fp16", "fp32"):
         passed = {
             row.format: row for row in gpu if row.delegate == setting and row.status == "pass" and row.whole_graph

@@ -66,8 +66,9 @@ def compile_log(text: str) -> dict:
     with its reasons ('ARG_MAX: Tensor type(INT64) is not supported. ArgMax'), and how many ops ran on each side."""
     lines = [line.strip() for line in text.splitlines()]
     fallback: list[str] = []
-    if _NOT_SUPPORTED in lines:
-        for line in lines[lines.index(_NOT_SUPPORTED) + 1 :]:
+    header = next((i for i, line in enumerate(lines) if _NOT_SUPPORTED in line), None)
+    if header is not None:
+        for line in lines[header + 1 :]:
             if _SPLIT.search(line) or not re.match(r"^[A-Z0-9_]+: ", line):
                 break
             fallback.append(line)
