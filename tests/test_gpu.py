@@ -78,6 +78,19 @@ def test_the_gpu_sample_is_seeded_sorted_and_all_on_request():
     assert (gpu_sample(10_000, -1) == np.arange(10_000)).all() and len(gpu_sample(10_000, 10_000)) == 10_000
 
 
+@pytest.mark.parametrize("profile", ["host", "mobile"])
+def test_bench_never_times_the_software_gpu(tiny_bundle, profile):
+    """lavapipe's time is not a phone GPU's: no bench combination runs LiteRT's GPU accelerator."""
+    from lenet_edge.bench import plan
+    from lenet_edge.manifest import read_manifest
+    from lenet_edge.runtimes.litert_gpu import LiteRTGpuRunner
+
+    combos = plan(read_manifest(tiny_bundle), profile, have_tf=True, browser=True)
+    assert combos and "litert-gpu" not in {combo.runtime for combo in combos}
+    with pytest.raises(NotImplementedError, match="not a phone GPU's"):
+        LiteRTGpuRunner.time_calls(None, np.zeros((1, 28, 28), np.uint8), 0.1)  # type: ignore[arg-type]
+
+
 def test_without_a_vulkan_device_the_gpu_rows_say_so_and_nothing_else_changes(
     tiny_bundle, loaded_once, tmp_path, monkeypatch, capsys
 ):

@@ -70,7 +70,8 @@ def _verify_section(rows: list[VerifyRow], info: dict, chart: bool | None = None
     lines = [
         f"## Parity: every export on the {info.get('images', 10000):,} MNIST test images",
         "",
-        f"Each file run by its own runtime (and the int8 and fp32 `.tflite` in TFLite Micro, rows `tflm`) and "
+        f"Each file run by its own runtime (and the int8 and fp32 `.tflite` in TFLite Micro, rows `tflm`; every "
+        f"`.tflite` on LiteRT's GPU accelerator, rows `litert-gpu`, on the digits they name) and "
         f"compared with {info.get('reference', 'Keras')}. "
         f"Verify took {info.get('seconds', 0):.1f} s.",
         "",
