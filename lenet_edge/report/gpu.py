@@ -81,7 +81,8 @@ def gpu_advice(verified: list[VerifyRow]) -> list[str]:
         f"**For the GPU: ship `{found['file']}`**: it passed {setting}, whole on the GPU "
         f"(agreement {found['agreement']:.2%}, max|Δp| {found['max_abs_dp']:.1e}). "
         'In an Android app: `CompiledModel.create(context.assets, "' + found["file"] + '", '
-        "CompiledModel.Options(Accelerator.GPU))` (LiteRT 2.x, with the `litert-gpu` artifact), or with the older "
+        "CompiledModel.Options(Accelerator.GPU, Accelerator.CPU))` (LiteRT 2.x with its `litert-gpu` artifact; the "
+        "CPU takes any op the GPU refuses), or with the older "
         "Interpreter, `Interpreter.Options().addDelegate(GpuDelegate())`. Both compute in fp16 unless told otherwise "
         "(the GPU options' fp32 precision; `GpuDelegate.Options().setPrecisionLossAllowed(false)`): a float file's "
         "weights are fp16 on the GPU either way, so the fp16 file loses nothing there and is half the size.",
