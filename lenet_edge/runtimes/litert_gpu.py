@@ -33,7 +33,7 @@ DRIVER = (
     "install Mesa ≥ 25's Vulkan drivers, lavapipe on a machine without a GPU: on Debian bookworm "
     "apt-get install -t bookworm-backports mesa-vulkan-drivers"
 )
-BATCH = 1  # digits per call: lavapipe spends about as long per digit at any batch, and batch 1 is what apps run
+BATCH = 1  # digits per call: what apps run, and steady; larger batches swing 10x from run to run on lavapipe
 _NOT_SUPPORTED = "Following operations are not supported by GPU delegate:"
 _ADAPTER = re.compile(r"Selected adapter: (.+)")
 _SPLIT = re.compile(r"(\d+) operations will run on the GPU, and the remaining (\d+) operations will run on the CPU")
