@@ -6,13 +6,16 @@ the arithmetic phones run by default, and ``fp32`` (``gpu_options.enforce_f32``)
 fallback for ops the GPU refuses, as in an app; whether the whole graph runs on the GPU, and which ops fall back,
 is what LiteRT itself says when it compiles the file.
 
-The compiled model lives in a worker process of its own (``python -m lenet_edge.runtimes.litert_gpu``): LiteRT's
-GPU accelerator crashes a process that has loaded TensorFlow (verify's Keras row does), and a driver's crash then
-fails one row, not verify. The digits and answers cross as NumPy arrays (never pickled). Never imports
+The compiled models live in a worker process (``python -m lenet_edge.runtimes.litert_gpu``), one for every file:
+LiteRT's GPU accelerator crashes a process that has loaded TensorFlow (verify's Keras row does), and a driver's
+crash then fails a row, not verify (the next file gets a new worker). The digits and answers cross as raw NumPy
+bytes behind a JSON header (nothing pickled). Never imports
 TensorFlow: the file's tensors and precision are read with LiteRT's own interpreter."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
 import re
@@ -130,41 +133,68 @@ def _receive(stream: IO[bytes]) -> np.ndarray | None:
     return np.frombuffer(data, dtype).reshape(shape)
 
 
-def serve(path: str, delegate: str, threads: int, output: tuple[str, int], requests: IO[bytes], answers: IO[bytes]):
-    """The worker: compile, say what LiteRT said as one JSON line, then answer each batch of encoded digits read
-    from ``requests`` with the output tensor (``output``: its dtype and values per digit), until ``requests``
-    ends."""
-    model, facts = _compile(path, delegate, threads)
-    answers.write(json.dumps(facts).encode() + b"\n")
-    answers.flush()
-    if model is None:
-        return
-    batch, inputs, outputs = 0, [], []
+def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
+    """The worker: one JSON line per request, until ``requests`` ends. ``compile`` (path, delegate, threads, output:
+    its dtype and values per digit) answers what LiteRT said as one JSON line, with the model's id; ``run`` (id),
+    followed by a batch of encoded digits, answers the output tensor; ``drop`` (id) forgets a model. One
+    process serves every file, so the runtime is imported once."""
+    models: dict[int, dict] = {}
+    ids = itertools.count(1)
     log: list[str] = []
-    with _captured_stderr(log):  # what the runtime logs on its first run stays off the console
-        while True:
-            digits = _receive(requests)
-            if digits is None:  # the parent closed the pipe: nothing more to answer
-                return
-            if len(digits) != batch:
-                model.resize_input_tensor(0, list(digits.shape))
-                inputs, outputs, batch = model.create_input_buffers(0), model.create_output_buffers(0), len(digits)
-            inputs[0].write(np.ascontiguousarray(digits))
-            model.run_by_index(0, inputs, outputs)
-            dtype, size = np.dtype(output[0]), output[1]
-            answer = outputs[0].read(len(digits) * size, dtype).reshape(len(digits), size)
-            _send(answers, answer)
+    with _captured_stderr(log):  # what the runtime logs as it runs stays off the console
+        while line := requests.readline():
+            request = json.loads(line)
+            if request["op"] == "compile":
+                model, facts = _compile(request["path"], request["delegate"], request["threads"])
+                if model is not None:
+                    facts["id"] = next(ids)
+                    models[facts["id"]] = {"model": model, "batch": 0, "output": request["output"]}
+                answers.write(json.dumps(facts).encode() + b"\n")
+                answers.flush()
+            elif request["op"] == "drop":
+                models.pop(request["id"], None)
+            elif (digits := _receive(requests)) is not None:  # run
+                _send(answers, _run(models[request["id"]], digits))
 
 
-def _stop(worker: subprocess.Popen) -> None:
+def _run(held: dict, digits: np.ndarray) -> np.ndarray:
+    """One batch through a compiled model; its buffers made anew when the batch size changes."""
+    model = held["model"]
+    if len(digits) != held["batch"]:
+        model.resize_input_tensor(0, list(digits.shape))
+        held["inputs"], held["outputs"] = model.create_input_buffers(0), model.create_output_buffers(0)
+        held["batch"] = len(digits)
+    held["inputs"][0].write(np.ascontiguousarray(digits))
+    model.run_by_index(0, held["inputs"], held["outputs"])
+    dtype, size = np.dtype(held["output"][0]), int(held["output"][1])
+    return held["outputs"][0].read(len(digits) * size, dtype).reshape(len(digits), size)
+
+
+_VULKAN = ("VK_DRIVER_FILES", "VK_ICD_FILENAMES", "VK_ADD_DRIVER_FILES")  # where Vulkan's loader looks for drivers
+_WORKERS: dict[tuple, subprocess.Popen] = {}
+
+
+def _worker() -> subprocess.Popen:
+    """The worker process for this environment's Vulkan settings, started on first use or after it died."""
+    key = tuple(os.environ.get(name) for name in _VULKAN)
+    worker = _WORKERS.get(key)
+    if worker is None or worker.poll() is not None:
+        pipe = subprocess.PIPE
+        worker = subprocess.Popen([sys.executable, "-m", __name__], stdin=pipe, stdout=pipe, stderr=subprocess.DEVNULL)
+        _WORKERS[key] = worker
+    return worker
+
+
+def _request(worker: subprocess.Popen, **request) -> None:
+    assert worker.stdin is not None
+    worker.stdin.write(json.dumps(request).encode() + b"\n")
+    worker.stdin.flush()
+
+
+def _drop(worker: subprocess.Popen, model: int) -> None:
     if worker.poll() is None:
-        if worker.stdin:
-            worker.stdin.close()
-        try:
-            worker.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        with contextlib.suppress(BrokenPipeError, ValueError):  # the worker ended meanwhile
+            _request(worker, op="drop", id=model)
 
 
 class LiteRTGpuRunner(Runner):
@@ -173,36 +203,36 @@ class LiteRTGpuRunner(Runner):
     distribution = install = "ai-edge-litert"
 
     def _load(self, threads: int | None, **options) -> None:
-        """Compile the file for the GPU in a worker (``threads`` is the CPU fallback's); GpuUnavailable where this
-        machine has no Vulkan device for it."""
+        """Compile the file for the GPU in the worker (``threads`` is the CPU fallback's); GpuUnavailable where
+        this machine has no Vulkan device for it."""
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES  # the file's own graph, nothing rewriting it
         self._graph = Interpreter(model_path=str(self.path), experimental_op_resolver_type=resolver)
         (in_detail,), (out_detail,) = self._graph.get_input_details(), self._graph.get_output_details()
         self.input, self.output = tflite_tensor(in_detail), tflite_tensor(out_detail)
-        values = int(np.prod(self.output.shape[1:]))
-        command = [sys.executable, "-m", __name__, str(self.path), self.delegate, str(threads or 0),
-                   self.output.dtype, str(values)]  # fmt: skip
-        self._worker = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-        )
-        weakref.finalize(self, _stop, self._worker)
+        self._worker = _worker()
+        output = [self.output.dtype, int(np.prod(self.output.shape[1:]))]
         assert self._worker.stdout is not None
-        line = self._worker.stdout.readline()
+        try:
+            _request(self._worker, op="compile", path=str(self.path), delegate=self.delegate, threads=threads or 0,
+                     output=output)  # fmt: skip
+            line = self._worker.stdout.readline()
+        except BrokenPipeError:
+            line = b""
         facts = json.loads(line) if line.strip() else {"error": f"the GPU worker died ({self._worker.wait()})"}
         if "unavailable" in facts:
-            self.close()
             raise GpuUnavailable(facts["unavailable"])
         if "error" in facts:
-            self.close()
             raise RuntimeError(f"LiteRT's GPU accelerator refused {self.path.name}: {facts['error']}")
+        self._model = int(facts.pop("id"))
+        weakref.finalize(self, _drop, self._worker, self._model)
         self.compiled = facts
         self.whole_graph = bool(facts["whole_graph"])
         return None
 
     def close(self) -> None:
-        _stop(self._worker)
+        _drop(self._worker, self._model)
 
     def precision(self) -> str:
         """What the file computes in, by base.tflite_precision's rules, read from its own graph (the GPU's own
@@ -223,12 +253,13 @@ class LiteRTGpuRunner(Runner):
         worker = self._worker
         assert worker.stdin is not None and worker.stdout is not None
         try:
+            _request(worker, op="run", id=self._model)
             _send(worker.stdin, batch)
             answer = _receive(worker.stdout)
         except BrokenPipeError:
             answer = None
         if answer is None:
-            raise RuntimeError(f"the GPU worker for {self.path.name} died (exit {worker.wait()})")
+            raise RuntimeError(f"the GPU worker died running {self.path.name} (exit {worker.wait()})")
         return answer
 
     def time_calls(self, images: np.ndarray, seconds: float) -> np.ndarray:
@@ -238,8 +269,7 @@ class LiteRTGpuRunner(Runner):
         raise NotImplementedError("a software Vulkan device's time is not a phone GPU's: lenet-edge never times it")
 
 
-if __name__ == "__main__":  # the worker: python -m lenet_edge.runtimes.litert_gpu MODEL fp16|fp32 THREADS DTYPE N
-    model_path, setting, cpu_threads, out_dtype, out_values = sys.argv[1:6]
+if __name__ == "__main__":  # the worker: python -m lenet_edge.runtimes.litert_gpu, requests on stdin
     answers_out = os.fdopen(os.dup(1), "wb")  # the answers' own pipe: what the libraries print to fd 1 goes to fd 2
     os.dup2(2, 1)
-    serve(model_path, setting, int(cpu_threads), (out_dtype, int(out_values)), sys.stdin.buffer, answers_out)
+    serve(sys.stdin.buffer, answers_out)
