@@ -30,6 +30,19 @@ def positive(text: str) -> int:
     return value
 
 
+def digit_count(text: str) -> int:
+    """A count of test digits: a whole number ≥ 0, or 'all' (-1)."""
+    if text.strip().lower() == "all":
+        return -1
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a whole number nor 'all'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 0")
+    return value
+
+
 def seed(text: str) -> int:
     try:
         value = int(text)
@@ -148,6 +161,13 @@ def add_gate_options(parser: argparse.ArgumentParser) -> None:
     """verify's gates, one flag per row of formats.GATE_FLAGS; defaults are the precisions table's."""
     group = parser.add_argument_group("verify gates (agreement in %, |Δp| absolute, drop in points)")
     group.add_argument("--threads", type=positive, help="runtime threads (default: the runtime's own choice)")
+    group.add_argument(
+        "--gpu-digits",
+        type=digit_count,
+        metavar="N|all",
+        help="test digits every .tflite is judged on in LiteRT's GPU accelerator, a seeded sample (default 1000; "
+        "'all': the 10,000; 0: no GPU rows)",
+    )
     for flag, precisions, field, unit, metavar in GATE_FLAGS:
         which = "dynamic-range and int8" if len(precisions) > 1 else precisions[0]
         default = getattr(PRECISIONS[precisions[0]].verify, field) * unit

@@ -346,12 +346,13 @@ def _gates(args) -> dict[str, Gate]:
 def _local_only_options(args) -> list[str]:
     """Options of a local verify given to a --target one."""
     given = [flag for flag, *_ in GATE_FLAGS if getattr(args, flag[2:].replace("-", "_")) is not None]
-    local = (("--threads", args.threads), ("--layers", args.layers), ("--consumers", args.consumers))
+    local = (("--threads", args.threads), ("--layers", args.layers), ("--consumers", args.consumers),
+             ("--gpu-digits", args.gpu_digits is not None))  # fmt: skip
     return given + [flag for flag, value in local if value]
 
 
 def _verify_options(args, layers: bool) -> VerifyOptions:
-    return VerifyOptions(_gates(args), args.threads, getattr(args, "consumers", False), layers)
+    return VerifyOptions(_gates(args), args.threads, getattr(args, "consumers", False), layers, args.gpu_digits)
 
 
 def _bench_options(args) -> BenchOptions:

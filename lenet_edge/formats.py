@@ -76,6 +76,7 @@ class Precision:
 # Float kernels differ only in summation order (ARM FMA, NEON tiling, WebAssembly); quantized kernels may round
 # one step apart (the ARM64 probe saw at most 1 step on 7 of 10,000 int8 outputs), and dynamic-range quantizes
 # activations at run time with each CPU's own kernels.
+GPU_FP16 = "gpu-fp16"  # the arithmetic of LiteRT's GPU accelerator by default (a precision row below)
 PRECISIONS: dict[str, Precision] = {
     p.name: p
     for p in (
@@ -84,6 +85,10 @@ PRECISIONS: dict[str, Precision] = {
         Precision("fp16", Gate(min_agreement=0.9995, max_abs_dp=5e-3), ParityGate(1.0, 1e-5, 0), False),
         Precision("dynamic", Gate(min_agreement=0.995, max_drop_pt=0.3), ParityGate(0.999, 1e-2, 2), False),
         Precision("int8", Gate(min_agreement=0.995, max_drop_pt=0.3), ParityGate(0.999, 1e-2, 2), True),
+        # not a file's precision but an arithmetic: LiteRT's GPU accelerator computes in fp16 unless fp32 is enforced
+        # (its "fp16" delegate). Rows in it are judged with this gate, or a quantized file's own where that is looser:
+        # a float model whose answers flip under fp16 fails. fp16's 11-bit mantissa reaches ~5e-3 on LeNet-5.
+        Precision(GPU_FP16, Gate(min_agreement=0.9995, max_abs_dp=2e-2), ParityGate(0.9995, 2e-2, 8), False),
     )
 }
 
@@ -95,6 +100,8 @@ GATE_FLAGS = (
     ("--fp16-max-dp", ("fp16",), "max_abs_dp", 1, "P"),
     ("--quant-min-agreement", ("dynamic", "int8"), "min_agreement", 100, "PCT"),
     ("--quant-max-drop", ("dynamic", "int8"), "max_drop_pt", 1, "PT"),
+    ("--gpu-fp16-min-agreement", (GPU_FP16,), "min_agreement", 100, "PCT"),
+    ("--gpu-fp16-max-dp", (GPU_FP16,), "max_abs_dp", 1, "P"),
 )
 
 
@@ -120,6 +127,10 @@ RUNTIMES: dict[str, Runtime] = {
         Runtime("keras", "Keras", {"tf.function": "Keras tf.function", "predict_on_batch": "Keras predict_on_batch"},
                 ("tf.function", "predict_on_batch"), on_device=False),
         Runtime("litert", "LiteRT", {"xnnpack": "LiteRT + XNNPACK", "none": "LiteRT, no delegate"}, ("xnnpack",)),
+        # a phone's GPU path (CompiledModel, Accelerator.GPU): verify judges every .tflite on it; never benched,
+        # as this machine's Vulkan device is a CPU driver (lavapipe): its times are not a phone GPU's
+        Runtime("litert-gpu", "LiteRT GPU", {"fp16": "LiteRT GPU (fp16 arithmetic, the default)",
+                                             "fp32": "LiteRT GPU (fp32 enforced)"}, ()),
         Runtime("onnxruntime", "ONNX Runtime", {"cpu": "ONNX Runtime"}, ("cpu",)),
         Runtime("onnxruntime-web", "onnxruntime-web", {"wasm": "onnxruntime-web (WASM, Chromium)"}, ("wasm",),
                 in_browser=True),

@@ -46,6 +46,9 @@ class VerifyRow(_Row):
     float_nodes: list[str] = field(default_factory=list)  # ONNX: nodes left in float inside a quantized model
     identical_share: float | None = None  # the C model: share of digits whose output bytes are TFLite Micro's
     max_steps: int | None = None  # the C model: largest output difference from TFLite Micro, in quantization steps
+    delegate: str = ""  # where a runtime runs a file more than one way (LiteRT GPU: fp16 or fp32 arithmetic)
+    whole_graph: bool | None = None  # LiteRT GPU: every op of the file on the GPU (left_to_cpu: the ops that are not)
+    images: int | None = None  # test digits judged when a seeded sample of them (None: all)
 
 
 @dataclass

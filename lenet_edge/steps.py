@@ -27,7 +27,7 @@ from .quantization_error import layer_report
 from .records import StepResult
 from .report import draw_chart, read_report, recommendations, update_report
 from .report.mcu import MCU_PNG
-from .verify import C_RUNTIME, MICRO_RUNTIME, verify_bundle
+from .verify import row_name, verify_bundle
 
 
 class VerifyExit(IntEnum):
@@ -45,6 +45,7 @@ class VerifyOptions:
     threads: int | None = None
     consumers: bool = False  # also run every export in the consumers installed here
     layers: bool = False  # also measure the int8 models' quantization error layer by layer
+    gpu_digits: int | None = None  # test digits the GPU rows judge (None: verify.GPU_DIGITS; -1: all; 0: none)
 
 
 @dataclass(frozen=True)
@@ -73,10 +74,9 @@ def load_data(source: DataSource, bundle: str | Path | None = None) -> Mnist:
 
 def verify_step(bundle: str | Path, mnist: Mnist, options: VerifyOptions) -> StepResult:
     """Verify a bundle, print the verdict and write its report (verify section, consumers, layers, charts)."""
-    result = verify_bundle(bundle, mnist, options.gates, options.threads)
+    result = verify_bundle(bundle, mnist, options.gates, options.threads, gpu_digits=options.gpu_digits)
     rows = [row.to_dict() for row in result.pop("rows")]
-    failed = [row["format"] + (f" in {row['runtime']}" if row["runtime"] in (MICRO_RUNTIME, C_RUNTIME) else "")
-              for row in rows if row["status"] != "pass"]  # fmt: skip
+    failed = [row_name(row) for row in rows if row["status"] != "pass"]
     verdict = f"{len(failed)} of {len(rows)} did not pass: {', '.join(failed)}" if failed else "all passed"
     sections: dict = {"verify": rows, "verify_info": result}
     if options.consumers:

@@ -17,15 +17,59 @@ from .console import STATUS_ICON, log
 from .data import Mnist
 from .errors import BundleError, one_line
 from .files import is_regular_file, sha256_file
-from .formats import PRECISIONS, RUNTIMES, Gate
+from .formats import GPU_FP16, PRECISIONS, RUNTIMES, Gate
 from .manifest import REFERENCE, Artifact, FileRef, Manifest, read_manifest
 from .records import VerifyRow
-from .runtimes import Runner, open_runner, runtime_missing
+from .runtimes import Runner, RuntimeNotInstalled, open_runner, runtime_missing
 
 DEFAULT_GATES = {name: precision.verify for name, precision in PRECISIONS.items()}
 MICRO_RUNTIME = "tflm"  # where verify runs the formats a microcontroller runs, beside their own runtime
 C_RUNTIME = "c"  # the bundle's C model of a micro format, compiled here: judged against Keras and byte for byte
 # against TFLite Micro on the same file
+GPU_RUNTIME = "litert-gpu"  # where verify runs every .tflite beside LiteRT on the CPU, in both its arithmetics
+GPU_DIGITS = 1000  # test digits the GPU rows judge by default: a seeded sample (a CPU Vulkan driver is slow)
+GPU_SEED = 0
+
+
+def row_name(row: VerifyRow | dict) -> str:
+    """How the verdict names a row: its format, and where the same file runs elsewhere, 'in tflm' or
+    'in litert-gpu (fp16)'."""
+    fmt, runtime, delegate = (
+        (row["format"], row["runtime"], row.get("delegate", "")) if isinstance(row, dict)
+        else (row.format, row.runtime, row.delegate)
+    )  # fmt: skip
+    if runtime == GPU_RUNTIME:
+        return f"{fmt} in {runtime} ({delegate})"
+    return fmt + (f" in {runtime}" if runtime in (MICRO_RUNTIME, C_RUNTIME) else "")
+
+
+def gpu_gate(gates: dict[str, Gate], precision: str, delegate: str) -> Gate:
+    """A GPU row's gate: the file's own; in fp16 arithmetic, each bound of the file's gate loosened to the fp16
+    arithmetic's where that is looser (a float file is held to fp16's, a quantized file to its own)."""
+    own = gates[precision]
+    if delegate != "fp16":
+        return own
+    arithmetic = gates[GPU_FP16]
+
+    def looser(a: float | None, b: float | None, lowest: bool) -> float | None:  # a: the file's bound, b: fp16's
+        if a is None or b is None:
+            return a
+        return min(a, b) if lowest else max(a, b)
+
+    return Gate(
+        min_agreement=looser(own.min_agreement, arithmetic.min_agreement, lowest=True),
+        max_abs_dp=looser(own.max_abs_dp, arithmetic.max_abs_dp, lowest=False),
+        max_drop_pt=looser(own.max_drop_pt, arithmetic.max_drop_pt, lowest=False),
+    )
+
+
+def gpu_sample(count: int, digits: int | None) -> np.ndarray:
+    """The test digits the GPU rows judge: ``digits`` of ``count`` drawn with GPU_SEED, in order (None: GPU_DIGITS;
+    a negative number or one ≥ count: all of them)."""
+    digits = GPU_DIGITS if digits is None else digits
+    if digits < 0 or digits >= count:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(GPU_SEED).choice(count, digits, replace=False))
 
 
 def _integrity(bundle: Path, entry: Artifact | FileRef) -> str:
@@ -134,10 +178,13 @@ def verify_bundle(
     gates: dict[str, Gate] | None = None,
     threads: int | None = None,
     use_keras: bool | None = None,
+    gpu_digits: int | None = None,
 ) -> dict:
     """Judge every artifact; return {'rows': [VerifyRow…], 'reference': …, 'images': …, 'seconds': …}.
 
-    ``use_keras`` (default: whether TensorFlow is installed) runs the Keras model too."""
+    ``use_keras`` (default: whether TensorFlow is installed) runs the Keras model too. Every .tflite is also
+    judged on LiteRT's GPU accelerator, in fp16 and in fp32 arithmetic, on ``gpu_digits`` test digits (see
+    ``gpu_sample``; 0: no GPU rows)."""
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
     gates = {**DEFAULT_GATES, **(gates or {})}
@@ -149,50 +196,72 @@ def verify_bundle(
 
     rows: list[VerifyRow] = []
     skipped = 0  # microcontroller rows not run: no TFLite Micro here
-    absent: dict[str, int] = {}  # rows not run: this install lacks their runtime (a one-runtime device)
+    absent: dict[str, tuple[int, str]] = {}  # rows not run, and why: this install or machine lacks their runtime
     have_micro = runtime_missing(MICRO_RUNTIME) is None
     micro_answers: dict[str, np.ndarray] = {}  # format -> TFLite Micro's probabilities, for the C model rows
+    gpu_digits = GPU_DIGITS if gpu_digits is None else gpu_digits
+    sample = gpu_sample(len(labels), gpu_digits)
     for entry in manifest.artifacts:
         if not entry.on_device and not have_tf:
             continue
-        runtimes = [entry.runtime]
-        if entry.spec.micro:  # the same file on a microcontroller's runtime, judged like any other row
-            runtimes += [MICRO_RUNTIME] if have_micro else []
-            skipped += not have_micro
-        if entry.micro and entry.micro.c_model and entry.micro.c_model.files:
-            runtimes.append(C_RUNTIME)
-        for runtime in runtimes:
-            if runtime_missing(runtime):
+        skipped += bool(entry.spec.micro) and not have_micro
+        for runtime, delegate in _runs(entry, have_micro, gpu_digits != 0):
+            if why := runtime_missing(runtime) or absent.get(runtime, (0, ""))[1]:
                 if runtime == C_RUNTIME and os.environ.get("CI") == "true":  # CI must prove the C model
-                    rows.append(VerifyRow(entry.format, runtime, "error", reason=str(runtime_missing(runtime))))
+                    rows.append(VerifyRow(entry.format, runtime, "error", reason=why))
                     continue
-                absent[runtime] = absent.get(runtime, 0) + 1
+                absent[runtime] = (absent.get(runtime, (0, ""))[0] + 1, why)
                 continue
-            row, probs = _verify_artifact(bundle, entry, mnist, reference, gates, threads, runtime)
+            try:
+                row, probs = _verify_artifact(
+                    bundle, entry, mnist, reference, gates, threads, runtime, delegate, sample
+                )
+            except RuntimeNotInstalled as exc:  # found on loading: this machine cannot run it (no GPU device)
+                absent[runtime] = (absent.get(runtime, (0, ""))[0] + 1, str(exc))
+                continue
             if runtime == MICRO_RUNTIME and probs is not None:
                 micro_answers[entry.format] = probs
             if runtime == C_RUNTIME:
                 _against_micro(row, probs, micro_answers.get(entry.format), entry)
             rows.append(row)
-            mark = STATUS_ICON[row.status]
-            figures = f"accuracy {row.accuracy:.2%}, agreement {row.agreement:.2%}" if row.accuracy is not None else ""
-            if row.identical_share is not None:
-                figures += f", {row.identical_share:.2%} identical to TFLite Micro"
-            log(f"  {mark} {row.format:<15} {row.runtime:<12} {figures}  {row.reason}".rstrip())
+            _log_row(row)
     if skipped:
         log(f"  (TFLite Micro is not installed here: {skipped} microcontroller rows not run)")
     not_run = [f"{skipped} TFLite Micro rows: tflite-micro is not installed here"] if skipped else []
-    for runtime, count in absent.items():
-        not_run.append(f"{count} {RUNTIMES[runtime].label} rows: {runtime_missing(runtime)}")
-        log(f"  ({RUNTIMES[runtime].label} is not installed here: {count} rows not run)")
+    for runtime, (count, why) in absent.items():
+        not_run.append(f"{count} {RUNTIMES[runtime].label} rows: {why}")
+        log(f"  ({RUNTIMES[runtime].label}: {count} rows not run here: {why})")
     return {
         "rows": rows,
         "not_run": not_run,
         "reference": reference_source,
         "images": len(labels),
+        "gpu_sample": {"digits": len(sample), "seed": GPU_SEED},
         "seconds": round(time.perf_counter() - start, 2),
         "gates": {name: gate.describe() for name, gate in gates.items()},
     }
+
+
+def _runs(entry: Artifact, have_micro: bool, gpu: bool) -> list[tuple[str, str | None]]:
+    """Where verify runs a file, (runtime, delegate) each: its own runtime; a microcontroller's file in TFLite
+    Micro too, and as the bundle's C model where it has one; every .tflite on LiteRT's GPU accelerator in both
+    its arithmetics (unless ``gpu`` is off)."""
+    runs: list[tuple[str, str | None]] = [(entry.runtime, None)]
+    if entry.spec.micro and have_micro:  # the same file on a microcontroller's runtime, judged like any other row
+        runs.append((MICRO_RUNTIME, None))
+    if entry.micro and entry.micro.c_model and entry.micro.c_model.files:
+        runs.append((C_RUNTIME, None))
+    if entry.runtime == "litert" and gpu:  # every .tflite on a phone's GPU, in both arithmetics
+        runs += [(GPU_RUNTIME, delegate) for delegate in RUNTIMES[GPU_RUNTIME].delegates]
+    return runs
+
+
+def _log_row(row: VerifyRow) -> None:
+    figures = f"accuracy {row.accuracy:.2%}, agreement {row.agreement:.2%}" if row.accuracy is not None else ""
+    if row.identical_share is not None:
+        figures += f", {row.identical_share:.2%} identical to TFLite Micro"
+    where = f"{row.runtime} {row.delegate}".strip()
+    log(f"  {STATUS_ICON[row.status]} {row.format:<15} {where:<15} {figures}  {row.reason}".rstrip())
 
 
 def _c_files(bundle: Path, entry: Artifact) -> str:
@@ -251,28 +320,44 @@ def _verify_artifact(
     gates: dict[str, Gate],
     threads: int | None,
     runtime: str,
+    delegate: str | None = None,
+    sample: np.ndarray | None = None,
 ) -> tuple[VerifyRow, np.ndarray | None]:
-    """One artifact in one runtime, judged; and its probabilities (None when it did not run)."""
+    """One file in one runtime (with ``delegate``), judged on the test digits, or on ``sample`` of them for the
+    GPU rows; and its probabilities (None when it did not run). RuntimeNotInstalled is raised, not reported: the
+    row cannot run on this machine at all."""
     precision = entry.precision
-    gate = gates[precision]
+    gpu = runtime == GPU_RUNTIME
+    gate = gpu_gate(gates, precision, delegate or "") if gpu else gates[precision]
+    picked = sample if gpu and sample is not None else np.arange(len(mnist.y_test))
+    judged = len(picked) if len(picked) < len(mnist.y_test) else None
+
+    def failed(status: str, reason: str) -> VerifyRow:
+        return VerifyRow(entry.format, runtime, status, reason=reason, precision=precision, delegate=delegate or "",
+                         images=judged)  # fmt: skip
+
     integrity = _integrity(bundle, entry)
     if integrity in ("missing file", "not a regular file"):
-        return VerifyRow(entry.format, runtime, "error", reason=integrity, precision=precision), None
+        return failed("error", integrity), None
     start = time.perf_counter()
+    images = mnist.x_test[picked]
     try:
         options = {"threads": threads} if entry.on_device and runtime == entry.runtime else {}
-        runner = open_runner(runtime, bundle / entry.file, **options)
-        probs = runner.predict(mnist.x_test)
+        runner = open_runner(runtime, bundle / entry.file, delegate=delegate, **options)
+        probs = runner.predict(images)
+    except RuntimeNotInstalled:
+        raise
     except Exception as exc:  # a file that will not load or run is reported, not raised
         reason = one_line(exc)
         if integrity:
             reason = f"{integrity}; {reason}"
-        return VerifyRow(entry.format, runtime, "error", reason=reason[:300], precision=precision), None
-    row = judge(entry.format, runtime, precision, probs, reference, mnist.y_test, gate)
+        return failed("error", reason[:300]), None
+    row = judge(entry.format, runtime, precision, probs, reference[picked], mnist.y_test[picked], gate)
+    row.delegate, row.images = delegate or "", judged
     if runtime != entry.runtime or entry.spec.variant_of:  # the same model again: its agreement says how alike,
         row.per_class_accuracy, row.confusion = [], []  # one confusion matrix is enough
     row.size_bytes = (bundle / entry.file).stat().st_size
-    checks = [integrity, _claim(runner, entry), _contract(runner, entry, mnist.x_test, probs.argmax(1))]
+    checks = [integrity, _claim(runner, entry), _contract(runner, entry, images, probs.argmax(1))]
     if runtime == MICRO_RUNTIME:
         checks.append(_c_files(bundle, entry))
     if runtime == C_RUNTIME:
@@ -287,9 +372,14 @@ def _verify_artifact(
 
 
 def _acceleration(row: VerifyRow, runner: Runner) -> None:
-    """What the runtime accelerates, from its per-op profile: XNNPACK partitions and the ops left out, or the
-    float nodes of a quantized ONNX model."""
+    """What the runtime accelerates, from its per-op profile: XNNPACK partitions and the ops left out, whether
+    the whole graph runs on the GPU and the ops that fall back, or the float nodes of a quantized ONNX model."""
     found = runner.op_profile(runs=5) or {}
+    if "whole_graph" in found:  # LiteRT's GPU accelerator: what it said when it compiled the file
+        row.whole_graph = found["whole_graph"]
+        row.left_to_cpu = found["fallback"]
+        if not row.whole_graph and row.status == "pass":
+            row.reason = f"not whole on the GPU: {'; '.join(found['fallback']) or 'LiteRT left ops to the CPU'}"
     if "partitions" in found:
         row.partitions = found["partitions"]
         row.left_to_cpu = [f"{op['op']} ({op['layer']})" for op in found["left_to_cpu"]]

@@ -47,9 +47,11 @@ def require(condition: bool, message: str) -> None:
 
 
 def row_key(row: dict) -> str:
-    """A verify row's name: its format, and for the same file run in TFLite Micro (or as the C model),
-    '<format> in tflm' ('<format> in c')."""
-    return row["format"] + (f" in {row['runtime']}" if row["runtime"] in ("tflm", "c") else "")
+    """A verify row's name: its format, and for the same file run elsewhere, '<format> in tflm', '<format> in c'
+    (the C model) or '<format> in litert-gpu (fp16)' (verify.row_name)."""
+    from lenet_edge.verify import row_name
+
+    return row_name(row)
 
 
 def manifest_json(bundle: Path) -> dict:
@@ -127,6 +129,16 @@ def _fast_tier_trains_nothing(request, monkeypatch):
             monkeypatch.setattr(module, "train", _fitless(real))
     if "keras" in sys.modules:
         monkeypatch.setattr(sys.modules["keras"].Model, "fit", _refuse_fit)
+
+
+@pytest.fixture(autouse=True)
+def _fast_tier_runs_no_gpu_rows(request, monkeypatch):
+    """In a test not marked slow, verify runs no GPU row unless the test asks with --gpu-digits: LiteRT's GPU
+    accelerator on a CPU Vulkan driver costs seconds per file (tests/test_gpu.py judges it, in the slow tier)."""
+    if request.node.get_closest_marker("slow") is None:
+        import lenet_edge.verify
+
+        monkeypatch.setattr(lenet_edge.verify, "GPU_DIGITS", 0)
 
 
 # --- data -----------------------------------------------------------------------------------------------------

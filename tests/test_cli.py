@@ -34,6 +34,8 @@ def test_help_everywhere(command, capsys):
         (["verify", "export", "--quant-min-agreement", "nan"], "nan is not a number from 0 to 100"),
         (["verify", "export", "--fp32-max-dp", "-1"], "-1 is not a number from 0 to 1"),
         (["verify", "export", "--quant-max-drop", "inf"], "inf is not a number from 0 to 100"),
+        (["verify", "export", "--gpu-digits", "-5"], "-5 must be at least 0"),
+        (["run", "--gpu-digits", "many"], "'many' is neither a whole number nor 'all'"),
     ],
 )
 def test_bad_values_are_argparse_errors(args, message, capsys):
@@ -151,7 +153,7 @@ def test_cost_needs_an_emulated_target(tiny_bundle, raw_mnist_dir, capsys, targe
 
 
 LOCAL_ONLY = [[flag, "50" if unit == 100 else "0.5"] for flag, _, _, unit, _ in GATE_FLAGS]
-LOCAL_ONLY += [["--threads", "2"], ["--layers"]]
+LOCAL_ONLY += [["--threads", "2"], ["--layers"], ["--gpu-digits", "all"]]
 
 
 @pytest.mark.parametrize("option", LOCAL_ONLY, ids=lambda option: option[0])

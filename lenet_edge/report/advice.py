@@ -8,6 +8,8 @@ from ..formats import BY_NAME, FORMATS, KERAS, RUNTIMES, Format, float_twin, run
 from ..layer_names import layer_of
 from ..records import BenchRow, VerifyRow
 
+GPU_RUNTIME = "litert-gpu"  # verify's rows of every .tflite on LiteRT's GPU accelerator
+
 
 def int8_pairs() -> list[tuple[str, Format, Format]]:
     """(runtime, its fp32 format, its int8 format): the comparisons a user weighs."""
@@ -90,14 +92,16 @@ def recommendations(report: dict) -> dict | None:
     """What to deploy on this host, computed from the last bench run (the host profile if measured, else the
     mobile one) among the files verify passed: the fastest batch-1 configuration, the fastest on one core, the
     best throughput and the smallest file, each with its ratio to the best other format; and every int8 model
-    that is slower than its fp32 twin here, with the cause its per-op profile shows."""
+    that is slower than its fp32 twin here, with the cause its per-op profile shows; and the file to ship for a
+    phone's GPU where verify judged the GPU (``gpu_choice``)."""
     bench = report.get("bench", {})
     profile = next((name for name in ("host", "mobile") if name in bench), None)
     if profile is None:
         return None
     verified = [VerifyRow.from_dict(row) for row in report.get("verify", [])]
-    passed = {row.format for row in verified if row.status == "pass"}
-    failed = {row.format for row in verified if row.status != "pass"}
+    on_cpu = [row for row in verified if row.runtime != GPU_RUNTIME]  # the GPU's verdict is its own pick's
+    passed = {row.format for row in on_cpu if row.status == "pass"}
+    failed = {row.format for row in on_cpu if row.status != "pass"}
     rows = [r for r in bench_rows(bench, profile) if r.runtime != KERAS.runtime and r.format not in failed]
     if passed:
         rows = [r for r in rows if r.format in passed]
@@ -112,6 +116,7 @@ def recommendations(report: dict) -> dict | None:
         "throughput_batch": largest,
         "size": _winner(list(sizes.values()), "size_bytes", lowest=True, name=_file),
         "int8": _int8_verdicts({profile: bench[profile]}, report.get("profile", {})),
+        "gpu": gpu_choice(verified),
     }
 
 
@@ -136,3 +141,27 @@ def _int8_verdicts(measured: dict, profile: dict) -> list[dict]:
 def costs_by_core(targets: dict) -> dict[str, list[dict]]:
     """Instruction-count rows of every emulated core measured, oldest core first (cortex-a53 … neoverse-n1)."""
     return dict(sorted((t["cost"]["identity"]["core"], t["cost"]["rows"]) for t in targets.values() if "cost" in t))
+
+
+def gpu_choice(verified: list[VerifyRow]) -> dict | None:
+    """The file to ship for a phone's GPU: the smallest float .tflite (not a variant) that passed verify on LiteRT's
+    GPU accelerator whole, in fp16 arithmetic (the GPU's default) or else with fp32 enforced; None when no GPU row
+    was run, with ``why`` when rows ran and no float file passed."""
+    gpu = [row for row in verified if row.runtime == GPU_RUNTIME]
+    if not gpu:
+        return None
+    floats = [f for f in FORMATS if f.runtime == "litert" and f.precision in ("fp32", "fp16") and not f.variant_of]
+    for setting in ("fp16", "fp32"):
+        passed = {
+            row.format: row for row in gpu if row.delegate == setting and row.status == "pass" and row.whole_graph
+        }
+        candidates = sorted((f for f in floats if f.name in passed), key=lambda f: passed[f.name].size_bytes or 0)
+        if candidates:
+            fmt = candidates[0]
+            row = passed[fmt.name]
+            return {
+                "format": fmt.name, "file": fmt.file, "setting": setting,
+                "agreement": row.agreement, "max_abs_dp": row.max_abs_dp, "images": row.images,
+                "others": [f.name for f in candidates[1:]],
+            }  # fmt: skip
+    return {"format": None, "why": "no float .tflite passed verify whole on the GPU"}

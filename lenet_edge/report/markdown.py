@@ -10,6 +10,7 @@ from ..manifest import CONFUSION_PNG, TARGETS_PNG, Manifest
 from ..model_origin import model_origin_section
 from ..records import BenchRow, VerifyRow
 from .advice import batch1_p50, bench_rows, costs_by_core, float_ops, grouped, int8_pairs
+from .gpu import gpu_section
 from .mcu import mcu_section
 from .npu import npu_section
 
@@ -46,6 +47,7 @@ def render_markdown(report: dict, manifest: Manifest) -> str:
     if "verify" in report:
         lines += _verify_section(verified, report.get("verify_info", {}), charts.get(CONFUSION_PNG))
         lines += _no_c_model(manifest)
+        lines += gpu_section(verified, report.get("verify_info", {}))  # the phone's GPU: lenet_edge/report/gpu.py
     if "consumers" in report:
         lines += _consumers_section(report["consumers"])
     if "layers" in report:
@@ -72,7 +74,8 @@ def _verify_section(rows: list[VerifyRow], info: dict, chart: bool | None = None
         f"## Parity: every export on the {info.get('images', 10000):,} MNIST test images",
         "",
         f"Each file run by its own runtime (and the int8 and fp32 `.tflite` in TFLite Micro, rows `tflm`; the int8 one "
-        f"as the bundle's plain C model built with this host's cc, rows `c`) and "
+        f"as the bundle's plain C model built with this host's cc, rows `c`; every `.tflite` on LiteRT's GPU "
+        f"accelerator, rows `litert-gpu`, on the digits they name) and "
         f"compared with {info.get('reference', 'Keras')}. "
         f"Verify took {info.get('seconds', 0):.1f} s.",
         "",
@@ -84,7 +87,7 @@ def _verify_section(rows: list[VerifyRow], info: dict, chart: bool | None = None
         delta = "—" if row.delta_vs_keras_pt is None else f"{row.delta_vs_keras_pt:+.2f}"
         dp = "—" if row.max_abs_dp is None else f"{row.max_abs_dp:.1e}"
         lines.append(
-            f"| {row.format} | {row.runtime} | {STATUS_MARK[row.status]} | {size} | "
+            f"| {row.format} | {_where(row)} | {STATUS_MARK[row.status]} | {size} | "
             f"{_pct(row.accuracy)} | {delta} | {_pct(row.agreement)} | {dp} | {_accelerated(row)} |"
         )
     for row in rows:
@@ -92,7 +95,7 @@ def _verify_section(rows: list[VerifyRow], info: dict, chart: bool | None = None
             lines += ["", f"**{row.format}** as the plain C model: "
                       f"{_pct(row.identical_share)} of the digits answer byte for byte as TFLite Micro on the same "
                       f"file (largest difference {row.max_steps} steps; the gate is 100% identical)."]  # fmt: skip
-    reasons = [f"- **{row.format}** ({row.runtime}): {row.reason}" for row in rows if row.reason]
+    reasons = [f"- **{row.format}** ({_where(row)}): {row.reason}" for row in rows if row.reason]
     if reasons:
         lines += ["", "Why:", "", *reasons]
     if info.get("not_run"):
@@ -218,8 +221,17 @@ def _layers_section(layers: dict, verify_rows: list[VerifyRow], manifest: Manife
     return lines
 
 
+def _where(row: VerifyRow) -> str:
+    """The runtime of a verify row, with its delegate and the digits it judged where those are not the usual."""
+    where = f"{row.runtime} {row.delegate}".strip()
+    return f"{where} ({row.images:,} digits)" if row.images else where
+
+
 def _accelerated(row: VerifyRow) -> str:
-    """XNNPACK partitions and the ops it left to the CPU, or the float nodes of a quantized ONNX model."""
+    """XNNPACK partitions and the ops it left to the CPU, whether the whole graph ran on the GPU, or the float nodes
+    of a quantized ONNX model."""
+    if row.whole_graph is not None:
+        return "GPU, whole graph" if row.whole_graph else f"GPU; CPU: {', '.join(row.left_to_cpu) or 'some ops'}"
     if row.partitions is not None:
         text = f"XNNPACK, {row.partitions} partition{'s' * (row.partitions != 1)}"
         left = ", ".join(dict.fromkeys(item.split(" (")[0] for item in row.left_to_cpu))
@@ -393,6 +405,13 @@ def recommendation_section(found: dict, machine: dict) -> list[str]:
             else f"int8 {pair['int8_us']:.1f} µs against fp32 {pair['fp32_us']:.1f} µs ({pair['ratio']:.2f}×)"
         )
         lines.append(f"- {pair['runtime']}, batch 1, 1 thread: {verdict}.")
+    gpu = found.get("gpu") or {}
+    if gpu.get("format"):
+        arithmetic = "fp16 arithmetic, the GPU's default" if gpu["setting"] == "fp16" else "with fp32 enforced"
+        lines.append(
+            f"- **A phone's GPU** (LiteRT's GPU accelerator; answers judged, no time measured): "
+            f"{gpu['format']}, `{gpu['file']}`, passed whole on the GPU in {arithmetic}."
+        )
     return [*lines, ""]
 
 

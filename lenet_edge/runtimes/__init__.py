@@ -11,13 +11,23 @@ from .base import InProcessRunner, Runner, RuntimeNotInstalled
 from .c import CRunner
 from .keras import KerasRunner
 from .litert import LiteRTRunner
+from .litert_gpu import LiteRTGpuRunner
 from .onnxruntime import OnnxRuntimeRunner
 from .tflm import TFLMRunner
 from .wasm import LiteRTJsRunner, OrtWebRunner
 
 RUNNERS: dict[str, type[Runner]] = {
     runner.runtime: runner
-    for runner in (KerasRunner, LiteRTRunner, OnnxRuntimeRunner, OrtWebRunner, LiteRTJsRunner, TFLMRunner, CRunner)
+    for runner in (
+        KerasRunner,
+        LiteRTRunner,
+        LiteRTGpuRunner,
+        OnnxRuntimeRunner,
+        OrtWebRunner,
+        LiteRTJsRunner,
+        TFLMRunner,
+        CRunner,
+    )
 }
 assert set(RUNNERS) == set(RUNTIMES), "every runtime of the table has exactly one Runner"
 

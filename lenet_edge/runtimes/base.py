@@ -31,6 +31,19 @@ def tflite_precision(computed: set[str], stored: set[str]) -> str:
     return "fp16" if "float16" in stored else "fp32"
 
 
+def tflite_tensor(detail: dict) -> Tensor:
+    """A tensor of a .tflite as LiteRT's interpreter details it (name, dtype, shape signature, quantization)."""
+    scale, zero_point = detail["quantization"]
+    quantized = scale != 0.0
+    return Tensor(
+        name=detail["name"],
+        dtype=np.dtype(detail["dtype"]).name,
+        shape=[int(d) for d in detail["shape_signature"]],
+        scale=float(scale) if quantized else None,
+        zero_point=int(zero_point) if quantized else None,
+    )
+
+
 class RuntimeNotInstalled(LenetEdgeError):
     """A runtime whose library this install lacks (a device install with one runtime): one line, with the pip
     command that brings it."""

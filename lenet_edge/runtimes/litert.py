@@ -8,20 +8,7 @@ import numpy as np
 
 from ..console import silenced
 from ..layer_names import layer_of
-from ..manifest import Tensor
-from .base import InProcessRunner, tflite_precision
-
-
-def _spec(detail: dict) -> Tensor:
-    scale, zero_point = detail["quantization"]
-    quantized = scale != 0.0
-    return Tensor(
-        name=detail["name"],
-        dtype=np.dtype(detail["dtype"]).name,
-        shape=[int(d) for d in detail["shape_signature"]],
-        scale=float(scale) if quantized else None,
-        zero_point=int(zero_point) if quantized else None,
-    )
+from .base import InProcessRunner, tflite_precision, tflite_tensor
 
 
 def _interpreter(path, threads: int | None = None, xnnpack: bool = True):
@@ -75,7 +62,7 @@ class LiteRTRunner(InProcessRunner):
         self.interpreter = _interpreter(self.path, threads, xnnpack=self.delegate == "xnnpack")
         (in_detail,), (out_detail,) = self.interpreter.get_input_details(), self.interpreter.get_output_details()
         self._in_index, self._out_index = in_detail["index"], out_detail["index"]
-        self.input, self.output = _spec(in_detail), _spec(out_detail)
+        self.input, self.output = tflite_tensor(in_detail), tflite_tensor(out_detail)
         self._shape = tuple(in_detail["shape"])
         return None
 
