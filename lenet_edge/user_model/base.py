@@ -96,11 +96,12 @@ def check_file(path: Path, what: str = "model file") -> None:
         raise UsageError(f"{path}: {problem}; not a {what}")
 
 
-def sha256_files(files: list[Path], root: Path) -> str:
-    """One file's sha256, or for a folder's files the sha256 of their sorted 'relative path  sha256' lines."""
-    if len(files) == 1 and files[0] == root:
-        return sha256_file(root)
-    lines = sorted(f"{file.relative_to(root)}  {sha256_file(file)}\n" for file in files)
+def sha256_files(files: list[Path], path: Path) -> str:
+    """The sha256 of the one file read, or, for a folder's files (or a pair of files), the sha256 of their sorted
+    'name  sha256' lines (names relative to the folder)."""
+    if files == [path] and path.is_file():
+        return sha256_file(path)
+    lines = sorted(f"{file.relative_to(path) if path.is_dir() else file.name}  {sha256_file(file)}\n" for file in files)
     return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 

@@ -60,6 +60,9 @@ def _layer_config(entry: dict) -> dict:
     for key in list(config):
         if key in _DROPPED or key.endswith(_TRAINING_ONLY):
             config.pop(key)
+    axis = config.get("axis")
+    if kind == "BatchNormalization" and isinstance(axis, list) and len(axis) == 1:
+        config["axis"] = axis[0]  # Keras 2 stores the axis it normalizes as a list, Keras 3 takes one int
     return entry | {"config": config}
 
 
