@@ -33,6 +33,12 @@ def _tf_keras():
     return tf_keras
 
 
+@pytest.fixture(scope="module")
+def k2():
+    """Keras 2 (tf-keras), imported in the fixture (its import and TensorFlow's are set-up time)."""
+    return _tf_keras()
+
+
 def _pooled(images: np.ndarray) -> np.ndarray:
     return images.reshape(len(images), 14, 2, 14, 2).max((2, 4))
 
@@ -301,3 +307,93 @@ def test_each_way_to_name_a_form_loads_the_model_the_file_holds(name, forms, wei
     answers = user.predict((digits / np.float32(255))[..., None])
     np.testing.assert_allclose(answers, expected_answers(weights, digits), atol=1e-5)
     assert (user.form, user.loaded.keras_version[: len(VARIANTS[name][1])]) == VARIANTS[name]
+
+
+# --- refused in one line, exit 2, and no code from the file runs ------------------------------------------------
+
+
+def _refused(capsys, path: Path, tmp_path: Path, *options: str) -> str:
+    code = main(["export", str(path), "--out", str(tmp_path / "out"), "--data", str(tmp_path / "no-data"), *options])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("lenet-edge: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
+    return err
+
+
+def test_a_keras2_lambda_layer_is_refused_and_its_bytecode_never_runs(capsys, tmp_path, k2):
+    """A Keras 2 HDF5 file stores a Lambda's function as marshalled bytecode, which loading the model would run:
+    the config is read first and the file refused, the function (which would write a file) never called."""
+    marker = tmp_path / "ran"
+    touch = eval(f"lambda x: x + float(__import__('pathlib').Path({str(marker)!r}).touch() or 0)")
+    model = k2.Sequential([k2.layers.Lambda(touch, input_shape=(28, 28, 1)), k2.layers.Flatten(), k2.layers.Dense(10)])
+    model.save(tmp_path / "lambda.h5")
+    marker.unlink()  # building the model above ran it here
+    err = _refused(capsys, tmp_path / "lambda.h5", tmp_path)
+    assert "layer 'lambda' is a Lambda layer, whose Python code (stored as bytecode in the file) is never run" in err
+    assert not marker.exists()
+
+
+def test_a_keras2_custom_layer_class_is_refused_naming_it(capsys, weights, tmp_path):
+    layers = era_layers("2.2.4")
+    layers[1] = {"class_name": "MyNormalization", "config": {"name": "my_norm"}}
+    path = write_era_h5(tmp_path / "custom.h5", "2.2.4", weights, layers)
+    assert "layer 'my_norm' is MyNormalization, a custom class" in _refused(capsys, path, tmp_path)
+
+
+def test_a_subclassed_keras2_savedmodel_is_refused(capsys, tmp_path, k2):
+    class LeNet(k2.Model):
+        def __init__(self):
+            super().__init__()
+            self.flat, self.dense = k2.layers.Flatten(), k2.layers.Dense(10)
+
+        def call(self, x):
+            return self.dense(self.flat(x))
+
+    model = LeNet()
+    model(np.zeros((1, 28, 28, 1), np.float32))
+    model.save(tmp_path / "lenet")
+    assert "a subclassed LeNet model, which Keras cannot rebuild" in _refused(capsys, tmp_path / "lenet", tmp_path)
+
+
+def test_a_plain_tensorflow_savedmodel_is_refused_with_what_to_do(capsys, tmp_path, k2):
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.w = tf.Variable(tf.zeros((784, 10)))
+    module.serve = tf.function(
+        lambda x: {"probs": tf.nn.softmax(tf.reshape(x, (-1, 784)) @ module.w)},
+        input_signature=[tf.TensorSpec((None, 28, 28, 1), tf.float32)],
+    )
+    tf.saved_model.save(module, str(tmp_path / "lenet"), signatures={"serving_default": module.serve})
+    err = _refused(capsys, tmp_path / "lenet", tmp_path)
+    assert "no Keras metadata (its serving signature alone)" in err and "model.save('lenet.keras')" in err
+
+
+def test_a_folder_named_lenet_holding_no_digit_classifier_is_refused(capsys, tmp_path, k2):
+    """A 512x512 segmentation network (a U-Net's shape) in a SavedModel folder called lenet: its shape says so."""
+    model = k2.Sequential([k2.layers.Conv2D(1, 3, padding="same", input_shape=(512, 512, 1))], name="unet")
+    model.save(tmp_path / "lenet")
+    err = _refused(capsys, tmp_path / "lenet", tmp_path)
+    assert "takes [batch, 512, 512, 1]; only MNIST's 28x28 gray digits are taken" in err
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        ("weights-alone", "holds weights only (no model config), and no alone.json beside it"),
+        ("json-alone", "an architecture without weights: no alone.weights.h5, alone.h5, alone.hdf5 beside it"),
+        ("folder", "a folder without saved_model.pb, not a SavedModel"),
+    ],
+)
+def test_half_a_pair_is_refused_naming_the_missing_half(capsys, forms, tmp_path, make, fragment):
+    if make == "weights-alone":
+        path = tmp_path / "alone.h5"
+        shutil.copy(forms["json-beside-weights"][0], path)
+    elif make == "json-alone":
+        path = tmp_path / "alone.json"
+        shutil.copy(forms["json-finds-weights"][0], path)
+    else:
+        path = tmp_path / "empty"
+        path.mkdir()
+    assert fragment in _refused(capsys, path, tmp_path)
