@@ -41,7 +41,11 @@ class Int8Remedies:
 
 def _verdict(trial: Int8Trial, entry: Artifact, gate: Gate, folder: Path) -> str:
     """'' when the file passes its gate on the 10,000 test digits, else the gate's failures."""
-    probs = open_runner(entry.runtime, folder / entry.file).predict(trial.mnist.x_test)
+    runner = open_runner(entry.runtime, folder / entry.file)
+    found = runner.precision()
+    if found is not None and found != entry.precision:  # every layer left in float: no int8 file any more
+        return f"the file is {found}, not {entry.precision}"
+    probs = runner.predict(trial.mnist.x_test)
     row = judge(entry.format, entry.runtime, entry.precision, probs, trial.reference, trial.mnist.y_test, gate)
     return row.reason or "" if row.status != "pass" else ""
 
@@ -55,7 +59,10 @@ def worst_layer(trial: Int8Trial, count: int, keep: tuple[str, ...], folder: Pat
     exported with (``count``, ``keep``): the highest RMSE/scale (TFLite) or the lowest SNR of its own Q/DQ
     step (ONNX). None when it names none."""
     images = trial.mnist.x_test[:DEBUG_IMAGES]
-    allowed = set(_weighted_layers(trial.model)) - set(keep)
+    weighted = _weighted_layers(trial.model)
+    if len(keep) + 1 >= len(weighted):  # one layer at least stays int8, or the file is no int8 file
+        return None
+    allowed = set(weighted) - set(keep)
     if trial.fmt.family == "tflite":
         rows, _ = tflite_layer_errors(trial.model, calibration_images(trial.mnist, count, trial.seed), images, keep)
         ranked = sorted(rows, key=lambda row: -row["rmse_over_scale"])
