@@ -50,6 +50,8 @@ def load_form(path: Path, architecture: Path | None = None, weights: Path | None
     if weights is not None and suffix != ".json":
         raise UsageError(f"--weights {weights}: only for an architecture .json (the model named is {path.name})")
     if suffix == ".json":
+        if architecture is not None:
+            raise UsageError(f"--architecture {architecture}: MODEL {path.name} is the architecture; name --weights")
         return load_json_weights(path, weights or weights_beside(path))
     if suffix == ".keras":
         return load_archive(path)
