@@ -122,3 +122,19 @@ def test_weights_and_architecture_options_out_of_place_are_refused(tensorflow_lo
     (tmp_path / "m.keras").write_bytes(b"PK")
     code, _, err = cli(capsys, "export", tmp_path / "m.keras", "--weights", tmp_path / "w.h5", "--out", tmp_path / "o")
     assert code == 2 and "--weights" in error_line(err) and "only for an architecture .json" in err
+
+
+def test_a_keras2_file_without_keras2_installed_names_the_install(tensorflow_loaded, tmp_path, capsys, monkeypatch):
+    """An install without tf-keras (Keras 2) meets a Keras 2 file: one line saying what to install."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tf_keras" else real(name, *a))
+    path = tmp_path / "old.h5"
+    layers = [{"class_name": "Dense", "config": {"name": "d", "units": 10, "batch_input_shape": [None, 28, 28]}}]
+    config = {"class_name": "Sequential", "config": {"name": "s", "layers": layers}}
+    _h5(path, {"keras_version": b"2.1.6", "backend": b"tensorflow", "model_config": json.dumps(config).encode()})
+    code, _, err = cli(capsys, "export", path, "--out", tmp_path / "out", "--data", tmp_path / "no-data")
+    line = error_line(err)
+    assert code == 2 and "written by Keras 2.1.6; reading it needs Keras 2" in line
+    assert "pip install 'lenet-edge[train]' (it brings tf-keras)" in line
