@@ -105,7 +105,7 @@ def sha256_files(files: list[Path], path: Path) -> str:
     return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
-def _shape(tensor) -> tuple:
+def shape_of(tensor) -> tuple:
     return tuple(tensor.shape[1:])
 
 
@@ -145,7 +145,7 @@ def digit_classifier(path: Path, loaded: Loaded) -> UserModel:
         raise UsageError(f"{path}: takes {len(model.inputs)} inputs; a digit classifier here takes one image")
     if len(model.outputs) != 1:
         raise UsageError(f"{path}: gives {len(model.outputs)} outputs; a digit classifier here gives one")
-    shape, out = _shape(model.inputs[0]), _shape(model.outputs[0])
+    shape, out = shape_of(model.inputs[0]), shape_of(model.outputs[0])
     if shape not in INPUT_SIZES:
         given = "[batch, " + ", ".join(str(d) for d in shape) + "]"
         raise UsageError(

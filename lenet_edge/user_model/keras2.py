@@ -97,9 +97,8 @@ def rebuild(model2: Any, path: Path):
         )
     config = model_config(model2.get_config())
     try:
-        with keras.saving.CustomObjectScope({}):
-            builder = keras.Sequential if kind == "Sequential" else keras.Model
-            model3 = builder.from_config(config)
+        builder = keras.Sequential if kind == "Sequential" else keras.Model
+        model3 = builder.from_config(config)
     except Exception as exc:  # a layer or option Keras 3 does not have: named in one line
         raise UsageError(f"{path}: cannot rebuild this Keras 2 model in Keras 3: {first_line(exc)[:200]}") from None
     _copy_weights(model2, model3, path)

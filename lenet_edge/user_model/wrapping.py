@@ -17,7 +17,7 @@ from ..data import Mnist
 from ..errors import UsageError
 from ..model import ARCHITECTURES, INPUT_NAME, count_macs, count_params, layer_chain
 from ..model_origin import PREPROCESSINGS, TRAINED_HERE, Preprocessing
-from .base import FORMS, UserModel, _shape, sha256_files
+from .base import FORMS, UserModel, sha256_files, shape_of
 from .preprocessing import AUTO, Scores, choose, score, softmax
 
 SELF_CHECK_DIGITS = 1000  # test digits on which the wrapped model must answer as the file under its preprocessing
@@ -52,7 +52,7 @@ def wrap(user: UserModel, preprocessing: Preprocessing, logits: bool):
         x = scaling(x)
         inside.append(f"the model's preprocessing, {preprocessing.label}")
     if not user.channel:
-        x = keras.layers.Reshape(_shape(user.model.inputs[0]), name=_unique("drop_channel", taken))(x)
+        x = keras.layers.Reshape(shape_of(user.model.inputs[0]), name=_unique("drop_channel", taken))(x)
         inside.append("the channel axis dropped, as the model takes [batch, rows, cols]")
     if chain is not None:
         for layer in chain:
@@ -128,7 +128,7 @@ def facts(user: UserModel, scores: Scores, chosen: str, how: str, inside: list[s
         "name": model.name,
         "origin": user.origin,
         "source": _source(user),
-        "input": [int(d) for d in _shape(model.inputs[0])],
+        "input": [int(d) for d in shape_of(model.inputs[0])],
         "output": "logits" if scores.logits else "probabilities",
         "preprocessing": {
             "chosen": chosen,
