@@ -89,7 +89,7 @@ def _ladder_step(trial: Int8Trial, count: int, keep: tuple[str, ...], folder: Pa
     layer = worst_layer(trial, count, keep, folder, file)
     if layer is None:
         return None
-    return count, (*keep, layer), f"{layer} left in float (the layer the quantization-error report finds worst)"
+    return count, (*keep, layer), f"{layer} left in float (the worst in the quantization-error report)"
 
 
 def remedy(trial: Int8Trial, first: Artifact, gates: dict[str, Gate]) -> Artifact:

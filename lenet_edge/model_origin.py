@@ -66,7 +66,7 @@ def origin_lines(model: dict) -> list[str]:
     if origin == BROUGHT:
         file, kind = source.get("file", "a Keras model"), source.get("class", "Keras model")
         if source.get("form_label"):
-            kind += f"; {source['form_label']}, written by Keras {source.get('keras_version', 'unknown')}"
+            kind += f"; {source['form_label']} written by Keras {source.get('keras_version', 'unknown')}"
         made = f"brought: `{file}` ({kind}), exported with `lenet-edge export`"
     else:
         made = "trained here by lenet-edge"

@@ -206,7 +206,7 @@ def test_export_states_the_model_its_origin_and_preprocessing(ridge, mnist, raw_
     assert json.loads((out / "training.json").read_text())["model"] == facts
     assert main(["verify", str(out), *args]) == 0
     report = (out / "report.md").read_text()
-    assert "brought: `my_lenet.keras` (Sequential; Keras 3 archive (.keras), written by Keras 3." in report
+    assert "brought: `my_lenet.keras` (Sequential; a Keras 3 archive written by Keras 3." in report
     assert facts["source"]["form"] == "keras3-archive" and facts["source"]["keras_version"].startswith("3.")
     assert f"**{PREPROCESSINGS['mean-std'].label}** (chosen)" in report
 

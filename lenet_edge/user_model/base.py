@@ -47,12 +47,11 @@ class Loaded:
 
 # each form a loader takes: what the manifest and the log call it
 FORMS = {
-    "keras3-archive": "Keras 3 archive (.keras)",
-    "keras3-h5": "Keras 3 HDF5 (.h5)",
-    "keras2-h5": "Keras 2 HDF5 (model.save('x.h5'))",
-    "json-weights": "architecture JSON + weights-only HDF5",
-    "keras2-savedmodel": "Keras 2 SavedModel folder",
-    "tf-savedmodel": "TensorFlow SavedModel folder (its serving signature)",
+    "keras3-archive": "a Keras 3 archive",
+    "keras3-h5": "a Keras 3 HDF5 file",
+    "keras2-h5": "a Keras 2 HDF5 file",
+    "json-weights": "an architecture JSON with a weights-only HDF5 file",
+    "keras2-savedmodel": "a Keras 2 SavedModel folder",
 }
 
 
