@@ -270,28 +270,34 @@ VARIANTS = {  # loaded only: the same loaders reached another way
 }
 
 
-@pytest.mark.parametrize("name", list(FORMS))
-def test_every_form_exports_and_passes_verify_answering_as_the_file(
-    name, forms, weights, mnist, raw_mnist_dir, tmp_path
-):
-    """exit 0 with verify's rows all passing; the bundle's reference (what every export is judged against) is the
-    stand-in's own answers on pixels / 255, computed without Keras; the manifest names the form and the Keras
-    version that wrote the file."""
+@pytest.fixture(scope="module", params=list(FORMS))
+def exported(request, forms, raw_mnist_dir, tmp_path_factory) -> tuple[str, Path]:
+    """Each form exported (exit 0), once: the export in set-up, verify in the test (each within the fast tier's
+    limits on a busy machine)."""
+    name = request.param
     path, options = forms[name]
-    out = tmp_path / "bundle"
-    data = ["--data", str(raw_mnist_dir)]
-    code = main(["export", str(path), "--out", str(out), "--formats", FORMATS, "--no-bench", *options, *data])
-    assert code == 0
+    out = tmp_path_factory.mktemp(f"export-{name}") / "bundle"
+    args = ["--formats", FORMATS, "--no-verify", "--no-bench", "--data", str(raw_mnist_dir), *options]
+    assert main(["export", str(path), "--out", str(out), *args]) == 0
+    return name, out
+
+
+def test_every_form_exports_and_passes_verify_answering_as_the_file(exported, weights, mnist, raw_mnist_dir):
+    """exit 0, then verify's rows all passing; the bundle's reference (what every export is judged against) is
+    the stand-in's own answers on pixels / 255, computed without Keras; the manifest names the form and the
+    Keras version that wrote the file."""
+    name, out = exported
     reference = np.load(out / "keras_test_probabilities.npy")
     np.testing.assert_allclose(reference, expected_answers(weights, mnist.x_test), atol=1e-5)
     facts = manifest_json(out)["model"]
     form, version = FORMS[name]
     assert facts["source"]["form"] == form and facts["source"]["keras_version"].startswith(version), facts["source"]
     assert facts["preprocessing"]["chosen"] == "unit" and facts["deployment_rewrite"] == "applied"
-    report = json.loads((out / "report.json").read_text())
-    assert report["verify"] and all(row["status"] == "pass" for row in report["verify"])
     if "tf-nn" in name:
         assert "softmax_v2 (a TensorFlow function) read as Keras's 'softmax'" in facts["source"]["read_as"]
+    assert main(["verify", str(out), "--data", str(raw_mnist_dir)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["verify"] and all(row["status"] == "pass" for row in report["verify"])
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
