@@ -222,6 +222,11 @@ def forms(weights, tmp_path_factory) -> dict[str, tuple[Path, list[str]]]:
     shutil.copytree(folder / "lenet", folder / "lenet_tf24")
     _metadata_into_object_graph(folder / "lenet_tf24")
     made["keras2-savedmodel-tf2.4"] = (folder / "lenet_tf24", [])
+    functional = keras2_lenet(weights)
+    image = functional.layers[0].input
+    functional = _tf_keras().Model(image, functional.layers[-1].output, name="lenet_functional")
+    functional.save(folder / "functional.h5")
+    made["keras2-functional-h5"] = (folder / "functional.h5", [])
     k3 = keras3_lenet(weights, tf.nn.softmax)
     k3.save(folder / "tf_nn.keras")
     made["keras3-tf-nn-softmax"] = (folder / "tf_nn.keras", [])
@@ -267,6 +272,7 @@ VARIANTS = {  # loaded only: the same loaders reached another way
     "json-named-with-weights": ("json-weights", "2.21"),
     "weights-named-with-architecture": ("json-weights", "2.21"),
     "keras3-h5-tf-nn-softmax": ("keras3-h5", "3."),
+    "keras2-functional-h5": ("keras2-h5", "2.21"),
 }
 
 
@@ -303,7 +309,8 @@ def test_every_form_exports_and_passes_verify_answering_as_the_file(exported, we
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_each_way_to_name_a_form_loads_the_model_the_file_holds(name, forms, weights, mnist):
     """The JSON found from its weights and the weights from the JSON, either named with an option when the stems
-    differ, a Keras 3 HDF5 file with tf.nn activations: the Keras 3 model loaded answers as the file."""
+    differ, a Keras 3 HDF5 file with tf.nn activations, a functional Keras 2 model: the Keras 3 model loaded
+    answers as the file."""
     from lenet_edge.user_model import load
 
     path, options = forms[name]
