@@ -231,6 +231,9 @@ def forms(weights, tmp_path_factory) -> dict[str, tuple[Path, list[str]]]:
     k3.save(folder / "tf_nn.keras")
     made["keras3-tf-nn-softmax"] = (folder / "tf_nn.keras", [])
     k3.save(folder / "tf_nn.h5")
+    (folder / "keras3.json").write_text(k3.to_json())
+    k3.save_weights(folder / "keras3.weights.h5")
+    made["keras3-json-weights-tf-nn"] = (folder / "keras3.json", [])
     made["keras3-h5-tf-nn-softmax"] = (folder / "tf_nn.h5", [])
     return made
 
@@ -273,6 +276,7 @@ VARIANTS = {  # loaded only: the same loaders reached another way
     "weights-named-with-architecture": ("json-weights", "2.21"),
     "keras3-h5-tf-nn-softmax": ("keras3-h5", "3."),
     "keras2-functional-h5": ("keras2-h5", "2.21"),
+    "keras3-json-weights-tf-nn": ("json-weights", "3."),
 }
 
 
@@ -309,8 +313,8 @@ def test_every_form_exports_and_passes_verify_answering_as_the_file(exported, we
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_each_way_to_name_a_form_loads_the_model_the_file_holds(name, forms, weights, mnist):
     """The JSON found from its weights and the weights from the JSON, either named with an option when the stems
-    differ, a Keras 3 HDF5 file with tf.nn activations, a functional Keras 2 model: the Keras 3 model loaded
-    answers as the file."""
+    differ, a Keras 3 HDF5 file with tf.nn activations, a functional Keras 2 model, a Keras 3 JSON with its
+    .weights.h5: the Keras 3 model loaded answers as the file."""
     from lenet_edge.user_model import load
 
     path, options = forms[name]

@@ -15,7 +15,7 @@ from ..errors import UsageError, first_line
 from ..files import plain_file_problem
 from ..tensorflow_loader import import_tensorflow
 from .base import Loaded, check_file
-from .configs import class_objects, keras2_layer_classes, refuse_code_keras2, refuse_code_keras3
+from .configs import class_objects, keras2_layer_classes, map_tf_functions, refuse_code_keras2, refuse_code_keras3
 from .hdf5 import read_header
 from .keras2 import import_tf_keras, predictor, rebuild
 
@@ -76,13 +76,15 @@ def _load_keras3(architecture: Path, weights: Path, config: Any) -> Loaded:
     import_tensorflow()
     import keras
 
+    renamed: list[str] = []
+    config = map_tf_functions(config, renamed)
     refuse_code_keras3(architecture, config)
     try:
         model = keras.models.model_from_json(json.dumps(config))
         model.load_weights(weights)
     except Exception as exc:  # one line naming the cause
         raise UsageError(f"{architecture}: cannot load with {weights.name}: {first_line(exc)[:200]}") from None
-    return Loaded(model, "json-weights", "3.x", [architecture, weights])
+    return Loaded(model, "json-weights", "3.x", [architecture, weights], notes=renamed)
 
 
 def load_json_weights(architecture: Path, weights: Path) -> Loaded:
