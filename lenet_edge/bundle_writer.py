@@ -16,8 +16,11 @@ import shutil
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,6 +59,26 @@ from .plots import plot_training_curves
 from .runtimes import Runner, open_runner
 from .runtimes.litert import graph_ops
 from .runtimes.tflm import TFLMRunner
+
+
+@dataclass
+class Int8Trial:
+    """A quantized format of the bundle being written, and how to export it again with other settings: what a
+    remedy for an int8 file that misses its gate works with (``write_bundle``'s ``remedy``)."""
+
+    fmt: Format
+    model: Any  # the model the bundle holds (its layers are what keep_float names)
+    deployed: Any  # the graph the exports are converted from
+    folder: Path  # where the format's file is written (the bundle's staging folder)
+    seed: int  # of the calibration pick
+    reference: np.ndarray  # the Keras model's probabilities on the test digits
+    mnist: Mnist
+    calibration: int  # training digits the first export was calibrated on
+    keep_float: tuple[str, ...]  # layers the first export left in float
+    export: Callable[[int, tuple[str, ...]], Artifact]  # the format exported again: (calibration digits, layers)
+
+
+Int8Remedy = Callable[[Int8Trial, Artifact], Artifact]
 
 CHECK_DIGITS = 100  # real test digits every export must answer right after it is written
 _KEPT_ELSEWHERE = ("history", "model", "deterministic", "determinism")  # training.json keys the manifest
@@ -418,12 +441,14 @@ def write_bundle(
     calibration_count: int = 500,
     keep_float: tuple[str, ...] = (),
     training_seconds: float | None = None,
+    remedy: Int8Remedy | None = None,
 ) -> tuple[Manifest, Path]:
     """Export ``model`` to every format into a fresh bundle at ``out``; return the manifest and where the bundle
     went: ``out``, or, when a format failed and a previous bundle is at ``out``, ``out``.failed (the previous
     bundle stays as it was).
 
-    ``training`` is the training record (TrainResult.describe() plus architecture facts)."""
+    ``training`` is the training record (TrainResult.describe() plus architecture facts); ``remedy``, where
+    given, sees each int8 file as written and returns the one to ship (a brought model's)."""
     seed = training["config"]["seed"]
     calibration = calibration_images(mnist, calibration_count, seed)
     check_keep_float(model, keep_float)
@@ -451,6 +476,7 @@ def write_bundle(
             plot_training_curves(training["history"], staging / TRAINING_CURVES, training.get("best_epoch"), augmented)
 
         failed = []
+        export_args = (calibration_count, keep_float)
         if formats:
             log(f"exporting {len(formats)} formats into {out} (int8 calibration: {calibration_count} training images)")
         for fmt in formats:
@@ -459,6 +485,10 @@ def write_bundle(
                 entry, export_seconds[fmt.name] = export_artifact(
                     fmt, deployed, staging, calibration, mnist, keep_float, about
                 )
+                if remedy is not None and fmt.gates.quantized:
+                    entry = remedy(
+                        _trial(fmt, model, deployed, staging, reference, mnist, seed, about, export_args), entry
+                    )
                 artifacts.append(entry)
             except Exception as exc:  # one format failing must not cost the others
                 reason = one_line(exc)
@@ -502,3 +532,23 @@ def write_bundle(
         write_json(staging / TIMINGS, timings)
         where = publish(staging, Path(out), failed=bool(failed))
     return manifest, where
+
+
+def _trial(
+    fmt: Format,
+    model,
+    deployed,
+    folder: Path,
+    reference: np.ndarray,
+    mnist: Mnist,
+    seed: int,
+    about: dict[str, str],
+    first: tuple[int, tuple[str, ...]],
+) -> Int8Trial:
+    """An int8 format just written, with the export a remedy calls to write it again otherwise."""
+
+    def again(count: int, keep: tuple[str, ...]) -> Artifact:
+        images = calibration_images(mnist, count, seed)
+        return export_artifact(fmt, deployed, folder, images, mnist, keep, about)[0]
+
+    return Int8Trial(fmt, model, deployed, folder, seed, reference, mnist, first[0], first[1], again)

@@ -44,7 +44,7 @@ from .mcu.build import Optimisation
 from .mcu.command import DEFAULT_DIGITS, mcu_options
 from .model_origin import PREPROCESSINGS
 from .npu.command import npu_options
-from .pipeline import Checks, ExportOptions, export_model, train_and_export
+from .pipeline import BroughtModel, Checks, ExportOptions, export_model, train_and_export
 from .predict import PictureAnswer, predict_pictures
 from .runtimes import open_runner
 from .serve import serve
@@ -102,8 +102,19 @@ def _export_command(commands) -> None:
     )
     export.add_argument(
         "model",
-        metavar="MODEL.keras",
-        help="a trained Keras model, .keras or .h5 (our training.json beside it is kept)",
+        metavar="MODEL",
+        help="a trained Keras model: .keras, .h5 (Keras 3 or Keras 2), an architecture .json beside its weights .h5, "
+        "or a SavedModel folder (our training.json beside a bundle's model is kept)",
+    )
+    export.add_argument(
+        "--architecture",
+        metavar="FILE.json",
+        help="the architecture JSON (model.to_json()) of a weights-only .h5 MODEL (default: MODEL's stem + .json)",
+    )
+    export.add_argument(
+        "--weights",
+        metavar="FILE.h5",
+        help="the weights-only HDF5 of an architecture .json MODEL (default: MODEL's stem + .h5, .hdf5 or .weights.h5)",
     )
     export.add_argument("--seed", type=seed, help="seed of the calibration pick (default: the training seed)")
     export.add_argument(
@@ -394,9 +405,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_export(args) -> int:
-    result = export_model(
-        Path(args.model), args.seed, _data(args), _export_options(args), _checks(args), args.input_scale
-    )
+    brought = BroughtModel(Path(args.model), args.input_scale, args.architecture, args.weights)
+    result = export_model(brought, args.seed, _data(args), _export_options(args), _checks(args))
     _emit(args, result.to_dict())
     return result.status
 

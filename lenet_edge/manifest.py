@@ -118,6 +118,7 @@ class Artifact:
     keep_float: list[str] = field(default_factory=list)  # Keras layers an int8 model leaves in float
     without_keep_float: dict | None = None  # the fully quantized twin's size and accuracy
     micro: Micro | None = None  # formats a microcontroller runs: its arena and flash, measured at export
+    remedy: dict | None = None  # a brought model's int8 that missed its gate: the remedies tried, the one shipped
 
     @property
     def spec(self) -> Format:
@@ -130,12 +131,16 @@ class Artifact:
         return RUNTIMES[self.runtime].on_device
 
     def to_dict(self) -> dict:
-        data = {k: v for k, v in asdict(self).items() if k not in ("keep_float", "without_keep_float", "micro")}
+        data = {
+            k: v for k, v in asdict(self).items() if k not in ("keep_float", "without_keep_float", "micro", "remedy")
+        }
         if self.micro is not None:
             data["micro"] = asdict(self.micro)
         if self.keep_float:
             data["keep_float"] = list(self.keep_float)
             data["without_keep_float"] = self.without_keep_float
+        if self.remedy is not None:
+            data["remedy"] = self.remedy
         return data
 
 
@@ -372,6 +377,7 @@ def _artifact(data: Any, index: int, source: str) -> Artifact:
         if r.data.get("without_keep_float") is not None
         else None,
         micro=_micro(r.nested("micro"), f"{where}micro.", source) if r.data.get("micro") is not None else None,
+        remedy=r.nested("remedy", None) if r.data.get("remedy") is not None else None,
     )
     claims = (("precision", artifact.precision, spec.precision), ("runtime", artifact.runtime, spec.runtime))
     for key, claimed, table in claims:

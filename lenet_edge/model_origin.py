@@ -65,6 +65,8 @@ def origin_lines(model: dict) -> list[str]:
     source = model.get("source", {})
     if origin == BROUGHT:
         file, kind = source.get("file", "a Keras model"), source.get("class", "Keras model")
+        if source.get("form_label"):
+            kind += f"; {source['form_label']} written by Keras {source.get('keras_version', 'unknown')}"
         made = f"brought: `{file}` ({kind}), exported with `lenet-edge export`"
     else:
         made = "trained here by lenet-edge"
@@ -89,9 +91,32 @@ def origin_lines(model: dict) -> list[str]:
     rewrite = model.get("deployment_rewrite")
     if rewrite and rewrite != "applied":
         lines += [f"Deployment rewrite skipped: {rewrite.removeprefix('skipped: ')}.", ""]
+    for note in source.get("read_as", []) if isinstance(source, dict) else []:
+        lines += [f"Read differently from the file: {note}.", ""]
+    return lines
+
+
+def remedy_lines(artifacts: Any) -> list[str]:
+    """What each int8 file that missed its gate at export took (the manifest's ``remedy`` of each artifact)."""
+    lines = []
+    for artifact in artifacts if isinstance(artifacts, list) else []:
+        found = artifact.get("remedy") if isinstance(artifact, dict) else getattr(artifact, "remedy", None)
+        name = artifact.get("format") if isinstance(artifact, dict) else getattr(artifact, "format", "?")
+        if not isinstance(found, dict) or not found.get("tried"):
+            continue
+        tried = "; ".join(f"{step.get('what')}: {step.get('verdict')}" for step in found["tried"])
+        outcome = f"shipped: **{found.get('shipped')}**" if found.get("passes") else "no remedy passed"
+        lines += [
+            f"`{name}` missed its gate ({found.get('gate', '')}) as first exported; {outcome} (tried: {tried}).",
+            "",
+        ]
     return lines
 
 
 def model_origin_section(report_or_manifest: Any) -> list[str]:
-    """report.md's section on the model's name, origin and preprocessing."""
-    return ["## The model", "", *origin_lines(_model_of(report_or_manifest))]
+    """report.md's section on the model's name, origin and preprocessing, and the int8 remedies export took."""
+    if isinstance(report_or_manifest, dict):
+        artifacts = report_or_manifest.get("artifacts", report_or_manifest.get("manifest", {}).get("artifacts"))
+    else:
+        artifacts = getattr(report_or_manifest, "artifacts", None)
+    return ["## The model", "", *origin_lines(_model_of(report_or_manifest)), *remedy_lines(artifacts)]

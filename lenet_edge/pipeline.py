@@ -19,12 +19,15 @@ from .console import log
 from .data import Mnist, calibration_images
 from .files import write_json
 from .formats import Format
+from .int8_remedies import Int8Remedies
 from .manifest import LABELS, MANIFEST, README, TIMINGS, TRAINING_CURVES, TRAINING_RECORD, Manifest
 from .model import build_model, model_facts
+from .model_origin import BROUGHT
 from .steps import BenchOptions, DataSource, VerifyOptions, bench_step, load_data, verify_step
 from .tensorflow_loader import import_tensorflow
 from .train import TrainConfig, TrainResult, train
 from .user_model import AUTO, for_export, load_user_model
+from .verify import DEFAULT_GATES
 
 
 @dataclass(frozen=True)
@@ -78,18 +81,32 @@ def train_and_export(config: TrainConfig, data: DataSource, export: ExportOption
     return write_and_check_bundle(trained.model, record, mnist, export, checks, trained, steps)
 
 
+@dataclass(frozen=True)
+class BroughtModel:
+    """What export is given: the saved model (a file or a SavedModel folder), the preprocessing named or AUTO,
+    and the other file of an architecture JSON + weights pair where the stems differ."""
+
+    path: Path
+    input_scale: str = AUTO
+    architecture: str | None = None
+    weights: str | None = None
+
+
 def export_model(
-    path: Path, seed: int | None, data: DataSource, export: ExportOptions, checks: Checks, input_scale: str = AUTO
+    brought: BroughtModel, seed: int | None, data: DataSource, export: ExportOptions, checks: Checks
 ) -> PipelineResult:
-    """export: any saved Keras digit classifier (a training.json of ours beside it is kept) into a bundle,
-    verified and benched, its preprocessing found and folded in (user_model); ``seed`` overrides the training
-    seed for the calibration pick, ``input_scale`` names the preprocessing instead of finding it."""
-    user = load_user_model(path)  # one-line refusals (exit 2) before any data is read
+    """export: any saved Keras digit classifier, whatever form it was saved in (a training.json of ours beside
+    a bundle's model is kept), into a bundle, verified and benched, its preprocessing found and folded in
+    (user_model); ``seed`` overrides the training seed for the calibration pick. A brought model's int8 files
+    that miss their gate get the remedies of int8_remedies; a bundle's own model is exported as it asks."""
+    user = load_user_model(brought.path, brought.architecture, brought.weights)  # one-line refusals (exit 2)
     check_output_folder(export.out)
     check_keep_float(user.model, export.keep_float)
     mnist = load_data(data)
-    model, record = for_export(user, mnist, input_scale, seed)
-    return write_and_check_bundle(model, record, mnist, export, checks)
+    model, record = for_export(user, mnist, brought.input_scale, seed)
+    gates = checks.verify.gates if checks.verify else DEFAULT_GATES
+    remedy = Int8Remedies(gates) if user.origin == BROUGHT else None
+    return write_and_check_bundle(model, record, mnist, export, checks, remedy=remedy)
 
 
 def write_and_check_bundle(
@@ -100,6 +117,7 @@ def write_and_check_bundle(
     checks: Checks,
     trained: TrainResult | None = None,
     steps: dict[str, float] | None = None,
+    remedy: Int8Remedies | None = None,
 ) -> PipelineResult:
     """Write the bundle and list it, verify and bench it as asked, close with the next commands and the time each
     step took. A failed export leaves the previous bundle and says where this attempt is."""
@@ -107,7 +125,7 @@ def write_and_check_bundle(
     started = time.perf_counter()
     seconds = None if trained is None else trained.seconds
     manifest, where = write_bundle(
-        export.out, model, record, mnist, export.formats, export.calibration, export.keep_float, seconds
+        export.out, model, record, mnist, export.formats, export.calibration, export.keep_float, seconds, remedy
     )
     steps["export"] = time.perf_counter() - started
     if where.resolve() != Path(export.out).resolve():

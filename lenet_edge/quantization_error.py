@@ -146,7 +146,8 @@ def _tflite_report(bundle: Path, manifest: Manifest, fmt: str, mnist: Mnist, ima
     if artifact is None or keras_model is None:
         return {"skipped": "needs the bundle's Keras model"}
     model = keras.saving.load_model(bundle / keras_model.file, compile=False)
-    calibration = calibration_images(mnist, manifest.calibration["images"], manifest.calibration["seed"])
+    count = (artifact.remedy or {}).get("calibration_images", manifest.calibration["images"])  # a remedy's own
+    calibration = calibration_images(mnist, count, manifest.calibration["seed"])
     rows, measured = tflite_layer_errors(model, calibration, images, tuple(artifact.keep_float))
     with tempfile.NamedTemporaryFile(suffix=".tflite") as handle:
         handle.write(measured)

@@ -96,8 +96,8 @@ def test_export_refuses_an_out_folder_it_cannot_own(
 @pytest.mark.parametrize(
     ("make", "fragment"),
     [
-        pytest.param(lambda path: os.mkfifo(path), "not a .keras model file", id="a-pipe"),
-        pytest.param(lambda path: path.mkdir(), "not a .keras model file", id="a-folder"),
+        pytest.param(lambda path: os.mkfifo(path), "not a regular file (a pipe, device or folder)", id="a-pipe"),
+        pytest.param(lambda path: path.mkdir(), "a folder without saved_model.pb, not a SavedModel", id="a-folder"),
         pytest.param(lambda path: path.write_bytes(b"PK\x03\x04 not really"), "cannot load as a Keras model",
                      id="not-a-keras-zip"),
     ],

@@ -98,14 +98,14 @@ def tutorial_inputs(images: np.ndarray, size: int) -> np.ndarray:
     return x[..., None]
 
 
-def train_tutorial(name: str, mnist):
-    """A tutorial's Sequential model, compiled and fitted as tutorials do (Adam, one epoch)."""
+def train_tutorial(name: str, mnist, seed: int = SEED, images: int = TRAIN_IMAGES):
+    """A tutorial's Sequential model, compiled and fitted as tutorials do (Adam, one epoch on ``images`` digits)."""
     from lenet_edge.tensorflow_loader import import_tensorflow
 
     import_tensorflow()
     import keras
 
-    keras.utils.set_random_seed(SEED)
+    keras.utils.set_random_seed(seed)
     size, layers = TUTORIALS[name](keras.layers)
     model = keras.Sequential([keras.Input((size, size, 1)), *layers], name=name.replace("-", "_"))
     logits = layers[-1].get_config()["activation"] == "linear"
@@ -114,7 +114,7 @@ def train_tutorial(name: str, mnist):
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=logits),
         metrics=["accuracy"],
     )
-    x, y = tutorial_inputs(mnist.x_train[:TRAIN_IMAGES], size), mnist.y_train[:TRAIN_IMAGES]
+    x, y = tutorial_inputs(mnist.x_train[:images], size), mnist.y_train[:images]
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)
     return model, size, logits
 

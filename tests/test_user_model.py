@@ -96,13 +96,24 @@ def test_a_named_input_scale_wins_over_the_scores(ridge, mnist, tmp_path):
     assert choose(score(user, mnist), "signed") == ("signed", "named with --input-scale")
 
 
-def test_an_untrained_model_is_taken_as_raw_pixels_and_says_why(mnist, tmp_path):
-    """No candidate reads the digits better than chance: no guess dressed up as a finding."""
-    keras = _keras()
-    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+def _untrained(keras):
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)], name="dead")
     model.layers[-1].set_weights([np.zeros((784, 10), np.float32), np.zeros(10, np.float32)])
-    chosen, how = choose(score(load_user_model(saved(model, tmp_path)), mnist))
-    assert chosen == "raw" and "better than chance" in how and "--input-scale" in how
+    return model
+
+
+def test_a_model_that_reads_no_digit_is_refused_with_its_best_score(mnist, raw_mnist_dir, tmp_path, capsys):
+    """No candidate reads the digits better than chance (a dead output layer answers one class): export refuses
+    it in one line, exit 2, naming the best score and the candidate; --input-scale names one and exports it."""
+    path = saved(_untrained(_keras()), tmp_path)
+    out = tmp_path / "bundle"
+    args = ["export", str(path), "--out", str(out), "--data", str(raw_mnist_dir), "--formats", "onnx-fp32"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "reads no MNIST digit: 9.8% at best (under raw pixels 0-255)" in err, err
+    assert "--input-scale" in err and not out.exists()
+    assert main([*args, "--input-scale", "unit", "--no-verify", "--no-bench"]) == 0
+    assert manifest_json(out)["model"]["preprocessing"]["how"] == "named with --input-scale"
 
 
 @pytest.mark.parametrize(
@@ -195,7 +206,8 @@ def test_export_states_the_model_its_origin_and_preprocessing(ridge, mnist, raw_
     assert json.loads((out / "training.json").read_text())["model"] == facts
     assert main(["verify", str(out), *args]) == 0
     report = (out / "report.md").read_text()
-    assert "brought: `my_lenet.keras` (Sequential)" in report
+    assert "brought: `my_lenet.keras` (Sequential; a Keras 3 archive written by Keras 3." in report
+    assert facts["source"]["form"] == "keras3-archive" and facts["source"]["keras_version"].startswith("3.")
     assert f"**{PREPROCESSINGS['mean-std'].label}** (chosen)" in report
 
 
@@ -287,7 +299,7 @@ def test_a_custom_layer_is_refused_naming_its_class(capsys, tmp_path):
     ("name", "content", "fragment"),
     [
         ("notes.keras", b"my notes\n", "cannot load as a Keras model: not a Keras archive"),
-        ("weights.npz", b"PK\x03\x04", "not a .keras model file"),
+        ("weights.npz", b"PK\x03\x04", "not a model file export takes"),
         ("model.h5", b"not hdf5 at all", "cannot load as a Keras model"),
     ],
     ids=["text-as-keras", "other-suffix", "broken-h5"],
@@ -298,11 +310,11 @@ def test_a_file_that_is_not_a_model_is_refused_in_one_line(capsys, tmp_path, nam
     assert fragment in _refused(capsys, path, tmp_path)
 
 
-def test_a_savedmodel_folder_is_refused_with_what_to_do(capsys, tmp_path):
+def test_a_broken_savedmodel_folder_is_refused_in_one_line(capsys, tmp_path):
     folder = tmp_path / "saved"
     folder.mkdir()
-    (folder / "saved_model.pb").write_bytes(b"")
-    assert "SavedModel folder" in _refused(capsys, folder, tmp_path)
+    (folder / "saved_model.pb").write_bytes(b"not a protobuf")
+    assert "SavedModel" in _refused(capsys, folder, tmp_path)
 
 
 def test_a_model_saved_as_h5_is_taken(ridge, mnist, tmp_path):
