@@ -10,6 +10,7 @@ from .bench import PROFILES
 from .errors import UsageError
 from .formats import FORMAT_NAMES, GATE_FLAGS, PRECISIONS, get_formats
 from .model import ACTIVATIONS, ARCHITECTURES
+from .steps import NPU_VERIFY_DIGITS
 from .targets import TARGET_HELP
 from .train import TrainConfig
 
@@ -193,6 +194,14 @@ def add_verify_extras(parser: argparse.ArgumentParser) -> None:
         "--layers",
         action="store_true",
         help="also measure the int8 models' quantization error layer by layer (always on in run and export)",
+    )
+    parser.add_argument(
+        "--npu-digits",
+        type=positive,
+        default=NPU_VERIFY_DIGITS,
+        metavar="N",
+        help="the files compiled for phone NPUs are judged again in the HTP simulator on the first N test digits "
+        f"(default {NPU_VERIFY_DIGITS:,}, about half a minute per SoC; 10000 for all, as npu --verify does)",
     )
 
 

@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -46,7 +47,16 @@ from .pipeline import Checks, ExportOptions, export_model, train_and_export
 from .predict import PictureAnswer, predict_pictures
 from .runtimes import open_runner
 from .serve import serve
-from .steps import BenchOptions, DataSource, VerifyOptions, bench_step, load_data, npu_step, verify_step
+from .steps import (
+    NPU_VERIFY_DIGITS,
+    BenchOptions,
+    DataSource,
+    VerifyOptions,
+    bench_step,
+    load_data,
+    npu_step,
+    verify_step,
+)
 from .targets import TARGET_HELP, parse_target
 from .targets.arm64_emu import setup as setup_arm64_emu
 from .targets.jobs import bench_there, cost_there, device_there, verify_there
@@ -171,7 +181,7 @@ def _cost_command(commands) -> None:
         f"ssh://…, that device's bench beside): {', '.join(DEVICES)}",
     )
     cost.add_argument("--calls", type=positive, default=20, help="batch-1 inferences counted per export (default 20)")
-    add_json(cost, "the instruction-count rows")
+    add_json(cost, "the instruction-count rows (with --device: the device's estimate)")
     cost.set_defaults(handler=cmd_cost)
 
 
@@ -308,7 +318,9 @@ def _local_only_options(args) -> list[str]:
 
 
 def _verify_options(args, layers: bool) -> VerifyOptions:
-    return VerifyOptions(_gates(args), args.threads, getattr(args, "consumers", False), layers)
+    npu_digits = getattr(args, "npu_digits", NPU_VERIFY_DIGITS)
+    return VerifyOptions(_gates(args), args.threads, getattr(args, "consumers", False), layers, npu_digits,
+                         started=args.started if args.command == "verify" else None)  # fmt: skip
 
 
 def _bench_options(args) -> BenchOptions:
@@ -395,7 +407,9 @@ def cmd_cost(args) -> int:
     if device is not None:  # the emulated cores the device needs; a real device's own bench stands beside
         read_manifest(args.bundle)  # a clear error before any work
         load = functools.partial(load_data, _data(args), args.bundle)  # only when a count has to run
-        return device_there(args.bundle, load, device, args.calls, target).status
+        estimate = device_there(args.bundle, load, device, args.calls, target)
+        _emit(args, estimate.rows[0])  # the device's table: µs per image per artifact and core type, the advice
+        return estimate.status
     if target.kind != "emulated":
         raise UsageError(f"{target.name}: instruction counts need an emulated target (arm64-emu[:CORE])")
     result = cost_there(args.bundle, load_data(_data(args), args.bundle), target, args.calls)
@@ -479,7 +493,9 @@ def _terminate(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
     args = build_parser().parse_args(argv)
+    args.started = started  # what a command prints as its whole time counts from here
     log_to_stderr(getattr(args, "json", None) == "-")
     interrupt_note("")
     in_main_thread = threading.current_thread() is threading.main_thread()
