@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 from . import __version__
@@ -48,6 +48,7 @@ from .predict import PictureAnswer, predict_pictures
 from .runtimes import open_runner
 from .serve import serve
 from .steps import (
+    MICRO_RUN_DIGITS,
     NPU_VERIFY_DIGITS,
     BenchOptions,
     DataSource,
@@ -332,9 +333,11 @@ def _export_options(args) -> ExportOptions:
 
 
 def _checks(args) -> Checks:
-    """run and export: verify (with the layer report) and bench the new bundle, unless told not to."""
+    """run and export: verify (with the layer report; TFLite Micro on MICRO_RUN_DIGITS) and bench the new bundle,
+    unless told not to; the bench quick (each deployable file once: `lenet-edge bench` measures the rest)."""
     return Checks(
-        _verify_options(args, layers=True) if args.verify else None, _bench_options(args) if args.bench else None
+        replace(_verify_options(args, layers=True), micro_digits=MICRO_RUN_DIGITS) if args.verify else None,
+        replace(_bench_options(args), quick=True) if args.bench else None,
     )
 
 

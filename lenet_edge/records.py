@@ -44,6 +44,7 @@ class VerifyRow(_Row):
     partitions: int | None = None  # LiteRT: XNNPACK delegate partitions (1: the whole graph in one)
     left_to_cpu: list[str] = field(default_factory=list)  # LiteRT: ops XNNPACK left to the reference kernels
     float_nodes: list[str] = field(default_factory=list)  # ONNX: nodes left in float inside a quantized model
+    images: int | None = None  # judged on the first N test digits only (None: on all of them)
 
 
 @dataclass

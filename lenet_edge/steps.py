@@ -29,6 +29,8 @@ from .report import draw_chart, read_report, recommendations, update_report
 from .verify import MICRO_RUNTIME, verify_bundle
 
 NPU_VERIFY_DIGITS = 1000  # test digits on which verify judges the NPU files again (the simulator's ~10 ms each)
+MICRO_RUN_DIGITS = 1000  # run and export's verify: the TFLite Micro rows (reference kernels, one digit a call, ~0.5 ms
+# each: 10 of verify's 15 s on 10,000) on the first 1,000 digits; their files were judged in LiteRT on all of them
 
 
 class VerifyExit(IntEnum):
@@ -47,6 +49,7 @@ class VerifyOptions:
     consumers: bool = False  # also run every export in the consumers installed here
     layers: bool = False  # also measure the int8 models' quantization error layer by layer
     npu_digits: int | None = NPU_VERIFY_DIGITS  # the files compiled for NPUs judged on the first N (None: all)
+    micro_digits: int | None = None  # the TFLite Micro rows judged on the first N (None: all; run: MICRO_RUN_DIGITS)
     started: float | None = None  # time.perf_counter() when the command started: verify prints the whole time
 
 
@@ -55,6 +58,7 @@ class BenchOptions:
     profile: str = "host"
     seconds: float = 0.5
     browser: bool = True
+    quick: bool = False  # run and export's bench: each deployable file once (bench.QUICK_NOTE)
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,7 @@ def verify_step(bundle: str | Path, mnist: Mnist, options: VerifyOptions) -> Ste
     """Verify a bundle, print the verdict and write its report (verify section, consumers, layers, charts, the
     files compiled for NPUs); the time printed is the command's whole time, from ``options.started``."""
     started = time.perf_counter() if options.started is None else options.started
-    result = verify_bundle(bundle, mnist, options.gates, options.threads)
+    result = verify_bundle(bundle, mnist, options.gates, options.threads, micro_digits=options.micro_digits)
     rows = [row.to_dict() for row in result.pop("rows")]
     failed = [row["format"] + (f" in {row['runtime']}" if row["runtime"] == MICRO_RUNTIME else "")
               for row in rows if row["status"] != "pass"]  # fmt: skip
@@ -133,7 +137,7 @@ def _layers_step(bundle: str | Path, mnist: Mnist) -> None:
 def bench_step(bundle: str | Path, mnist: Mnist, options: BenchOptions) -> StepResult:
     """Bench a bundle, write bench.json, its chart and report section (with the recommendation); status 1 if a
     combination failed."""
-    result = bench_bundle(bundle, mnist, options.profile, options.seconds, browser=options.browser)
+    result = bench_bundle(bundle, mnist, options.profile, options.seconds, options.browser, options.quick)
     machine = result["info"]["machine"]  # the host every figure depends on, beside the rows
     write_json(Path(bundle) / BENCH_JSON, {"profile": options.profile, "machine": machine, "rows": result["rows"]})
     drawn = draw_chart(

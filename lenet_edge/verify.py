@@ -131,10 +131,13 @@ def verify_bundle(
     gates: dict[str, Gate] | None = None,
     threads: int | None = None,
     use_keras: bool | None = None,
+    micro_digits: int | None = None,
 ) -> dict:
     """Judge every artifact; return {'rows': [VerifyRow…], 'reference': …, 'images': …, 'seconds': …}.
 
-    ``use_keras`` (default: whether TensorFlow is installed) runs the Keras model too."""
+    ``use_keras`` (default: whether TensorFlow is installed) runs the Keras model too; ``micro_digits`` judges
+    the TFLite Micro rows on the first N test digits only (None: all; run and export's verify, where the same
+    files were judged in LiteRT on all of them a moment before)."""
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
     gates = {**DEFAULT_GATES, **(gates or {})}
@@ -159,10 +162,12 @@ def verify_bundle(
             if runtime_missing(runtime):
                 absent[runtime] = absent.get(runtime, 0) + 1
                 continue
-            row = _verify_artifact(bundle, entry, mnist, reference, gates, threads, runtime)
+            digits = micro_digits if runtime == MICRO_RUNTIME else None
+            row = _verify_artifact(bundle, entry, mnist, reference, gates, threads, runtime, digits)
             rows.append(row)
             mark = STATUS_ICON[row.status]
             figures = f"accuracy {row.accuracy:.2%}, agreement {row.agreement:.2%}" if row.accuracy is not None else ""
+            figures += f" (first {row.images:,} digits)" if row.images else ""
             log(f"  {mark} {row.format:<15} {row.runtime:<12} {figures}  {row.reason}".rstrip())
     if skipped:
         log(f"  (TFLite Micro is not installed here: {skipped} microcontroller rows not run)")
@@ -208,7 +213,11 @@ def _verify_artifact(
     gates: dict[str, Gate],
     threads: int | None,
     runtime: str,
+    digits: int | None = None,
 ) -> VerifyRow:
+    """One file in one runtime judged on the test digits (the first ``digits`` only, when given)."""
+    sample = slice(None) if digits is None or digits >= len(mnist.x_test) else slice(digits)
+    images, labels, reference = mnist.x_test[sample], mnist.y_test[sample], reference[sample]
     precision = entry.precision
     gate = gates[precision]
     integrity = _integrity(bundle, entry)
@@ -218,17 +227,18 @@ def _verify_artifact(
     try:
         options = {"threads": threads} if entry.on_device and runtime == entry.runtime else {}
         runner = open_runner(runtime, bundle / entry.file, **options)
-        probs = runner.predict(mnist.x_test)
+        probs = runner.predict(images)
     except Exception as exc:  # a file that will not load or run is reported, not raised
         reason = one_line(exc)
         if integrity:
             reason = f"{integrity}; {reason}"
         return VerifyRow(entry.format, runtime, "error", reason=reason[:300], precision=precision)
-    row = judge(entry.format, runtime, precision, probs, reference, mnist.y_test, gate)
+    row = judge(entry.format, runtime, precision, probs, reference, labels, gate)
+    row.images = None if sample.stop is None else len(labels)
     if runtime != entry.runtime or entry.spec.variant_of:  # the same model again: its agreement says how alike,
         row.per_class_accuracy, row.confusion = [], []  # one confusion matrix is enough
     row.size_bytes = (bundle / entry.file).stat().st_size
-    checks = [integrity, _claim(runner, entry), _contract(runner, entry, mnist.x_test, probs.argmax(1))]
+    checks = [integrity, _claim(runner, entry), _contract(runner, entry, images, probs.argmax(1))]
     if runtime == MICRO_RUNTIME:
         checks.append(_c_files(bundle, entry))
     problems = [p for p in checks if p]

@@ -80,8 +80,9 @@ def _verify_section(rows: list[VerifyRow], info: dict, chart: bool | None = None
         delta = "—" if row.delta_vs_keras_pt is None else f"{row.delta_vs_keras_pt:+.2f}"
         dp = "—" if row.max_abs_dp is None else f"{row.max_abs_dp:.1e}"
         lines.append(
-            f"| {row.format} | {row.runtime} | {STATUS_MARK[row.status]} | {size} | "
-            f"{_pct(row.accuracy)} | {delta} | {_pct(row.agreement)} | {dp} | {_accelerated(row)} |"
+            f"| {row.format} | {row.runtime}{f' (first {row.images:,} digits)' if row.images else ''} | "
+            f"{STATUS_MARK[row.status]} | {size} | {_pct(row.accuracy)} | {delta} | {_pct(row.agreement)} | {dp} | "
+            f"{_accelerated(row)} |"
         )
     reasons = [f"- **{row.format}** ({row.runtime}): {row.reason}" for row in rows if row.reason]
     if reasons:
@@ -225,7 +226,8 @@ def bench_section(
         f"{info['profile_means'][0].upper()}{info['profile_means'][1:]}. {info['inputs']} "
         f"Each combination ran in a fresh process; latency is one batch-1 inference after warm-up, over "
         f"{info['seconds_per_measurement']} s of calls. Keras: {info['keras']}."
-        + (f" {info['browser']}" if info.get("browser") else ""),
+        + (f" {info['browser']}" if info.get("browser") else "")
+        + (f" {info['quick']}" if info.get("quick") else ""),
         "",
         f"Host: {host_facts(machine)}.",
         "",
