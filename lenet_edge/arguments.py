@@ -101,13 +101,28 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         "--lr",
         type=number_in(1e-9, 10),
         default=DEFAULTS.learning_rate,
-        help="Adam peak learning rate, cosine-decayed (default %(default)s)",
+        help="Adam peak learning rate, warmed up to, then cosine-decayed (default %(default)s)",
+    )
+    group.add_argument(
+        "--warmup",
+        type=number_in(0, 0.99),
+        default=DEFAULTS.warmup,
+        metavar="SHARE",
+        help="share of the steps that warms the learning rate up to its peak (default %(default)s; 0: none)",
+    )
+    group.add_argument(
+        "--batch-norm",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULTS.batch_norm,
+        help="train with batch normalization after each hidden layer, folded into its weights after: the saved "
+        "model is the plain architecture (default: on)",
     )
     group.add_argument(
         "--augment",
         action=argparse.BooleanOptionalAction,
         default=DEFAULTS.augment,
-        help="random shifts (±2 px), rotations (±10°) and zooms (±10%%) of the training images (default: on)",
+        help="random shifts (±2 px), rotations (±10°) and zooms (±10%%) of the training images (default: "
+        + ("on)" if DEFAULTS.augment else "off)"),
     )
     add_data_size_options(group)
 
