@@ -61,7 +61,7 @@ MEMORY_NOTE = (
 QUICK_NOTE = (
     "The quick bench after run and export: each file an app deploys measured once, in its runtime's default "
     "setting (the delegate an app gets), on 1 thread at batch 1; `lenet-edge bench` measures every delegate, "
-    "thread count and batch size, and the Keras reference."
+    "thread count and batch size, and the Keras reference"
 )
 INPUTS_NOTE = (
     "Inputs are real MNIST test digits, prepared as the app contract says (raw pixels, uint8 for the int8 "
@@ -215,8 +215,8 @@ def bench_bundle(
         log(f"  (not measured: {note})")
     info = {
         "profile": profile,
-        "profile_means": PROFILES[profile],
-        "quick": QUICK_NOTE if quick else None,
+        "profile_means": QUICK_NOTE if quick else PROFILES[profile],
+        "quick": quick,
         "inputs": INPUTS_NOTE,
         "memory": MEMORY_NOTE,
         "seconds_per_measurement": seconds,

@@ -226,8 +226,7 @@ def bench_section(
         f"{info['profile_means'][0].upper()}{info['profile_means'][1:]}. {info['inputs']} "
         f"Each combination ran in a fresh process; latency is one batch-1 inference after warm-up, over "
         f"{info['seconds_per_measurement']} s of calls. Keras: {info['keras']}."
-        + (f" {info['browser']}" if info.get("browser") else "")
-        + (f" {info['quick']}" if info.get("quick") else ""),
+        + (f" {info['browser']}" if info.get("browser") else ""),
         "",
         f"Host: {host_facts(machine)}.",
         "",
