@@ -39,6 +39,30 @@ RECIPES = {
     "validation images (`lenet-edge train`)",
 }
 
+FINDINGS = """\
+## Where the time goes (measured once, AMD EPYC 2 cores, 2026-12-07, a shared host: load 4-12)
+
+CPU seconds, which a busy host inflates less than wall time; each figure measured once or twice.
+
+- An epoch of the previous recipe (55,000 images, batch 256): the training step itself 5.6-5.8 CPU s (a bare
+  `tf.function` loop over the batches, no input pipeline); the per-image warp 0.85 (the pipeline alone 1.39 with
+  it, 0.54 without); Keras's `fit` around the step about 0.6. Op determinism: the same weights with it and
+  without, no measurable cost. `steps_per_execution` over a whole epoch: no gain. Batch 1024: 20% less per
+  epoch, and fewer, slower-converging steps. oneDNN off: 3× slower. Mixed bfloat16 (this CPU has AVX512-BF16):
+  25% less per step, not taken (other numbers, and emulated where the CPU lacks it). XLA: slower (8-17 s an
+  epoch, measured before).
+- The step, layer by layer (batch 512, forward and backward): C1 about a third (one input channel: 7.5 G
+  multiply-adds a second, against 30 for C3), C3 40%, C5 17%, the rest under 10%.
+- So the time is arithmetic that TensorFlow's CPU kernels run slowly, not overhead: the gain had to come from
+  fewer epochs. The plain tanh LeNet-5 reaches only 98.1-98.7% in 4 epochs (seed 0) whatever was tried: Adam 2e-3
+  to 6e-3, batch 64 to 512, a 10% warm-up, ReLU, LSUV initialisation, label smoothing 0.1 (97.9%), augmentation
+  (98.7%). Batch normalization, folded into the weights after training, reaches 99.14-99.26% in 4 epochs (99.25%
+  with augmentation; 99.11-99.18% in 3, 99.21% in 5 without it) but costs 60% more per step (49 against 30 ms of
+  CPU a batch of 256; a fused kernel did not change it). Without C1's normalization it is cheaper and 98.98%.
+- The floor here: 4 normalized epochs, about 0.7-0.8× the seed recipe's time on this host (the table above),
+  not 0.5×.
+"""
+
 
 def _peer(data: str, tmp: Path, index: int) -> dict:
     out = tmp / f"peer{index}.json"
@@ -134,10 +158,12 @@ def write(result: dict, machine: dict, started: str) -> Path:
         *table(result),
         "",
         "Recipes (each in a fresh process, the rounds alternating them; training seconds are `model.fit` alone, "
-        "and for lenet-edge now the fold of the normalization too):",
+        "and for lenet-edge now the fold of the normalization too; process CPU seconds are the whole process's, "
+        "imports and writing included, which a busy host inflates less than wall time):",
         "",
         *(f"- **{name}**: {RECIPES[name]}" for name in result["runs"]),
         "",
+        FINDINGS,
     ]
     (HERE / "TRAINING.md").write_text("\n".join(lines))
     write_json(HERE / "training.json", result | {"machine": machine, "date": started})
