@@ -59,8 +59,8 @@ CPU seconds, which a busy host inflates less than wall time; each figure measure
   (98.7%). Batch normalization, folded into the weights after training, reaches 99.14-99.26% in 4 epochs (99.25%
   with augmentation; 99.11-99.18% in 3, 99.21% in 5 without it) but costs 60% more per step (49 against 30 ms of
   CPU a batch of 256; a fused kernel did not change it). Without C1's normalization it is cheaper and 98.98%.
-- The floor here: 4 normalized epochs, about 0.7-0.8× the seed recipe's time on this host (the table above),
-  not 0.5×.
+- The floor here: 4 normalized epochs, 0.56-0.72× the seed recipe's wall time on this host (two runs of two
+  rounds, load 0.8-4.3) and 0.77-0.79× its CPU time; not 0.5×.
 """
 
 
