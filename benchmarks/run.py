@@ -9,15 +9,10 @@ charts) and results.json (every row), with the machine it ran on. `--no-training
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
-
-import numpy as np
 
 from lenet_edge.bench import harness_overhead
 from lenet_edge.cli import main as lenet_edge
@@ -30,63 +25,36 @@ from lenet_edge.report import read_report
 from lenet_edge.report.markdown import bench_section, profile_section, recommendation_section, targets_section
 from lenet_edge.targets import arm64_emu
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import training  # benchmarks/training.py, beside this script
+
 HERE = Path(__file__).resolve().parent
 TRAINING_ROUNDS = 2  # peer, ours, peer, ours: drift between them hits both alike
 
 
 def training_side_by_side(data: str, rounds: int = TRAINING_ROUNDS) -> dict:
-    """The peer recipe and `lenet-edge train` (the default recipe, seed 0), alternated in fresh processes on this
-    machine: each one's training seconds (model.fit alone) and Keras test accuracy, and the ratio of medians."""
-    runs: dict[str, list[dict]] = {"peer": [], "lenet-edge": []}
-    with tempfile.TemporaryDirectory(prefix="lenet-edge-training-") as tmp:
-        for round_ in range(rounds):
-            peer_json = Path(tmp) / f"peer{round_}.json"
-            subprocess.run([sys.executable, str(HERE / "peer_training.py"), "--data", data, "--json", str(peer_json)],
-                           check=True, capture_output=True)  # fmt: skip
-            runs["peer"].append(json.loads(peer_json.read_text()))
-            out = Path(tmp) / f"ours{round_}"
-            command = [sys.executable, "-m", "lenet_edge.cli", "train", "--data", data, "--out", str(out)]
-            subprocess.run(command, check=True, capture_output=True)
-            timings = json.loads((out / "timings.json").read_text())
-            record = json.loads((out / "training.json").read_text())
-            runs["lenet-edge"].append(
-                {
-                    "train_seconds": timings["training_seconds"],
-                    "test_accuracy": record["test_accuracy"],
-                    "epochs": record["config"]["epochs"],
-                    "epoch_seconds": timings.get("epoch_seconds"),
-                }
-            )
-    medians = {name: float(np.median([r["train_seconds"] for r in found])) for name, found in runs.items()}
-    return {"runs": runs, "median_seconds": medians, "ratio": medians["lenet-edge"] / medians["peer"]}
+    """The seed recipe and `lenet-edge train` (its defaults, seed 0), alternated in fresh processes on this
+    machine (benchmarks/training.py, where the table of the previous recipe beside them is kept too)."""
+    result = training.side_by_side(data, rounds, ["seed recipe", "lenet-edge now"])
+    medians = result["median_seconds"]
+    return result | {"rounds": rounds, "ratio": medians["lenet-edge now"] / medians["seed recipe"]}
 
 
-def _training_section(training: dict) -> list[str]:
-    lines = [
-        "## Training: lenet-edge's default recipe beside the peer",
+def _training_section(result: dict) -> list[str]:
+    return [
+        "## Training: lenet-edge's default recipe beside the seed recipe",
         "",
-        "The peer is the fastest recipe of the LeNet tutorials lenet-edge grew from (`benchmarks/peer_training.py`: "
-        "28×28 'valid' 5×5 convs, dense 120/84, tanh, Adam 1e-3, batch 128, 10 epochs, no augmentation). "
-        "lenet-edge's: classic LeNet-5 (pad to 32, C5 as a 5×5 conv), tanh, Adam 4e-3 cosine-decayed, batch 256, "
-        "12 epochs, every image rotated, zoomed and shifted in one warp, 5,000 images held out to pick the best "
-        "epoch. Alternated in fresh processes; `model.fit` alone is timed.",
+        "Alternated in fresh processes; `model.fit` alone is timed (`benchmarks/training.py`, which also times "
+        "lenet-edge's previous recipe: [TRAINING.md](TRAINING.md)).",
         "",
-        "| round | peer s | peer test accuracy | lenet-edge s | lenet-edge test accuracy |",
-        "|---:|---:|---:|---:|---:|",
-    ]
-    for index, (peer, ours) in enumerate(zip(training["runs"]["peer"], training["runs"]["lenet-edge"], strict=True)):
-        lines.append(
-            f"| {index + 1} | {peer['train_seconds']:.1f} | {peer['test_accuracy']:.2%} | "
-            f"{ours['train_seconds']:.1f} | {ours['test_accuracy']:.2%} |"
-        )
-    medians = training["median_seconds"]
-    lines += [
+        *training.table(result),
         "",
-        f"Median training time: lenet-edge {medians['lenet-edge']:.1f} s against the peer's {medians['peer']:.1f} s "
-        f"(**{training['ratio']:.2f}×**).",
+        *(f"- **{name}**: {training.RECIPES[name]}" for name in result["runs"]),
+        "",
+        f"Median training time: lenet-edge {result['median_seconds']['lenet-edge now']:.1f} s against the seed "
+        f"recipe's {result['median_seconds']['seed recipe']:.1f} s (**{result['ratio']:.2f}×**).",
         "",
     ]
-    return lines
 
 
 def main() -> int:

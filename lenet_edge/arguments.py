@@ -10,6 +10,7 @@ from .bench import PROFILES
 from .errors import UsageError
 from .formats import FORMAT_NAMES, GATE_FLAGS, PRECISIONS, get_formats
 from .model import ACTIVATIONS, ARCHITECTURES
+from .steps import NPU_VERIFY_DIGITS
 from .targets import TARGET_HELP
 from .train import TrainConfig
 
@@ -113,13 +114,28 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         "--lr",
         type=number_in(1e-9, 10),
         default=DEFAULTS.learning_rate,
-        help="Adam peak learning rate, cosine-decayed (default %(default)s)",
+        help="Adam peak learning rate, warmed up to, then cosine-decayed (default %(default)s)",
+    )
+    group.add_argument(
+        "--warmup",
+        type=number_in(0, 0.99),
+        default=DEFAULTS.warmup,
+        metavar="SHARE",
+        help="share of the steps that warms the learning rate up to its peak (default %(default)s; 0: none)",
+    )
+    group.add_argument(
+        "--batch-norm",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULTS.batch_norm,
+        help="train with batch normalization after each hidden layer, folded into its weights after: the saved "
+        "model is the plain architecture (default: on)",
     )
     group.add_argument(
         "--augment",
         action=argparse.BooleanOptionalAction,
         default=DEFAULTS.augment,
-        help="random shifts (±2 px), rotations (±10°) and zooms (±10%%) of the training images (default: on)",
+        help="random shifts (±2 px), rotations (±10°) and zooms (±10%%) of the training images (default: "
+        + ("on)" if DEFAULTS.augment else "off)"),
     )
     add_data_size_options(group)
 
@@ -213,6 +229,14 @@ def add_verify_extras(parser: argparse.ArgumentParser) -> None:
         "--layers",
         action="store_true",
         help="also measure the int8 models' quantization error layer by layer (always on in run and export)",
+    )
+    parser.add_argument(
+        "--npu-digits",
+        type=positive,
+        default=NPU_VERIFY_DIGITS,
+        metavar="N",
+        help="the files compiled for phone NPUs are judged again in the HTP simulator on the first N test digits "
+        f"(default {NPU_VERIFY_DIGITS:,}, about half a minute per SoC; 10000 for all, as npu --verify does)",
     )
 
 

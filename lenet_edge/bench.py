@@ -58,6 +58,11 @@ MEMORY_NOTE = (
     "Neither counts the runtime's import, Python or NumPy; the process's own peak is its own column. Browser rows: "
     "the browser's memory, not measured."
 )
+QUICK_NOTE = (
+    "The quick bench after run and export: each file an app deploys measured once, in its runtime's default "
+    "setting (the delegate an app gets), on 1 thread at batch 1; `lenet-edge bench` measures every delegate, "
+    "thread count and batch size, and the Keras reference"
+)
 INPUTS_NOTE = (
     "Inputs are real MNIST test digits, prepared as the app contract says (raw pixels, uint8 for the int8 "
     "TFLite, float32 otherwise) outside the timed region; the timed region is the runtime's inference call."
@@ -78,17 +83,22 @@ class Combination:
         return f"{self.format} {self.runtime}/{self.delegate} {self.threads} thread{'s' * (self.threads > 1)}"
 
 
-def plan(manifest: Manifest, profile: str, have_tf: bool, browser: bool = False) -> list[Combination]:
+def plan(
+    manifest: Manifest, profile: str, have_tf: bool, browser: bool = False, quick: bool = False
+) -> list[Combination]:
     """Every combination the profile measures, from the manifest's artifacts and the runtimes table's delegates;
-    with ``browser``, each artifact's in-browser runtime too (1 thread, WebAssembly)."""
+    with ``browser``, each artifact's in-browser runtime too (1 thread, WebAssembly). ``quick`` (the bench after
+    run and export): each file an app deploys once, in its runtime's default setting on 1 thread (QUICK_NOTE)."""
     in_browser = []  # measured last: a closed Chromium's processes linger a second or two and would load the CPU
-    threads = (1,) if profile == "mobile" else tuple(sorted({1, usable_cores()}))
+    threads = (1,) if profile == "mobile" or quick else tuple(sorted({1, usable_cores()}))
     combos = []
     for entry in manifest.artifacts:
-        if not entry.on_device and not have_tf:
+        if not entry.on_device and (quick or not have_tf):
             continue
         runtime = RUNTIMES[entry.runtime]
         delegates = runtime.mobile_delegates if profile == "mobile" else tuple(runtime.delegates)
+        if quick:
+            delegates = (runtime.default_delegate,)
         for delegate in delegates:
             for count in threads:
                 combos.append(Combination(entry.format, entry.runtime, delegate, count, entry.file, entry.bytes))
@@ -148,9 +158,11 @@ def _memory_gained(baseline: dict[str, float], now: dict[str, float]) -> dict[st
     }
 
 
-def bench_bundle(bundle: str | Path, mnist, profile: str = "host", seconds: float = 0.5, browser: bool = True) -> dict:
+def bench_bundle(
+    bundle: str | Path, mnist, profile: str = "host", seconds: float = 0.5, browser: bool = True, quick: bool = False
+) -> dict:
     """Measure every combination of the profile (with the in-browser runtimes when ``browser`` and Chromium is
-    here); return {'rows': [...], 'info': {...}}."""
+    here), or with ``quick`` each deployable file once (QUICK_NOTE); return {'rows': [...], 'info': {...}}."""
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
     have_tf = importlib.util.find_spec("tensorflow") is not None
@@ -159,16 +171,17 @@ def bench_bundle(bundle: str | Path, mnist, profile: str = "host", seconds: floa
         if not browser
         else browser_missing()
     )
-    combos = plan(manifest, profile, have_tf, browser=no_browser is None)
+    combos = plan(manifest, profile, have_tf, browser=no_browser is None, quick=quick)
     absent = {combo.runtime: why for combo in combos if (why := runtime_missing(combo.runtime))}
     not_run = [
         f"{sum(c.runtime == runtime for c in combos)} {RUNTIMES[runtime].label} combinations: {why}"
         for runtime, why in absent.items()
     ]  # a one-runtime device: the other runtime's rows are said, not failed
     combos = [combo for combo in combos if combo.runtime not in absent]
-    batches = (1,) if profile == "mobile" else (1, 32, 256)
+    batches = (1,) if profile == "mobile" or quick else (1, 32, 256)
     pin_core = min(os.sched_getaffinity(0)) if profile == "mobile" else None
-    log(f"benchmarking {len(combos)} combinations of {bundle} ({profile} profile: {PROFILES[profile]})")
+    means = "each deployable file once, default setting, 1 thread, batch 1" if quick else PROFILES[profile]
+    log(f"benchmarking {len(combos)} combinations of {bundle} ({profile} profile{' quick' * quick}: {means})")
     rows, errors = [], []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lenet-edge-bench-") as tmp:
@@ -202,11 +215,12 @@ def bench_bundle(bundle: str | Path, mnist, profile: str = "host", seconds: floa
         log(f"  (not measured: {note})")
     info = {
         "profile": profile,
-        "profile_means": PROFILES[profile],
+        "profile_means": QUICK_NOTE if quick else PROFILES[profile],
+        "quick": quick,
         "inputs": INPUTS_NOTE,
         "memory": MEMORY_NOTE,
         "seconds_per_measurement": seconds,
-        "keras": "measured" if have_tf else "skipped: TensorFlow is not installed (runtime-only install)",
+        "keras": _keras_rows(quick, have_tf),
         "browser": BROWSER_NOTE if no_browser is None else f"Browser rows not measured: {no_browser}.",
         "errors": errors,
         "not_run": not_run,
@@ -214,6 +228,12 @@ def bench_bundle(bundle: str | Path, mnist, profile: str = "host", seconds: floa
         "took_s": round(time.perf_counter() - started, 1),
     }
     return {"rows": rows, "info": info}
+
+
+def _keras_rows(quick: bool, have_tf: bool) -> str:
+    if quick:
+        return "not in the quick bench (a reference, not a file an app deploys)"
+    return "measured" if have_tf else "skipped: TensorFlow is not installed (runtime-only install)"
 
 
 def harness_overhead(path: Path, runtime: str, digit: np.ndarray, rounds: int = 5, seconds: float = 0.3) -> dict:

@@ -15,7 +15,8 @@ import os
 import signal
 import sys
 import threading
-from dataclasses import fields
+import time
+from dataclasses import fields, replace
 from pathlib import Path
 
 from . import __version__
@@ -49,6 +50,9 @@ from .predict import PictureAnswer, predict_pictures
 from .runtimes import open_runner
 from .serve import serve
 from .steps import (
+    GPU_RUN_DIGITS,
+    MICRO_RUN_DIGITS,
+    NPU_VERIFY_DIGITS,
     BenchOptions,
     DataSource,
     VerifyOptions,
@@ -193,7 +197,7 @@ def _cost_command(commands) -> None:
         f"ssh://…, that device's bench beside): {', '.join(DEVICES)}",
     )
     cost.add_argument("--calls", type=positive, default=20, help="batch-1 inferences counted per export (default 20)")
-    add_json(cost, "the instruction-count rows")
+    add_json(cost, "the instruction-count rows (with --device: the device's estimate)")
     cost.set_defaults(handler=cmd_cost)
 
 
@@ -363,7 +367,15 @@ def _local_only_options(args) -> list[str]:
 
 
 def _verify_options(args, layers: bool) -> VerifyOptions:
-    return VerifyOptions(_gates(args), args.threads, getattr(args, "consumers", False), layers, args.gpu_digits)
+    return VerifyOptions(
+        _gates(args),
+        args.threads,
+        getattr(args, "consumers", False),
+        layers,
+        gpu_digits=args.gpu_digits,
+        npu_digits=getattr(args, "npu_digits", NPU_VERIFY_DIGITS),
+        started=args.started if args.command == "verify" else None,
+    )
 
 
 def _bench_options(args) -> BenchOptions:
@@ -375,9 +387,17 @@ def _export_options(args) -> ExportOptions:
 
 
 def _checks(args) -> Checks:
-    """run and export: verify (with the layer report) and bench the new bundle, unless told not to."""
+    """run and export: verify (with the layer report; TFLite Micro on MICRO_RUN_DIGITS) and bench the new bundle,
+    unless told not to; the bench quick (each deployable file once: `lenet-edge bench` measures the rest)."""
     return Checks(
-        _verify_options(args, layers=True) if args.verify else None, _bench_options(args) if args.bench else None
+        replace(
+            _verify_options(args, layers=True),
+            micro_digits=MICRO_RUN_DIGITS,
+            gpu_digits=GPU_RUN_DIGITS if args.gpu_digits is None else args.gpu_digits,
+        )
+        if args.verify
+        else None,
+        replace(_bench_options(args), quick=True) if args.bench else None,
     )
 
 
@@ -449,7 +469,9 @@ def cmd_cost(args) -> int:
     if device is not None:  # the emulated cores the device needs; a real device's own bench stands beside
         read_manifest(args.bundle)  # a clear error before any work
         load = functools.partial(load_data, _data(args), args.bundle)  # only when a count has to run
-        return device_there(args.bundle, load, device, args.calls, target).status
+        estimate = device_there(args.bundle, load, device, args.calls, target)
+        _emit(args, estimate.rows[0])  # the device's table: µs per image per artifact and core type, the advice
+        return estimate.status
     if target.kind != "emulated":
         raise UsageError(f"{target.name}: instruction counts need an emulated target (arm64-emu[:CORE])")
     result = cost_there(args.bundle, load_data(_data(args), args.bundle), target, args.calls)
@@ -540,7 +562,9 @@ def _terminate(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
     args = build_parser().parse_args(argv)
+    args.started = started  # what a command prints as its whole time counts from here
     log_to_stderr(getattr(args, "json", None) == "-")
     interrupt_note("")
     in_main_thread = threading.current_thread() is threading.main_thread()

@@ -27,9 +27,9 @@ REFERENCE = "keras_test_probabilities.npy"  # Keras's answers on the 10,000 test
 TIMINGS = "timings.json"  # the run's wall-clock facts: the one file two runs of the same seed write differently
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
 CONFUSION_PNG, TARGETS_PNG, BENCH_JSON = "verify_confusion.png", "targets_cost.png", "bench.json"
-# what verify, bench, cost and npu add to a bundle
+# what verify, bench, cost and npu add to a bundle: the bundle's own files, which a later run replaces with it
 WRITTEN_LATER = (REPORT_JSON, REPORT_MD, CONFUSION_PNG, TARGETS_PNG, BENCH_JSON, "bench_*.png", "layers_*.csv",
-                 "layers_*.png", "npu_*.png", "mcu_*.png", f".*.{TEMP_MARK}*.tmp")  # fmt: skip
+                 "layers_*.png", "npu_*.png", "mcu_*.png", "device_*.png", f".*.{TEMP_MARK}*.tmp")  # fmt: skip
 MAX_MANIFEST_BYTES = 16 << 20  # a manifest is a few KB; anything near this is not ours
 TENSOR_DTYPES = ("float32", "float16", "uint8", "int8")  # what a model's input or output may be
 
@@ -214,7 +214,12 @@ def is_bundle_file(name: str, manifest: Manifest) -> bool:
     own |= {ref.file for a in manifest.artifacts if a.micro and a.micro.c_model for ref in a.micro.c_model.files}
     if manifest.reference is not None:
         own.add(manifest.reference.file)
-    return name in own or any(fnmatch.fnmatchcase(name, pattern) for pattern in WRITTEN_LATER)
+    return name in own or written_later(name)
+
+
+def written_later(name: str) -> bool:
+    """Whether ``name`` is a file that verify, bench, cost or npu add to a bundle (``WRITTEN_LATER``)."""
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in WRITTEN_LATER)
 
 
 NPU_FOLDER = "npu"  # what `lenet-edge npu` compiles for phone NPUs, listed under the manifest's npu

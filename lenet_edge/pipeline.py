@@ -69,7 +69,8 @@ def train_and_export(config: TrainConfig, data: DataSource, export: ExportOption
     calibration_images(mnist, export.calibration, config.seed)  # a count that cannot fit fails now, not after training
     import_tensorflow()  # a runtime-only install says so here
     check_keep_float(build_model(config.arch, config.activation), export.keep_float)  # the layers are named alike
-    log(f"training {config.arch} ({config.activation}) for {config.epochs} epochs, seed {config.seed}")
+    normalized = ", batch normalization folded into the weights after" if config.batch_norm else ""
+    log(f"training {config.arch} ({config.activation}) for {config.epochs} epochs, seed {config.seed}{normalized}")
     trained = train(mnist, config)
     log(
         f"trained in {trained.seconds:.0f} s: kept epoch {trained.best_epoch} (validation {trained.val_accuracy:.2%}), "

@@ -48,7 +48,8 @@ class VerifyRow(_Row):
     max_steps: int | None = None  # the C model: largest output difference from TFLite Micro, in quantization steps
     delegate: str = ""  # where a runtime runs a file more than one way (LiteRT GPU: fp16 or fp32 arithmetic)
     whole_graph: bool | None = None  # LiteRT GPU: every op of the file on the GPU (left_to_cpu: the ops that are not)
-    images: int | None = None  # test digits judged when a seeded sample of them (None: all)
+    images: int | None = None  # test digits judged when not all (the GPU rows: a seeded sample; the microcontroller
+    # rows in run and export: the first N)
 
 
 @dataclass

@@ -7,6 +7,7 @@ Not runtime-only: the layer report converts with TensorFlow, so this module sits
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
@@ -29,6 +30,12 @@ from .report import draw_chart, read_report, recommendations, update_report
 from .report.mcu import MCU_PNG
 from .verify import row_name, verify_bundle
 
+NPU_VERIFY_DIGITS = 1000  # test digits on which verify judges the NPU files again (the simulator's ~10 ms each)
+MICRO_RUN_DIGITS = 1000  # run and export's verify: the TFLite Micro rows (reference kernels, one digit a call, ~0.5 ms
+# each: 10 of verify's 15 s on 10,000) on the first 1,000 digits; their files were judged in LiteRT on all of them
+GPU_RUN_DIGITS = 100  # run and export's verify: the GPU rows (a CPU Vulkan driver, ~2 ms a digit, ten rows) on a
+# seeded sample of 100 digits; `lenet-edge verify` judges 1,000 (verify.GPU_DIGITS), --gpu-digits all of them
+
 
 class VerifyExit(IntEnum):
     """verify's exit codes; 2 is bad input, as for every command."""
@@ -46,6 +53,9 @@ class VerifyOptions:
     consumers: bool = False  # also run every export in the consumers installed here
     layers: bool = False  # also measure the int8 models' quantization error layer by layer
     gpu_digits: int | None = None  # test digits the GPU rows judge (None: verify.GPU_DIGITS; -1: all; 0: none)
+    npu_digits: int | None = NPU_VERIFY_DIGITS  # the files compiled for NPUs judged on the first N (None: all)
+    micro_digits: int | None = None  # the microcontroller rows judged on the first N (None: all; run: MICRO_RUN_DIGITS)
+    started: float | None = None  # time.perf_counter() when the command started: verify prints the whole time
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,7 @@ class BenchOptions:
     profile: str = "host"
     seconds: float = 0.5
     browser: bool = True
+    quick: bool = False  # run and export's bench: each deployable file once (bench.QUICK_NOTE)
 
 
 @dataclass(frozen=True)
@@ -73,8 +84,11 @@ def load_data(source: DataSource, bundle: str | Path | None = None) -> Mnist:
 
 
 def verify_step(bundle: str | Path, mnist: Mnist, options: VerifyOptions) -> StepResult:
-    """Verify a bundle, print the verdict and write its report (verify section, consumers, layers, charts)."""
-    result = verify_bundle(bundle, mnist, options.gates, options.threads, gpu_digits=options.gpu_digits)
+    """Verify a bundle, print the verdict and write its report (verify section, consumers, layers, charts, the
+    files compiled for NPUs); the time printed is the command's whole time, from ``options.started``."""
+    started = time.perf_counter() if options.started is None else options.started
+    result = verify_bundle(bundle, mnist, options.gates, options.threads, gpu_digits=options.gpu_digits,
+                           micro_digits=options.micro_digits)  # fmt: skip
     rows = [row.to_dict() for row in result.pop("rows")]
     failed = [row_name(row) for row in rows if row["status"] != "pass"]
     verdict = f"{len(failed)} of {len(rows)} did not pass: {', '.join(failed)}" if failed else "all passed"
@@ -91,23 +105,25 @@ def verify_step(bundle: str | Path, mnist: Mnist, options: VerifyOptions) -> Ste
         _record(bundle, sections, draw_chart(plot_confusion_matrices, rows, bundle, CONFUSION_PNG))
         if options.layers:
             _layers_step(bundle, mnist)
-        if read_manifest(bundle).npu and not _npu_step_passed(bundle, mnist):
+        if read_manifest(bundle).npu and not _npu_step_passed(bundle, mnist, options.npu_digits):
             failed.append("a file compiled for an NPU")
             verdict += "; a file compiled for an NPU did not pass (see report.md)"
     except OSError as exc:
-        log(f"verify: {verdict} ({result['seconds']:.1f} s)")
+        log(f"verify: {verdict} ({time.perf_counter() - started:.1f} s)")
         log(f"verify: the report was NOT written ({exc.filename or bundle}: {exc.strerror or exc})")
         return StepResult(VerifyExit.FAILED_REPORT_UNWRITTEN if failed else VerifyExit.PASSED_REPORT_UNWRITTEN, rows)
-    log(f"verify: {verdict} ({result['seconds']:.1f} s); see {Path(bundle) / REPORT_MD}")
+    log(f"verify: {verdict} ({time.perf_counter() - started:.1f} s); see {Path(bundle) / REPORT_MD}")
     return StepResult(VerifyExit.FAILED if failed else VerifyExit.PASSED, rows)
 
 
-def _npu_step_passed(bundle: str | Path, mnist: Mnist) -> bool:
-    """The files compiled for phone NPUs, judged again in the HTP simulator; without the NPU tools here they are
-    not run (said, not failed), like any runtime this install lacks."""
-    log("on the NPUs the bundle was compiled for (Qualcomm's HTP simulator):")
+def _npu_step_passed(bundle: str | Path, mnist: Mnist, digits: int | None) -> bool:
+    """The files compiled for phone NPUs, judged again in the HTP simulator on the first ``digits`` test digits
+    (None: all); without the NPU tools here they are not run (said, not failed), like any runtime this install
+    lacks."""
+    shown = "all" if digits is None or digits >= len(mnist.x_test) else f"the first {digits:,}"
+    log(f"on the NPUs the bundle was compiled for (Qualcomm's HTP simulator, {shown} test digits):")
     try:
-        return npu_step(bundle, mnist, npu_options(str(bundle), None, False, True, None, None)).status == 0
+        return npu_step(bundle, mnist, npu_options(str(bundle), None, False, True, digits, None)).status == 0
     except NpuNotInstalled as exc:
         log(f"  (the NPU files were not judged here: {exc})")
         return True
@@ -126,7 +142,7 @@ def _layers_step(bundle: str | Path, mnist: Mnist) -> None:
 def bench_step(bundle: str | Path, mnist: Mnist, options: BenchOptions) -> StepResult:
     """Bench a bundle, write bench.json, its chart and report section (with the recommendation); status 1 if a
     combination failed."""
-    result = bench_bundle(bundle, mnist, options.profile, options.seconds, browser=options.browser)
+    result = bench_bundle(bundle, mnist, options.profile, options.seconds, options.browser, options.quick)
     machine = result["info"]["machine"]  # the host every figure depends on, beside the rows
     write_json(Path(bundle) / BENCH_JSON, {"profile": options.profile, "machine": machine, "rows": result["rows"]})
     drawn = draw_chart(

@@ -179,12 +179,15 @@ def verify_bundle(
     threads: int | None = None,
     use_keras: bool | None = None,
     gpu_digits: int | None = None,
+    micro_digits: int | None = None,
 ) -> dict:
     """Judge every artifact; return {'rows': [VerifyRow…], 'reference': …, 'images': …, 'seconds': …}.
 
     ``use_keras`` (default: whether TensorFlow is installed) runs the Keras model too. Every .tflite is also
     judged on LiteRT's GPU accelerator, in fp16 and in fp32 arithmetic, on ``gpu_digits`` test digits (see
-    ``gpu_sample``; 0: no GPU rows)."""
+    ``gpu_sample``; 0: no GPU rows). ``micro_digits`` judges the microcontroller rows (TFLite Micro, the C model)
+    on the first N test digits only (None: all; run and export's verify, where the same files were judged in
+    LiteRT on all of them a moment before)."""
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
     gates = {**DEFAULT_GATES, **(gates or {})}
@@ -201,6 +204,7 @@ def verify_bundle(
     micro_answers: dict[str, np.ndarray] = {}  # format -> TFLite Micro's probabilities, for the C model rows
     gpu_digits = GPU_DIGITS if gpu_digits is None else gpu_digits
     sample = gpu_sample(len(labels), gpu_digits)
+    first = None if micro_digits is None else np.arange(min(micro_digits, len(labels)))
     for entry in manifest.artifacts:
         if not entry.on_device and not have_tf:
             continue
@@ -213,8 +217,9 @@ def verify_bundle(
                 absent[runtime] = (absent.get(runtime, (0, ""))[0] + 1, why)
                 continue
             try:
+                picked = sample if runtime == GPU_RUNTIME else first if runtime in (MICRO_RUNTIME, C_RUNTIME) else None
                 row, probs = _verify_artifact(
-                    bundle, entry, mnist, reference, gates, threads, runtime, delegate, sample
+                    bundle, entry, mnist, reference, gates, threads, runtime, delegate, picked
                 )
             except RuntimeNotInstalled as exc:  # found on loading: this machine cannot run it (no GPU device)
                 absent[runtime] = (absent.get(runtime, (0, ""))[0] + 1, str(exc))
@@ -260,6 +265,7 @@ def _log_row(row: VerifyRow) -> None:
     figures = f"accuracy {row.accuracy:.2%}, agreement {row.agreement:.2%}" if row.accuracy is not None else ""
     if row.identical_share is not None:
         figures += f", {row.identical_share:.2%} identical to TFLite Micro"
+    figures += f" ({row.images:,} digits)" if row.images else ""
     where = f"{row.runtime} {row.delegate}".strip()
     log(f"  {STATUS_ICON[row.status]} {row.format:<15} {where:<15} {figures}  {row.reason}".rstrip())
 
@@ -321,15 +327,15 @@ def _verify_artifact(
     threads: int | None,
     runtime: str,
     delegate: str | None = None,
-    sample: np.ndarray | None = None,
+    picked: np.ndarray | None = None,
 ) -> tuple[VerifyRow, np.ndarray | None]:
-    """One file in one runtime (with ``delegate``), judged on the test digits, or on ``sample`` of them for the
-    GPU rows; and its probabilities (None when it did not run). RuntimeNotInstalled is raised, not reported: the
-    row cannot run on this machine at all."""
+    """One file in one runtime (with ``delegate``), judged on the test digits (those ``picked`` only, when
+    given); and its probabilities (None when it did not run). RuntimeNotInstalled is raised, not reported: the row
+    cannot run on this machine at all."""
     precision = entry.precision
     gpu = runtime == GPU_RUNTIME
     gate = gpu_gate(gates, precision, delegate or "") if gpu else gates[precision]
-    picked = sample if gpu and sample is not None else np.arange(len(mnist.y_test))
+    picked = np.arange(len(mnist.y_test)) if picked is None else picked
     judged = len(picked) if len(picked) < len(mnist.y_test) else None
 
     def failed(status: str, reason: str) -> VerifyRow:

@@ -136,9 +136,11 @@ def _fast_tier_runs_no_gpu_rows(request, monkeypatch):
     """In a test not marked slow, verify runs no GPU row unless the test asks with --gpu-digits: LiteRT's GPU
     accelerator on a CPU Vulkan driver costs seconds per file (tests/test_gpu.py judges it, in the slow tier)."""
     if request.node.get_closest_marker("slow") is None:
+        import lenet_edge.cli
         import lenet_edge.verify
 
-        monkeypatch.setattr(lenet_edge.verify, "GPU_DIGITS", 0)
+        monkeypatch.setattr(lenet_edge.verify, "GPU_DIGITS", 0)  # verify's default sample
+        monkeypatch.setattr(lenet_edge.cli, "GPU_RUN_DIGITS", 0)  # run and export's
 
 
 # --- data -----------------------------------------------------------------------------------------------------
@@ -289,8 +291,8 @@ def untrained_lenet(tmp_path_factory) -> Path:
 
 @slow_fixture(scope="session")
 def trained_bundle(tmp_path_factory, mnist_dir) -> Path:
-    """A real bundle from the default training recipe (12 epochs with augmentation, about a minute on 2 cores;
-    99.18% on the test set with seed 7): every format, as `make run` writes it, so that the tests can hold it
+    """A real bundle from the default training recipe (4 epochs with augmentation, batch normalization folded after;
+    about half a minute on 2 cores): every format, as `make run` writes it, so that the tests can hold it
     to what a user gets (MediaPipe's 99.0%, digits drawn in the browser read right)."""
     out = tmp_path_factory.mktemp("bundle") / "export"
     args = ["run", "--data", str(mnist_dir), "--out", str(out), "--calibration", "200", "--seed", "7"]

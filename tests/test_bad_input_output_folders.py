@@ -130,6 +130,37 @@ def test_a_readme_like_the_bundles_own_is_no_obstacle(keras_model, loaded_once, 
     assert_kept(before, snapshot(tmp_path))
 
 
+def test_a_bundle_the_other_commands_wrote_into_is_replaced_whole(
+    keras_model, tiny_bundle, loaded_once, tmp_path, capsys
+):
+    """A bundle that cost --device, npu, bench and verify --layers wrote into is still the tool's own: an export
+    over it goes ahead (exit 0) and replaces it whole, those files included."""
+    from lenet_edge.cycle_cost import device_chart
+    from lenet_edge.manifest import TARGETS_PNG
+    from lenet_edge.npu.chart import NPU_PNG
+
+    out = tmp_path / "export"
+    shutil.copytree(tiny_bundle, out)
+    written = [device_chart("Raspberry Pi 4"), NPU_PNG, "bench_mobile.png", "layers_tflite-int8.csv", TARGETS_PNG]
+    for name in written:
+        (out / name).write_bytes(b"written by another lenet-edge command")
+    code, _, err = cli(capsys, *export_args(keras_model, out, loaded_once))
+    assert code == 0 and err == "", err
+    assert not any((out / name).exists() for name in written)
+    assert [entry["format"] for entry in manifest_json(out)["artifacts"]] == ["keras", "onnx-fp32"]
+
+
+def test_a_chart_the_ownership_check_does_not_know_is_never_drawn_into_a_bundle(tiny_bundle, tmp_path):
+    """Every chart a command draws into a bundle must be one a later run may replace: a name outside the
+    bundle's list is refused before anything is drawn."""
+    from lenet_edge.report import draw_chart
+
+    drawn = []
+    with pytest.raises(ValueError, match="not a file the bundle's ownership check knows"):
+        draw_chart(lambda data, path: drawn.append(path), {}, tmp_path, "my_chart.png")
+    assert drawn == [] and draw_chart(lambda data, path: drawn.append(path), {}, tmp_path, "device_x.png")
+
+
 def _failing_export(monkeypatch, fmt: str = "onnx-fp32") -> None:
     real = exporters.export_format
 

@@ -18,7 +18,7 @@ from conftest import manifest_json, require
 from lenet_edge.bench import ROW_KEYS, harness_overhead, plan
 from lenet_edge.cli import main
 from lenet_edge.files import write_json
-from lenet_edge.formats import FORMATS
+from lenet_edge.formats import FORMATS, RUNTIMES
 from lenet_edge.manifest import read_manifest
 from lenet_edge.measure import time_calls
 from lenet_edge.runtimes.wasm import browser_missing
@@ -97,6 +97,15 @@ def test_plan_follows_the_manifest(tiny_bundle):
                                           "tflite-rgb-int8", "onnx-fp32", "onnx-int8"}  # fmt: skip
     assert all(c.threads == 1 for c in mobile)
     assert len(plan(manifest, "host", have_tf=True)) > len(mobile)
+
+
+def test_the_quick_bench_measures_each_deployable_file_once_as_an_app_gets_it(tiny_bundle):
+    """run's bench: one combination per file an app deploys, its runtime's default delegate on 1 thread; the
+    delegates, thread counts and the Keras reference are `lenet-edge bench`'s."""
+    manifest = read_manifest(tiny_bundle)
+    quick = plan(manifest, "host", have_tf=True, quick=True)
+    assert sorted(c.format for c in quick) == sorted(entry.format for entry in manifest.artifacts if entry.on_device)
+    assert all(c.threads == 1 and c.delegate == RUNTIMES[c.runtime].default_delegate for c in quick)
 
 
 def _sleeper(seconds: float):

@@ -18,6 +18,7 @@ from conftest import manifest_json
 from lenet_edge import bundle_writer, exporters
 from lenet_edge.cli import main
 from lenet_edge.formats import FORMATS
+from lenet_edge.train import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 DIGITS = 50
@@ -129,12 +130,13 @@ def test_run_manifest_records_the_training(trained_bundle):
     manifest = manifest_json(trained_bundle)
     assert manifest["model"]["params"] == 61_706 and manifest["model"]["macs"] == 416_520
     assert manifest["seed"] == 7 and manifest["deterministic"] is True
-    assert manifest["training"]["config"]["epochs"] == 12
+    assert manifest["training"]["config"]["epochs"] == TrainConfig().epochs
+    assert manifest["training"]["config"]["batch_norm"] is True  # folded: the model is the plain LeNet-5 above
     assert 0.99 <= manifest["keras_test_accuracy"] <= 1.0
     assert len(manifest["dataset"]["file_sha256"]) == 4
     assert {"tensorflow", "onnxruntime", "ai-edge-litert", "tf2onnx"} <= set(manifest["tools"])
     record = json.loads((trained_bundle / "training.json").read_text())
-    assert len(record["history"]["val_accuracy"]) == 12
+    assert len(record["history"]["val_accuracy"]) == TrainConfig().epochs
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:

@@ -31,6 +31,8 @@ def test_help_everywhere(command, capsys):
         (["run", "--formats", "tflite-int4"], "unknown format(s) tflite-int4"),
         (["train", "--arch", "alexnet"], "invalid choice"),
         (["run", "--lr", "nan"], "argument --lr: nan is not a number"),
+        (["run", "--warmup", "1"], "argument --warmup: 1 is not a number from 0 to 0.99"),
+        (["train", "--warmup", "-0.1"], "argument --warmup: -0.1 is not a number from 0 to 0.99"),
         (["verify", "export", "--quant-min-agreement", "nan"], "nan is not a number from 0 to 100"),
         (["verify", "export", "--fp32-max-dp", "-1"], "-1 is not a number from 0 to 1"),
         (["verify", "export", "--quant-max-drop", "inf"], "inf is not a number from 0 to 100"),

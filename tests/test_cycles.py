@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import manifest_json, require, slow_fixture
 
+from lenet_edge.bundle_writer import foreign_files
 from lenet_edge.cli import main
 from lenet_edge.cycle_cost import (
     cycles_section,
@@ -222,10 +223,11 @@ def test_cost_for_a_named_device_gives_microseconds_per_core_type_and_what_to_de
     manifest["artifacts"] = [a for a in manifest["artifacts"] if a["format"] in ("tflite-fp32", "tflite-int8")]
     write_json(bundle / "manifest.json", manifest)
     args = ["cost", str(bundle), "--data", str(mnist_dir), "--device", "Raspberry Pi 4", "--calls", "5"]
-    assert main(args) == 0
+    assert main([*args, "--json", str(tmp_path / "device.json")]) == 0
     out = capsys.readouterr().out
     assert "Raspberry Pi 4 (Broadcom BCM2711)" in out and "deploy: tflite-" in out
     estimate = json.loads((bundle / "report.json").read_text())["devices"]["Raspberry Pi 4"]
+    assert json.loads((tmp_path / "device.json").read_text()) == estimate  # --json writes the device's table
     us = {a["format"]: a["us_per_image"] for a in estimate["cores"][0]["artifacts"]}
     assert set(us) == {"tflite-fp32", "tflite-int8"} and all(5 < v < 5000 for v in us.values())
     cycles = {a["format"]: a["cycles_per_image"] for a in estimate["cores"][0]["artifacts"]}
@@ -242,6 +244,7 @@ def test_cost_for_a_named_device_gives_microseconds_per_core_type_and_what_to_de
     assert "## Time on named cores (estimated)" in markdown and "Deploy **tflite-" in markdown
     assert "](device_raspberry-pi-4.png)" in markdown
     assert (bundle / "device_raspberry-pi-4.png").read_bytes()[:4] == b"\x89PNG"
+    assert foreign_files(bundle) == []  # a later run replaces the bundle, its device chart with it
 
 
 def test_a_real_devices_own_bench_stands_beside_the_estimate_of_its_first_core_type():

@@ -3,18 +3,20 @@ on the NPU, judged and counted in Qualcomm's HTP simulator; and its bad input (u
 altered model, a graph the NPU does not take whole).
 
 The tests that compile and simulate need the NPU tools' own Python (lenet_edge/npu/env.py), made at first use;
-`make npu-tools` (and .ci/run) make it ahead. Without it they skip, except under CI=true, where they fail."""
+`make npu-tools` (and .ci/run) make it ahead. Without it they skip, except under CI=true, where they fail. They run
+a simulator, so they are in the slow tier (``npu_tools`` is a slow fixture); the bad input before any work is not."""
 
 from __future__ import annotations
 
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_VALIDATION, manifest_json, require, ridge_classifier, tiny_model
+from conftest import TINY_VALIDATION, manifest_json, require, ridge_classifier, slow_fixture, tiny_model
 
 from lenet_edge.cli import main
 from lenet_edge.files import sha256_file, write_json
@@ -24,7 +26,7 @@ from lenet_edge.npu.rewrite import GRAPH_SHIPPED, GRAPH_UNSPLIT, unsplit_first_c
 from lenet_edge.npu.socs import SOCS
 from lenet_edge.report.npu import npu_section
 
-DIGITS = 200  # the fast tier judges a few hundred digits per SoC in the simulator
+DIGITS = 200  # the tests judge a few hundred digits per SoC in the simulator
 
 
 def _copy(bundle: Path, tmp_path: Path) -> Path:
@@ -40,7 +42,7 @@ def _error(capsys) -> str:
     return err[0]
 
 
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def npu_tools() -> Path:
     """The NPU tools' Python as lenet-edge finds it (made ahead by `make npu-tools`; CI makes it in .ci/run)."""
     try:
@@ -275,6 +277,21 @@ def test_verify_re_judges_the_compiled_files_without_compiling(compiled_tiny, ca
     out = capsys.readouterr().out
     assert "simulator on 20 digits" in out
     assert (bundle / "manifest.json").read_bytes() == manifest_before
+
+
+def test_lenet_edge_verify_judges_the_npu_files_on_a_sample_and_prints_its_whole_time(
+    compiled_tiny, mnist_dir, tmp_path, capsys
+):
+    """verify of a bundle compiled for an NPU re-judges the compiled files on the first N digits (1,000 unless
+    --npu-digits says otherwise) and the time it prints is the whole command's, the simulator's included."""
+    bundle = _copy(compiled_tiny[0], tmp_path)
+    started = time.perf_counter()
+    assert main(["verify", str(bundle), "--data", str(mnist_dir), "--npu-digits", "30"]) == 0
+    elapsed = time.perf_counter() - started
+    out = capsys.readouterr().out
+    assert "HTP simulator, the first 30 test digits" in out and "simulator on 30 digits" in out
+    printed = float(re.search(r"verify: all passed \(([\d.]+) s\)", out).group(1))
+    assert 0.9 * elapsed - 0.2 <= printed <= elapsed + 0.1
 
 
 def test_a_compiled_file_whose_checksum_changed_fails_verify(compiled_tiny, tmp_path, capsys):

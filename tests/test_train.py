@@ -12,8 +12,9 @@ pytestmark = pytest.mark.slow  # real training runs
 QUICK = {"limit": 4000, "validation": 500, "epochs": 2, "seed": 11}
 
 
-def test_short_training_learns_and_records(mnist):
-    result = train(mnist, TrainConfig(**QUICK, augment=False), verbose=0)
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_short_training_learns_and_records(mnist, batch_norm):
+    result = train(mnist, TrainConfig(**QUICK, augment=False, batch_norm=batch_norm), verbose=0)
     assert set(result.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert all(len(values) == 2 for values in result.history.values())
     assert result.test_accuracy > 0.85  # 3,500 images, 2 epochs: far above chance
@@ -21,6 +22,7 @@ def test_short_training_learns_and_records(mnist):
     assert result.val_accuracy == max(result.history["val_accuracy"])
     record = result.describe()
     assert record["config"]["seed"] == 11 and record["deterministic"] is True
+    assert [layer.name for layer in result.model.layers if layer.weights] == ["C1", "C3", "C5", "F6", "probabilities"]
 
 
 def test_same_seed_same_weights_with_augmentation(mnist):

@@ -16,6 +16,7 @@ from conftest import manifest_json, row_key
 from lenet_edge.cli import main
 from lenet_edge.exporters import tflite
 from lenet_edge.files import write_json
+from lenet_edge.report.markdown import _verify_section
 from lenet_edge.runtimes import open_runner
 from lenet_edge.verify import verify_bundle
 
@@ -224,3 +225,19 @@ def test_report_never_links_a_chart_the_run_did_not_redraw(bundle_copy, mnist, m
     assert "verify_confusion.png was not redrawn by the last run: matplotlib is not installed here" in report
     assert stale.read_bytes() == b"an earlier run's chart"
     assert "verify_confusion.png not redrawn" in capsys.readouterr().out
+
+
+def test_run_judges_the_microcontroller_rows_on_a_sample_and_says_so(bundle_copy, mnist):
+    """run and export's verify: TFLite Micro (one digit a call) on the first N test digits, the row and the
+    report saying how many; every other row on all 10,000."""
+    result = verify_bundle(bundle_copy, mnist, micro_digits=300)
+    rows = {row_key(row.to_dict()): row for row in result["rows"]}
+    assert {key: row.images for key, row in rows.items() if row.images} == {
+        "tflite-fp32 in tflm": 300,
+        "tflite-int8 in tflm": 300,
+    }
+    assert all(row.status == "pass" for row in rows.values())
+    tflm = rows["tflite-int8 in tflm"]
+    assert tflm.agreement * 300 == pytest.approx(round(tflm.agreement * 300))  # judged on 300 digits
+    markdown = "\n".join(_verify_section(list(rows.values()), result))
+    assert "| tflite-int8 | tflm (first 300 digits) |" in markdown and "| tflite-int8 | litert |" in markdown

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..console import log
 from ..files import write_json, write_text
-from ..manifest import REPORT_JSON, REPORT_MD, read_manifest
+from ..manifest import REPORT_JSON, REPORT_MD, read_manifest, written_later
 from .markdown import render_markdown
 
 
@@ -38,7 +38,10 @@ def update_report(bundle: str | Path, sections: dict, charts: dict[str, bool] | 
 
 def draw_chart(plot: Callable[[Any, Path], object], data: Any, bundle: str | Path, name: str) -> dict[str, bool]:
     """Draw one chart into the bundle: {name: drawn}, for ``update_report``'s ``charts`` (report.md links a chart
-    only when the last run of its section drew it)."""
+    only when the last run of its section drew it). ``name`` must be one of the files the bundle's ownership
+    check counts as its own (``manifest.WRITTEN_LATER``), so that a later run may replace it."""
+    if not written_later(name):
+        raise ValueError(f"{name}: not a file the bundle's ownership check knows; add it to manifest.WRITTEN_LATER")
     try:
         plot(data, Path(bundle) / name)
     except ImportError:
