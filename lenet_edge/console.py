@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import tempfile
+from collections.abc import Iterator
 
 STATUS_ICON = {"pass": "✅", "fail": "❎", "error": "❌"}
 _to_stderr = False
@@ -41,6 +43,23 @@ def progress(done: int, total: int, text: str) -> None:
         print(f"\r\033[K{line}", end="" if done < total else "\n", file=sys.stderr, flush=True)
     else:
         print(line, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def captured_stderr(into: list[str]) -> Iterator[None]:
+    """File descriptor 2 (where native libraries log: TFLite Micro's C++, LiteRT, Dawn, the Vulkan driver)
+    pointed at a temporary file; what was written there is appended to ``into`` once fd 2 is restored."""
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as capture:
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            into.append(capture.read().decode(errors="replace"))
 
 
 @contextlib.contextmanager

@@ -236,6 +236,11 @@ def verify_bundle(
     for runtime, (count, why) in absent.items():
         not_run.append(f"{count} {RUNTIMES[runtime].label} rows: {why}")
         log(f"  ({RUNTIMES[runtime].label}: {count} rows not run here: {why})")
+    if gpu_digits == 0 and any(entry.runtime == "litert" for entry in manifest.artifacts):
+        log(
+            f"  (LiteRT's GPU accelerator: not judged by this verify; `lenet-edge verify {bundle}` judges every "
+            ".tflite there)"
+        )
     return {
         "rows": rows,
         "not_run": not_run,

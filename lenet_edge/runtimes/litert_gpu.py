@@ -21,14 +21,12 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import IO
 
 import numpy as np
 
+from ..console import captured_stderr
 from .base import Runner, RuntimeNotInstalled, tflite_precision, tflite_tensor
 
 NO_DEVICE = "no Vulkan device for LiteRT's GPU accelerator"
@@ -45,23 +43,6 @@ _NO_GPU = ("Failed to initialize WebGPU environment", "No adapters found", "Fail
 
 class GpuUnavailable(RuntimeNotInstalled):
     """This machine has no Vulkan device the GPU accelerator takes: one line with the packages to install."""
-
-
-@contextmanager
-def _captured_stderr(into: list[str]) -> Iterator[None]:
-    """File descriptor 2 (where LiteRT, Dawn and the Vulkan driver log) pointed at a temporary file; what was
-    written there is appended to ``into`` once fd 2 is restored."""
-    sys.stderr.flush()
-    with tempfile.TemporaryFile() as capture:
-        saved = os.dup(2)
-        os.dup2(capture.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            into.append(capture.read().decode(errors="replace"))
 
 
 def compile_log(text: str) -> dict:
@@ -98,7 +79,7 @@ def _compile(path: str, delegate: str, threads: int):
     )
     log: list[str] = []
     try:
-        with _captured_stderr(log):
+        with captured_stderr(log):
             model = CompiledModel.from_file(path, options=settings)
     except RuntimeError as error:
         text = "".join(log)
@@ -141,7 +122,7 @@ def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
     models: dict[int, dict] = {}
     ids = itertools.count(1)
     log: list[str] = []
-    with _captured_stderr(log):  # what the runtime logs as it runs stays off the console
+    with captured_stderr(log):  # what the runtime logs as it runs stays off the console
         while line := requests.readline():
             request = json.loads(line)
             if request["op"] == "compile":

@@ -4,18 +4,17 @@ of fixed size. Never imports TensorFlow: the file's graph is read with the flatb
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from ..console import captured_stderr
 from ..host import usable_cores
 from ..manifest import Tensor
 from .base import InProcessRunner, tflite_precision
@@ -24,23 +23,6 @@ ARENA_SIZE = 256 * 1024  # bytes: LeNet-5 int8 uses ~15 KB, fp32 ~42 KB (64-bit 
 PROBE = 200  # digits predict times first, to tell whether the rest is worth splitting across processes
 SPLIT_FROM_SECONDS = 3.0  # the rest's expected time from which it is split (a worker process costs ~0.5 s)
 _ARENA_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
-
-
-@contextmanager
-def _captured_stderr(into: list[str]) -> Iterator[None]:
-    """File descriptor 2 (where TFLite Micro's C++ logs go) pointed at a temporary file; what was written there is
-    appended to ``into`` once fd 2 is restored."""
-    sys.stderr.flush()
-    with tempfile.TemporaryFile() as capture:
-        saved = os.dup(2)
-        os.dup2(capture.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            into.append(capture.read().decode(errors="replace"))
 
 
 def _spec(detail: dict, name: str) -> Tensor:
@@ -92,7 +74,7 @@ class TFLMRunner(InProcessRunner):
         self.arena_size = arena_size
         log: list[str] = []
         try:
-            with _captured_stderr(log):
+            with captured_stderr(log):
                 self.interpreter = runtime.Interpreter.from_bytes(model, arena_size=arena_size)
         except Exception as error:
             raise _refusal(error, "".join(log)) from error
@@ -107,7 +89,7 @@ class TFLMRunner(InProcessRunner):
         """Bytes of the arena the model uses (TFLite Micro's RecordingMicroAllocator total). Everything is planned
         when the file loads, so an invoke changes nothing; a 32-bit MCU needs somewhat less (smaller structs)."""
         log: list[str] = []
-        with _captured_stderr(log):
+        with captured_stderr(log):
             self.interpreter.print_allocations()
         text = "".join(log)
         found = _ARENA_TOTAL.search(text)
