@@ -228,13 +228,14 @@ def test_report_never_links_a_chart_the_run_did_not_redraw(bundle_copy, mnist, m
 
 
 def test_run_judges_the_microcontroller_rows_on_a_sample_and_says_so(bundle_copy, mnist):
-    """run and export's verify: TFLite Micro (one digit a call) on the first N test digits, the row and the
-    report saying how many; every other row on all 10,000."""
+    """run and export's verify: TFLite Micro (one digit a call) and the C model on the first N test digits, the
+    row and the report saying how many; every other row on all 10,000."""
     result = verify_bundle(bundle_copy, mnist, micro_digits=300)
     rows = {row_key(row.to_dict()): row for row in result["rows"]}
     assert {key: row.images for key, row in rows.items() if row.images} == {
         "tflite-fp32 in tflm": 300,
         "tflite-int8 in tflm": 300,
+        "tflite-int8 in c": 300,  # the C model, compared byte for byte with TFLite Micro on the same digits
     }
     assert all(row.status == "pass" for row in rows.values())
     tflm = rows["tflite-int8 in tflm"]

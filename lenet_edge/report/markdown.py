@@ -224,7 +224,8 @@ def _layers_section(layers: dict, verify_rows: list[VerifyRow], manifest: Manife
 def _where(row: VerifyRow) -> str:
     """The runtime of a verify row, with its delegate and the digits it judged where those are not the usual."""
     where = f"{row.runtime} {row.delegate}".strip()
-    return f"{where} ({row.images:,} digits)" if row.images else where
+    first = "" if row.delegate else "first "  # the GPU rows' digits are a seeded sample, the others' the first N
+    return f"{where} ({first}{row.images:,} digits)" if row.images else where
 
 
 def _accelerated(row: VerifyRow) -> str:
