@@ -230,17 +230,10 @@ def verify_bundle(
                 _against_micro(row, probs, micro_answers.get(entry.format), entry)
             rows.append(row)
             _log_row(row)
-    if skipped:
-        log(f"  (TFLite Micro is not installed here: {skipped} microcontroller rows not run)")
-    not_run = [f"{skipped} TFLite Micro rows: tflite-micro is not installed here"] if skipped else []
-    for runtime, (count, why) in absent.items():
-        not_run.append(f"{count} {RUNTIMES[runtime].label} rows: {why}")
-        log(f"  ({RUNTIMES[runtime].label}: {count} rows not run here: {why})")
+    not_run = _not_run(skipped, absent)
     if gpu_digits == 0 and any(entry.runtime == "litert" for entry in manifest.artifacts):
-        log(
-            f"  (LiteRT's GPU accelerator: not judged by this verify; `lenet-edge verify {bundle}` judges every "
-            ".tflite there)"
-        )
+        log(f"  (LiteRT's GPU accelerator: not judged by this verify; `lenet-edge verify {bundle}` judges every "
+            ".tflite there)")  # fmt: skip
     return {
         "rows": rows,
         "not_run": not_run,
@@ -250,6 +243,17 @@ def verify_bundle(
         "seconds": round(time.perf_counter() - start, 2),
         "gates": {name: gate.describe() for name, gate in gates.items()},
     }
+
+
+def _not_run(skipped: int, absent: dict[str, tuple[int, str]]) -> list[str]:
+    """The rows this machine could not run, and why, as the report lists them (each also said in the log)."""
+    if skipped:
+        log(f"  (TFLite Micro is not installed here: {skipped} microcontroller rows not run)")
+    not_run = [f"{skipped} TFLite Micro rows: tflite-micro is not installed here"] if skipped else []
+    for runtime, (count, why) in absent.items():
+        not_run.append(f"{count} {RUNTIMES[runtime].label} rows: {why}")
+        log(f"  ({RUNTIMES[runtime].label}: {count} rows not run here: {why})")
+    return not_run
 
 
 def _runs(entry: Artifact, have_micro: bool, gpu: bool) -> list[tuple[str, str | None]]:
