@@ -113,11 +113,14 @@ def test_without_a_vulkan_device_the_gpu_rows_say_so_and_nothing_else_changes(
 # --- slow: on LiteRT's GPU accelerator ---------------------------------------------------------------------------
 
 
-def test_every_tflite_passes_on_the_gpu_whole_in_both_arithmetics(trained_bundle):
-    """What `lenet-edge run` writes: every .tflite judged on the GPU beside the CPU, and the file to ship for it."""
-    report = json.loads((trained_bundle / "report.json").read_text())
+def test_every_tflite_passes_on_the_gpu_whole_in_both_arithmetics(trained_bundle, mnist_dir, tmp_path):
+    """`lenet-edge verify` of what `lenet-edge run` writes (run leaves the GPU rows to verify): every .tflite
+    judged on the GPU beside the CPU, and the file to ship for it."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(trained_bundle, bundle)
+    code, report, rows = _verify(bundle, mnist_dir)
     _require_gpu(report)
-    rows = {row_key(row): row for row in report["verify"]}
+    assert code == 0
     for fmt in TFLITE:
         for setting in ("fp16", "fp32"):
             row = rows[f"{fmt} in litert-gpu ({setting})"]
@@ -127,7 +130,7 @@ def test_every_tflite_passes_on_the_gpu_whole_in_both_arithmetics(trained_bundle
         fp16, fp32 = rows[f"{fmt} in litert-gpu (fp16)"], rows[f"{fmt} in litert-gpu (fp32)"]
         assert fp16["max_abs_dp"] > 2 * fp32["max_abs_dp"]
     assert rows["tflite-fp32 in litert-gpu (fp32)"]["max_abs_dp"] <= 1e-5
-    markdown = (trained_bundle / "report.md").read_text()
+    markdown = (bundle / "report.md").read_text()
     assert "## The phone's GPU: LiteRT's GPU accelerator" in markdown and "software Vulkan device" in markdown
     assert "**For the GPU: ship `lenet5_fp16.tflite`**" in markdown and "Accelerator.GPU" in markdown
 
