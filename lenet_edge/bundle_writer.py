@@ -522,16 +522,21 @@ def write_bundle(
             failed=failed,
         )
         write_manifest(staging, manifest)
-        timings = {
-            "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "training_seconds": None if training_seconds is None else round(training_seconds, 1),
-            "export_seconds": {name: round(seconds, 2) for name, seconds in export_seconds.items()},
-            "what": "wall-clock facts of the run that wrote this bundle: the one file of it that differs between "
-            "two runs of the same seed",
-        }
-        write_json(staging / TIMINGS, timings)
+        _write_timings(staging, training_seconds, export_seconds)
         where = publish(staging, Path(out), failed=bool(failed))
     return manifest, where
+
+
+def _write_timings(staging: Path, training_seconds: float | None, export_seconds: dict[str, float]) -> None:
+    """timings.json: the wall-clock facts of this run, the one file two runs of the same seed write differently."""
+    timings = {
+        "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "training_seconds": None if training_seconds is None else round(training_seconds, 1),
+        "export_seconds": {name: round(seconds, 2) for name, seconds in export_seconds.items()},
+        "what": "wall-clock facts of the run that wrote this bundle: the one file of it that differs between "
+        "two runs of the same seed",
+    }
+    write_json(staging / TIMINGS, timings)
 
 
 def _trial(
