@@ -291,8 +291,8 @@ def untrained_lenet(tmp_path_factory) -> Path:
 
 @slow_fixture(scope="session")
 def trained_bundle(tmp_path_factory, mnist_dir) -> Path:
-    """A real bundle from the default training recipe (4 epochs with augmentation, batch normalization folded after;
-    about half a minute on 2 cores): every format, as `make run` writes it, so that the tests can hold it
+    """A real bundle from the default training recipe (3 epochs with augmentation, batch normalization folded after;
+    about 20 s on 2 cores): every format, as `make run` writes it, so that the tests can hold it
     to what a user gets (MediaPipe's 99.0%, digits drawn in the browser read right)."""
     out = tmp_path_factory.mktemp("bundle") / "export"
     args = ["run", "--data", str(mnist_dir), "--out", str(out), "--calibration", "200", "--seed", "7"]

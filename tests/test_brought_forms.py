@@ -280,7 +280,13 @@ VARIANTS = {  # loaded only: the same loaders reached another way
 }
 
 
-@pytest.fixture(scope="module", params=list(FORMS))
+FAST_FORM = "keras2-h5"  # the form most LeNet files have; the others' exports run in the slow tier (3-4 s each)
+
+
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param(name, marks=() if name == FAST_FORM else pytest.mark.slow) for name in FORMS],
+)
 def exported(request, forms, raw_mnist_dir, tmp_path_factory) -> tuple[str, Path]:
     """Each form exported (exit 0), once: the export in set-up, verify in the test (each within the fast tier's
     limits on a busy machine)."""

@@ -14,6 +14,7 @@ import pytest
 from conftest import manifest_json, row_key
 
 from lenet_edge.cli import main
+from lenet_edge.console import STATUS_ICON
 from lenet_edge.exporters import tflite
 from lenet_edge.files import write_json
 from lenet_edge.report.markdown import _verify_section
@@ -242,3 +243,16 @@ def test_run_judges_the_microcontroller_rows_on_a_sample_and_says_so(bundle_copy
     assert tflm.agreement * 300 == pytest.approx(round(tflm.agreement * 300))  # judged on 300 digits
     markdown = "\n".join(_verify_section(list(rows.values()), result))
     assert "| tflite-int8 | tflm (first 300 digits) |" in markdown and "| tflite-int8 | litert |" in markdown
+
+
+def test_every_row_judged_is_printed_and_the_layer_report_after_them(bundle_copy, raw_mnist_dir, capsys):
+    """What a user reads: one line for every row verify judged (none lost while a converter silences the
+    process's output for the layer report), then the layer report's lines."""
+    code, rows = _verify(bundle_copy, raw_mnist_dir, "--layers")
+    assert code == 0
+    out = capsys.readouterr().out
+    printed = [line for line in out.splitlines() if line.lstrip().startswith(tuple(STATUS_ICON.values()))]
+    assert len(printed) == len(rows)
+    layer_lines = [index for index, line in enumerate(out.splitlines()) if line.startswith("layer errors: ")]
+    assert len(layer_lines) == 2  # tflite-int8 and onnx-int8 (the RGB variant is measured as the int8 model)
+    assert min(layer_lines) > max(out.splitlines().index(line) for line in printed)
