@@ -69,21 +69,26 @@ def _normalized_layer(keras):
             config = self.plain
             return ops.conv(x, kernel, config["strides"], config["padding"], dilation_rate=config["dilation_rate"])
 
+        def _affine(self, mean, variance):
+            """The normalization as a scale and a shift per output channel."""
+            scale = self.gamma * ops.rsqrt(variance + EPSILON)
+            return scale, self.beta - mean * scale
+
         def call(self, x, training=False):
             kernel = self.linear.kernel
             if not training:
-                scale = self.gamma * ops.rsqrt(self.moving_variance + EPSILON)
-                return self.activation(self._apply(x, kernel * scale) + (self.beta - self.moving_mean * scale))
+                scale, shift = self._affine(self.moving_mean, self.moving_variance)
+                return self.activation(self._apply(x, kernel * scale) + shift)
             sampled = self.sample > 0
             seen = self._apply(x[: self.sample] if sampled else x, kernel)
             mean, variance = ops.moments(seen, list(range(len(seen.shape) - 1)))
             keep = self.momentum
             self.moving_mean.assign(self.moving_mean * keep + ops.stop_gradient(mean) * (1 - keep))
             self.moving_variance.assign(self.moving_variance * keep + ops.stop_gradient(variance) * (1 - keep))
-            scale = self.gamma * ops.rsqrt(variance + EPSILON)
+            scale, shift = self._affine(mean, variance)
             if sampled:  # the whole batch through the kernel scaled: no pass over the full-size activations
-                return self.activation(self._apply(x, kernel * scale) + (self.beta - mean * scale))
-            return self.activation(seen * scale + (self.beta - mean * scale))
+                return self.activation(self._apply(x, kernel * scale) + shift)
+            return self.activation(seen * scale + shift)
 
     return Normalized
 

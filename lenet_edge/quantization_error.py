@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .console import silenced
+from .console import log, silenced
 from .data import Mnist, calibration_batches, calibration_images
 from .errors import one_line
 from .exporters.tflite import float_layer_nodes, make_converter
@@ -141,6 +141,7 @@ def _tflite_report(bundle: Path, manifest: Manifest, fmt: str, mnist: Mnist, ima
         return {"skipped": "needs TensorFlow: pip install 'lenet-edge[train]'"}
     import keras
 
+    log(f"layer errors: {fmt} (QuantizationDebugger on {len(images)} test images)")
     artifact, keras_model = manifest.artifact(fmt), manifest.artifact("keras")
     if artifact is None or keras_model is None:
         return {"skipped": "needs the bundle's Keras model"}
@@ -173,6 +174,7 @@ def _onnx_report(bundle: Path, manifest: Manifest, fmt: str, mnist: Mnist, image
     float_model = manifest.artifact(twin.name) if twin else None
     if artifact is None or float_model is None or not is_regular_file(bundle / float_model.file):
         return {"skipped": "needs the float ONNX model of the bundle"}
+    log(f"layer errors: {fmt} (qdq_loss_debug on {len(images)} test images)")
     return {
         "tool": "onnxruntime qdq_loss_debug",
         "images": len(images),
@@ -184,21 +186,13 @@ def _onnx_report(bundle: Path, manifest: Manifest, fmt: str, mnist: Mnist, image
     }
 
 
-def describe(fmt: str, data: dict) -> str:
-    """One line of what ``layer_report`` measured for ``fmt``."""
-    if "rows" not in data:
-        return f"layer errors: {fmt} not measured ({data.get('skipped', 'no rows')})"
-    return f"layer errors: {fmt} ({data['tool']} on {data['images']} test images)"
-
-
 # how each exporter family's quantized files are measured, and the columns of their CSV
 MEASURES = {"tflite": (_tflite_report, TFLITE_COLUMNS), "onnx": (_onnx_report, ONNX_COLUMNS)}
 
 
 def layer_report(bundle: Path, manifest: Manifest, mnist: Mnist) -> dict:
     """Measure every quantized artifact of the bundle layer by layer (a variant with another input only once,
-    as the model it is a variant of); write CSVs; return report data (the CLI draws each one's chart). Prints
-    nothing: ``describe`` says what was measured."""
+    as the model it is a variant of); write CSVs; return report data (the CLI draws each one's chart)."""
     images = mnist.x_test[:DEBUG_IMAGES]
     report: dict[str, dict] = {}
     for artifact in manifest.artifacts:

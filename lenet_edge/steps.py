@@ -24,7 +24,6 @@ from .npu.chart import NPU_PNG, plot_npu_cycles
 from .npu.command import NpuOptions, npu_options, run_npu
 from .npu.env import NpuNotInstalled
 from .plots import plot_bench, plot_confusion_matrices, plot_layer_errors, plot_mcu
-from .quantization_error import describe as describe_layers
 from .quantization_error import layer_report
 from .records import StepResult
 from .report import draw_chart, read_report, recommendations, update_report
@@ -104,8 +103,8 @@ def verify_step(bundle: str | Path, mnist: Mnist, options: VerifyOptions) -> Ste
             failed += answered_otherwise
     try:
         _record(bundle, sections, draw_chart(plot_confusion_matrices, rows, bundle, CONFUSION_PNG))
-        if options.layers:  # not beside the rows in a thread: the converters silence the process's stdout
-            _record_layers(bundle, layer_report(Path(bundle), read_manifest(bundle), mnist))
+        if options.layers:
+            _layers_step(bundle, mnist)
         if read_manifest(bundle).npu and not _npu_step_passed(bundle, mnist, options.npu_digits):
             failed.append("a file compiled for an NPU")
             verdict += "; a file compiled for an NPU did not pass (see report.md)"
@@ -130,11 +129,9 @@ def _npu_step_passed(bundle: str | Path, mnist: Mnist, digits: int | None) -> bo
         return True
 
 
-def _record_layers(bundle: str | Path, found: dict) -> None:
-    """The int8 models' quantization error layer by layer (layer_report: its CSVs written), a chart each and the
-    report's layers section."""
-    for fmt, data in found.items():
-        log(describe_layers(fmt, data))
+def _layers_step(bundle: str | Path, mnist: Mnist) -> None:
+    """The int8 models' quantization error layer by layer: CSVs, a chart each, the report's layers section."""
+    found = layer_report(Path(bundle), read_manifest(bundle), mnist)
     drawn = {f"layers_{fmt}.png": False for fmt in found}  # not measured: no chart
     for fmt, data in found.items():
         if "rows" in data:
