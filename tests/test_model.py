@@ -73,7 +73,9 @@ def test_row_split_first_conv_changes_no_int8_answer(untrained_lenet, mnist, tmp
 
 
 @pytest.mark.parametrize("arch", ["seed-valid", "seed-3x3"])
-def test_row_split_keeps_every_architecture_float_exact(arch, mnist):
+def test_row_split_keeps_every_architecture_answers_in_float(arch, mnist):
+    """The split graph computes the same k×k sums in another order: in float its probabilities are the unsplit
+    graph's to within float32 rounding (bit for bit on some CPUs, not on others), its answers the same."""
     import numpy as np
 
     from lenet_edge.model import deployment_graph, row_shifted_first_conv
@@ -83,4 +85,6 @@ def test_row_split_keeps_every_architecture_float_exact(arch, mnist):
     assert [op.name for op in split.operations][1:3] == ["conv1_rows", "conv1"]
     assert row_shifted_first_conv(deployed, keep=("conv1",)) is deployed  # a C1 kept in float stays whole
     images = mnist.x_test[:300].reshape(-1, 28, 28, 1).astype(np.float32)
-    np.testing.assert_array_equal(split.predict(images, verbose=0), deployed.predict(images, verbose=0))
+    ours, theirs = split.predict(images, verbose=0), deployed.predict(images, verbose=0)
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(ours.argmax(1), theirs.argmax(1))
