@@ -1,17 +1,18 @@
 """bench: latency, throughput, load time and memory of every artifact in every runtime that can run it.
 
 Each combination (artifact × runtime × delegate × threads) is measured in a fresh process of its own, so load
-time, first inference and peak RSS are its own. The timed region is the runtime's inference call alone
+time, first inference and peak RSS are its own: a child forked from one server process that imported NumPy and
+the runtimes once (``forks``). The timed region is the runtime's inference call alone
 (LiteRT ``invoke()``, ONNX Runtime ``session.run()``, Keras ``tf.function`` or ``predict_on_batch``) on real
 MNIST test digits already in the model's input format, the way TFLite's benchmark_model times ``invoke()``.
 NumPy and the runtimes only: TensorFlow is needed just for the Keras rows."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,6 +24,7 @@ import numpy as np
 from .console import log, progress
 from .errors import one_line
 from .files import is_regular_file
+from .forks import Forks, serve
 from .formats import BY_NAME, RUNTIMES
 from .host import machine_info, usable_cores
 from .manifest import Manifest, read_manifest
@@ -182,35 +184,9 @@ def bench_bundle(
     pin_core = min(os.sched_getaffinity(0)) if profile == "mobile" else None
     means = "each deployable file once, default setting, 1 thread, batch 1" if quick else PROFILES[profile]
     log(f"benchmarking {len(combos)} combinations of {bundle} ({profile} profile{' quick' * quick}: {means})")
-    rows, errors = [], []
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="lenet-edge-bench-") as tmp:
-        digits = Path(tmp) / "digits.npy"
-        np.save(digits, mnist.x_test[:256].reshape(-1, 28, 28, 1))
-        for index, combo in enumerate(combos):
-            progress(index, len(combos), combo.label)
-            if not is_regular_file(bundle / combo.file):
-                errors.append({"combination": combo.label, "reason": f"{combo.file}: missing or not a regular file"})
-                continue
-            spec = {
-                "path": str(bundle / combo.file), "runtime": combo.runtime, "delegate": combo.delegate,
-                "threads": combo.threads, "batches": batches, "seconds": seconds, "digits": str(digits),
-                "pin_core": None if combo.delegate == "wasm" else pin_core,
-            }  # fmt: skip
-            done = subprocess.run(
-                [sys.executable, "-m", "lenet_edge.bench", json.dumps(spec)], capture_output=True, text=True
-            )
-            if done.returncode != 0:
-                reason = (done.stderr.strip().splitlines() or ["no output"])[-1][:300]
-                errors.append({"combination": combo.label, "reason": reason})
-                continue
-            for measured in json.loads(done.stdout.strip().splitlines()[-1]):
-                row = {
-                    "format": combo.format, "runtime": combo.runtime, "delegate": combo.delegate,
-                    "profile": profile, "threads": combo.threads, "size_bytes": combo.size_bytes, **measured,
-                }  # fmt: skip
-                rows.append(BenchRow.from_dict(row).to_dict())
-        progress(len(combos), len(combos), "done")
+    settings = {"batches": batches, "seconds": seconds, "pin_core": pin_core, "profile": profile}
+    rows, errors = measure_combinations(bundle, combos, mnist.x_test[:256].reshape(-1, 28, 28, 1), settings)
     for note in not_run:
         log(f"  (not measured: {note})")
     info = {
@@ -228,6 +204,47 @@ def bench_bundle(
         "took_s": round(time.perf_counter() - started, 1),
     }
     return {"rows": rows, "info": info}
+
+
+def measure_combinations(
+    bundle: Path, combos: list[Combination], digits: np.ndarray, settings: dict
+) -> tuple[list[dict], list[dict]]:
+    """Each combination in a fresh process (``measure``): a child forked from a server that imported its runtime
+    alone (TensorFlow never: a Keras row imports it in its child), one server per runtime; return the rows and
+    the combinations that failed, each with its reason."""
+    rows, errors = [], []
+    with tempfile.TemporaryDirectory(prefix="lenet-edge-bench-") as tmp, contextlib.ExitStack() as stack:
+        np.save(Path(tmp) / "digits.npy", digits)
+        libraries = {combo.runtime: RUNNERS[combo.runtime].library if combo.runtime != "keras" else None
+                     for combo in combos}  # fmt: skip
+        servers = {
+            library: stack.enter_context(Forks(__name__, [library] if library else [], Path(tmp)))
+            for library in dict.fromkeys(libraries.values())
+        }  # started together: they import meanwhile
+        for index, combo in enumerate(combos):
+            progress(index, len(combos), combo.label)
+            if not is_regular_file(bundle / combo.file):
+                errors.append({"combination": combo.label, "reason": f"{combo.file}: missing or not a regular file"})
+                continue
+            spec = {
+                "path": str(bundle / combo.file), "runtime": combo.runtime, "delegate": combo.delegate,
+                "threads": combo.threads, "batches": settings["batches"], "seconds": settings["seconds"],
+                "digits": str(Path(tmp) / "digits.npy"),
+                "pin_core": None if combo.delegate == "wasm" else settings["pin_core"],
+            }  # fmt: skip
+            measurements, reason = servers[libraries[combo.runtime]].run(spec)
+            if reason:
+                errors.append({"combination": combo.label, "reason": reason})
+                continue
+            for measured in measurements:
+                row = {
+                    "format": combo.format, "runtime": combo.runtime, "delegate": combo.delegate,
+                    "profile": settings["profile"], "threads": combo.threads, "size_bytes": combo.size_bytes,
+                    **measured,
+                }  # fmt: skip
+                rows.append(BenchRow.from_dict(row).to_dict())
+        progress(len(combos), len(combos), "done")
+    return rows, errors
 
 
 def _keras_rows(quick: bool, have_tf: bool) -> str:
@@ -286,5 +303,8 @@ def profile_bundle(bundle: Path, manifest: Manifest) -> dict:
     return result
 
 
-if __name__ == "__main__":  # the worker: one combination, its rows as one JSON line on stdout
-    print(json.dumps(measure(json.loads(sys.argv[1]))))
+if __name__ == "__main__":  # with a combination: its rows as one JSON line; without: bench's fork server
+    if len(sys.argv) == 2 and sys.argv[1].startswith("{"):
+        print(json.dumps(measure(json.loads(sys.argv[1]))))
+    else:
+        serve(measure, sys.argv[1:])

@@ -30,8 +30,26 @@ def interrupted_message() -> str:
     return f"interrupted; {_interrupt_note}" if _interrupt_note else "interrupted"
 
 
+_held: list[str] | None = None
+
+
 def log(message: str) -> None:
+    if _held is not None:
+        _held.append(message)
+        return
     print(message, file=sys.stderr if _to_stderr else sys.stdout, flush=True)
+
+
+@contextlib.contextmanager
+def held() -> Iterator[list[str]]:
+    """Log lines kept back, not printed, while the block runs: the list it yields holds them for the caller to
+    print when their turn comes (what ran alongside work whose lines come first)."""
+    global _held
+    outer, _held = _held, []
+    try:
+        yield _held
+    finally:
+        _held = outer
 
 
 def progress(done: int, total: int, text: str) -> None:

@@ -87,8 +87,10 @@ def verify_step(bundle: str | Path, mnist: Mnist, options: VerifyOptions) -> Ste
     """Verify a bundle, print the verdict and write its report (verify section, consumers, layers, charts, the
     files compiled for NPUs); the time printed is the command's whole time, from ``options.started``."""
     started = time.perf_counter() if options.started is None else options.started
+    layers = functools.partial(_measure_layers, bundle, mnist) if options.layers else None
     result = verify_bundle(bundle, mnist, options.gates, options.threads, gpu_digits=options.gpu_digits,
-                           micro_digits=options.micro_digits)  # fmt: skip
+                           micro_digits=options.micro_digits, alongside=layers)  # fmt: skip
+    found_layers = result.pop("alongside")
     rows = [row.to_dict() for row in result.pop("rows")]
     failed = [row_name(row) for row in rows if row["status"] != "pass"]
     verdict = f"{len(failed)} of {len(rows)} did not pass: {', '.join(failed)}" if failed else "all passed"
@@ -104,7 +106,7 @@ def verify_step(bundle: str | Path, mnist: Mnist, options: VerifyOptions) -> Ste
     try:
         _record(bundle, sections, draw_chart(plot_confusion_matrices, rows, bundle, CONFUSION_PNG))
         if options.layers:
-            _layers_step(bundle, mnist)
+            _record_layers(bundle, found_layers)
         if read_manifest(bundle).npu and not _npu_step_passed(bundle, mnist, options.npu_digits):
             failed.append("a file compiled for an NPU")
             verdict += "; a file compiled for an NPU did not pass (see report.md)"
@@ -129,13 +131,26 @@ def _npu_step_passed(bundle: str | Path, mnist: Mnist, digits: int | None) -> bo
         return True
 
 
-def _layers_step(bundle: str | Path, mnist: Mnist) -> None:
-    """The int8 models' quantization error layer by layer: CSVs, a chart each, the report's layers section."""
-    found = layer_report(Path(bundle), read_manifest(bundle), mnist)
-    drawn = {f"layers_{fmt}.png": False for fmt in found}  # not measured: no chart
-    for fmt, data in found.items():
-        if "rows" in data:
-            drawn |= draw_chart(functools.partial(plot_layer_errors, fmt), data, bundle, f"layers_{fmt}.png")
+def _measure_layers(bundle: str | Path, mnist: Mnist) -> tuple[dict, dict[str, bool]] | OSError:
+    """The int8 models' quantization error layer by layer, while verify judges the files: the CSVs and a chart
+    each written; what was found and drawn, or the OSError that stopped the writing (raised where the report is
+    written)."""
+    try:
+        found = layer_report(Path(bundle), read_manifest(bundle), mnist)
+        drawn = {f"layers_{fmt}.png": False for fmt in found}  # not measured: no chart
+        for fmt, data in found.items():
+            if "rows" in data:
+                drawn |= draw_chart(functools.partial(plot_layer_errors, fmt), data, bundle, f"layers_{fmt}.png")
+    except OSError as exc:
+        return exc
+    return found, drawn
+
+
+def _record_layers(bundle: str | Path, measured: tuple[dict, dict[str, bool]] | OSError) -> None:
+    """The report's layers section and charts, as _measure_layers found them."""
+    if isinstance(measured, OSError):
+        raise measured
+    found, drawn = measured
     update_report(bundle, {"layers": found}, drawn)
 
 

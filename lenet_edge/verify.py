@@ -6,21 +6,32 @@ the path). Runs without TensorFlow: the reference is then the Keras answers stor
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import functools
 import importlib.util
+import json
 import os
+import sys
+import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .console import STATUS_ICON, log
+from .console import STATUS_ICON, held, log
 from .data import Mnist
 from .errors import BundleError, one_line
 from .files import is_regular_file, sha256_file
+from .forks import Forks, serve, share_work
 from .formats import GPU_FP16, PRECISIONS, RUNTIMES, Gate
+from .host import usable_cores
 from .manifest import REFERENCE, Artifact, FileRef, Manifest, read_manifest
 from .records import VerifyRow
-from .runtimes import Runner, RuntimeNotInstalled, open_runner, runtime_missing
+from .runtimes import RUNNERS, Runner, RuntimeNotInstalled, open_runner, runtime_missing
 
 DEFAULT_GATES = {name: precision.verify for name, precision in PRECISIONS.items()}
 MICRO_RUNTIME = "tflm"  # where verify runs the formats a microcontroller runs, beside their own runtime
@@ -172,6 +183,36 @@ def _reference(bundle: Path, manifest: Manifest, mnist: Mnist, have_tf: bool) ->
     raise BundleError(f"{bundle}: no trustworthy Keras reference ({REFERENCE} missing or altered)")
 
 
+@dataclass(frozen=True)
+class Judging:
+    """What every row is judged with: the test digits and labels, the Keras reference, the gates, the runtimes'
+    threads, the GPU rows' sample and the microcontroller rows' first digits (None: all)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    reference: np.ndarray
+    gates: dict[str, Gate]
+    threads: int | None
+    sample: np.ndarray
+    first: np.ndarray | None
+
+    def save(self, folder: Path) -> None:
+        """Into ``folder``, for a helper process (``load``)."""
+        for name in ("images", "labels", "reference", "sample"):
+            np.save(folder / f"{name}.npy", getattr(self, name))
+        gates = {name: dataclasses.asdict(gate) for name, gate in self.gates.items()}
+        first = None if self.first is None else len(self.first)
+        (folder / "judging.json").write_text(json.dumps({"gates": gates, "threads": self.threads, "first": first}))
+
+    @classmethod
+    def load(cls, folder: Path) -> Judging:
+        arrays = {name: np.load(folder / f"{name}.npy") for name in ("images", "labels", "reference", "sample")}
+        facts = json.loads((folder / "judging.json").read_text())
+        gates = {name: Gate(**gate) for name, gate in facts["gates"].items()}
+        first = None if facts["first"] is None else np.arange(facts["first"])
+        return cls(**arrays, gates=gates, threads=facts["threads"], first=first)
+
+
 def verify_bundle(
     bundle: str | Path,
     mnist: Mnist,
@@ -180,6 +221,7 @@ def verify_bundle(
     use_keras: bool | None = None,
     gpu_digits: int | None = None,
     micro_digits: int | None = None,
+    alongside: Callable[[], Any] | None = None,
 ) -> dict:
     """Judge every artifact; return {'rows': [VerifyRow…], 'reference': …, 'images': …, 'seconds': …}.
 
@@ -187,7 +229,9 @@ def verify_bundle(
     judged on LiteRT's GPU accelerator, in fp16 and in fp32 arithmetic, on ``gpu_digits`` test digits (see
     ``gpu_sample``; 0: no GPU rows). ``micro_digits`` judges the microcontroller rows (TFLite Micro, the C model)
     on the first N test digits only (None: all; run and export's verify, where the same files were judged in
-    LiteRT on all of them a moment before)."""
+    LiteRT on all of them a moment before). With two cores or more, a helper process judges files while this
+    one does: ``alongside``, work of the caller's, runs here meanwhile (its log lines held until the rows are
+    printed; what it returns is under 'alongside')."""
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
     gates = {**DEFAULT_GATES, **(gates or {})}
@@ -196,40 +240,21 @@ def verify_bundle(
     reference, reference_source = _reference(bundle, manifest, mnist, have_tf)
     labels = mnist.y_test
     log(f"verifying {bundle} on {len(labels)} test images against {reference_source}")
-
-    rows: list[VerifyRow] = []
-    skipped = 0  # microcontroller rows not run: no TFLite Micro here
-    absent: dict[str, tuple[int, str]] = {}  # rows not run, and why: this install or machine lacks their runtime
     have_micro = runtime_missing(MICRO_RUNTIME) is None
-    micro_answers: dict[str, np.ndarray] = {}  # format -> TFLite Micro's probabilities, for the C model rows
     gpu_digits = GPU_DIGITS if gpu_digits is None else gpu_digits
-    sample = gpu_sample(len(labels), gpu_digits)
     first = None if micro_digits is None else np.arange(min(micro_digits, len(labels)))
-    for entry in manifest.artifacts:
-        if not entry.on_device and not have_tf:
-            continue
-        skipped += bool(entry.spec.micro) and not have_micro
-        for runtime, delegate in _runs(entry, have_micro, gpu_digits != 0):
-            if why := runtime_missing(runtime) or absent.get(runtime, (0, ""))[1]:
-                if runtime == C_RUNTIME and os.environ.get("CI") == "true":  # CI must prove the C model
-                    rows.append(VerifyRow(entry.format, runtime, "error", reason=why))
-                    continue
-                absent[runtime] = (absent.get(runtime, (0, ""))[0] + 1, why)
-                continue
-            try:
-                picked = sample if runtime == GPU_RUNTIME else first if runtime in (MICRO_RUNTIME, C_RUNTIME) else None
-                row, probs = _verify_artifact(
-                    bundle, entry, mnist, reference, gates, threads, runtime, delegate, picked
-                )
-            except RuntimeNotInstalled as exc:  # found on loading: this machine cannot run it (no GPU device)
-                absent[runtime] = (absent.get(runtime, (0, ""))[0] + 1, str(exc))
-                continue
-            if runtime == MICRO_RUNTIME and probs is not None:
-                micro_answers[entry.format] = probs
-            if runtime == C_RUNTIME:
-                _against_micro(row, probs, micro_answers.get(entry.format), entry)
-            rows.append(row)
-            _log_row(row)
+    judging = Judging(mnist.x_test, labels, reference, gates, threads, gpu_sample(len(labels), gpu_digits), first)
+    entries = [entry for entry in manifest.artifacts if entry.on_device or have_tf]
+    jobs = _jobs(entries, have_micro, gpu_digits != 0)
+    with contextlib.ExitStack() as stack, held() as kept:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lenet-edge-verify-")))
+        results, along = _judge_jobs(bundle, manifest, jobs, judging, folder, alongside)
+    rows, absent = _rows_in_order(jobs, results)
+    for row in rows:
+        _log_row(row)
+    for line in kept:
+        log(line)
+    skipped = sum(bool(entry.spec.micro) and not have_micro for entry in entries)
     not_run = _not_run(skipped, absent)
     if gpu_digits == 0 and any(entry.runtime == "litert" for entry in manifest.artifacts):
         log(f"  (LiteRT's GPU accelerator: not judged by this verify; `lenet-edge verify {bundle}` judges every "
@@ -239,10 +264,109 @@ def verify_bundle(
         "not_run": not_run,
         "reference": reference_source,
         "images": len(labels),
-        "gpu_sample": {"digits": len(sample), "seed": GPU_SEED},
+        "gpu_sample": {"digits": len(judging.sample), "seed": GPU_SEED},
         "seconds": round(time.perf_counter() - start, 2),
         "gates": {name: gate.describe() for name, gate in gates.items()},
+        "alongside": along,
     }
+
+
+HERE_ONLY = ("keras", GPU_RUNTIME)  # judged in this process: TensorFlow is here, and the GPU accelerator's worker
+
+
+def _jobs(entries: list[Artifact], have_micro: bool, gpu: bool) -> list[dict]:
+    """The rows to judge, as jobs: each file's runs that must stay in this process (HERE_ONLY), and the others
+    (a microcontroller file's TFLite Micro and C model rows together: the C row is compared with TFLite Micro's
+    answers). Each run keeps its place (``order``) so that rows print in the manifest's order."""
+    jobs, order = [], 0
+    for entry in entries:
+        runs = _runs(entry, have_micro, gpu)
+        for here in (True, False):
+            mine = [[order + i, runtime, delegate] for i, (runtime, delegate) in enumerate(runs)
+                    if (runtime in HERE_ONLY) == here]  # fmt: skip
+            if mine:
+                jobs.append({"format": entry.format, "runs": mine, "here": here})
+        order += len(runs)
+    return jobs
+
+
+def _judge_jobs(
+    bundle: Path, manifest: Manifest, jobs: list[dict], judging: Judging, folder: Path, alongside
+) -> tuple[list[tuple[Any, str]], Any]:
+    """Every job judged: those bound to this process here, the others by whichever of this process and the helper
+    (two cores or more) is free first."""
+    entries = {entry.format: entry for entry in manifest.artifacts}
+    absent: dict[str, str] = {}  # runtimes found missing on loading here (no GPU device): not tried again
+
+    def here(job: dict) -> dict:
+        return judge_job(bundle, entries[job["format"]], job["runs"], judging, absent)
+
+    bound = [job for job in jobs if job["here"]]
+    movable = [job | {"bundle": str(bundle), "judging": str(folder)} for job in jobs if not job["here"]]
+    helper = None
+    if len(movable) > 1 and usable_cores() > 1:
+        judging.save(folder)
+        preload = sorted({RUNNERS[run[1]].library or "" for job in movable for run in job["runs"]} - {""})
+        helper = functools.partial(Forks, __name__, preload, folder)
+
+    def first() -> tuple[list[dict], Any]:
+        return [here(job) for job in bound], alongside() if alongside else None
+
+    moved, (done_here, along) = share_work(movable, here, helper, first)
+    bound_results, moved_results = iter([(result, "") for result in done_here]), iter(moved)
+    return [next(bound_results) if job["here"] else next(moved_results) for job in jobs], along
+
+
+def _rows_in_order(jobs: list[dict], results: list[tuple[Any, str]]) -> tuple[list[VerifyRow], dict]:
+    """The rows of every job in the manifest's order, a job whose helper failed as error rows; and the runtimes
+    not run here with their counts and why."""
+    placed: list[tuple[int, VerifyRow]] = []
+    absent: dict[str, tuple[int, str]] = {}
+    for job, (result, failure) in zip(jobs, results, strict=True):
+        if failure:
+            placed += [(order, VerifyRow(job["format"], runtime, "error", reason=failure, delegate=delegate or ""))
+                       for order, runtime, delegate in job["runs"]]  # fmt: skip
+            continue
+        placed += [(order, VerifyRow.from_dict(row)) for order, row in result["rows"]]
+        for runtime, why in result["absent"]:
+            absent[runtime] = (absent.get(runtime, (0, ""))[0] + 1, why)
+    return [row for _, row in sorted(placed, key=lambda pair: pair[0])], absent
+
+
+def judge_job(bundle: Path, entry: Artifact, runs: list, judging: Judging, absent: dict[str, str]) -> dict:
+    """One file's runs judged in order: {'rows': [[order, row dict]…], 'absent': [[runtime, why]…]} (a runtime
+    this install or machine lacks is said, not failed; ``absent`` remembers those found on loading)."""
+    rows, missing = [], []
+    micro_answers = None  # TFLite Micro's probabilities, for the C model row after it
+    for order, runtime, delegate in runs:
+        if why := runtime_missing(runtime) or absent.get(runtime, ""):
+            if runtime == C_RUNTIME and os.environ.get("CI") == "true":  # CI must prove the C model
+                rows.append([order, VerifyRow(entry.format, runtime, "error", reason=why).to_dict()])
+            else:
+                missing.append([runtime, why])
+            continue
+        picked = judging.first if runtime in (MICRO_RUNTIME, C_RUNTIME) else None
+        picked = judging.sample if runtime == GPU_RUNTIME else picked
+        try:
+            row, probs = _verify_artifact(bundle, entry, judging, runtime, delegate, picked)
+        except RuntimeNotInstalled as exc:  # found on loading: this machine cannot run it (no GPU device)
+            absent[runtime] = str(exc)
+            missing.append([runtime, str(exc)])
+            continue
+        if runtime == MICRO_RUNTIME:
+            micro_answers = probs
+        if runtime == C_RUNTIME:
+            _against_micro(row, probs, micro_answers, entry)
+        rows.append([order, row.to_dict()])
+    return {"rows": rows, "absent": missing}
+
+
+def _judge_in_helper(job: dict) -> dict:
+    """A helper process's job (``python -m lenet_edge.verify``): the file's runs, with what the parent saved."""
+    bundle = Path(job["bundle"])
+    entry = read_manifest(bundle).artifact(job["format"])
+    assert entry is not None
+    return judge_job(bundle, entry, job["runs"], Judging.load(Path(job["judging"])), {})
 
 
 def _not_run(skipped: int, absent: dict[str, tuple[int, str]]) -> list[str]:
@@ -330,10 +454,7 @@ def c_array_bytes(source: str) -> bytes:
 def _verify_artifact(
     bundle: Path,
     entry: Artifact,
-    mnist: Mnist,
-    reference: np.ndarray,
-    gates: dict[str, Gate],
-    threads: int | None,
+    judging: Judging,
     runtime: str,
     delegate: str | None = None,
     picked: np.ndarray | None = None,
@@ -343,9 +464,9 @@ def _verify_artifact(
     cannot run on this machine at all."""
     precision = entry.precision
     gpu = runtime == GPU_RUNTIME
-    gate = gpu_gate(gates, precision, delegate or "") if gpu else gates[precision]
-    picked = np.arange(len(mnist.y_test)) if picked is None else picked
-    judged = len(picked) if len(picked) < len(mnist.y_test) else None
+    gate = gpu_gate(judging.gates, precision, delegate or "") if gpu else judging.gates[precision]
+    picked = np.arange(len(judging.labels)) if picked is None else picked
+    judged = len(picked) if len(picked) < len(judging.labels) else None
 
     def failed(status: str, reason: str) -> VerifyRow:
         return VerifyRow(entry.format, runtime, status, reason=reason, precision=precision, delegate=delegate or "",
@@ -355,9 +476,9 @@ def _verify_artifact(
     if integrity in ("missing file", "not a regular file"):
         return failed("error", integrity), None
     start = time.perf_counter()
-    images = mnist.x_test[picked]
+    images = judging.images[picked]
     try:
-        options = {"threads": threads} if entry.on_device and runtime == entry.runtime else {}
+        options = {"threads": judging.threads} if entry.on_device and runtime == entry.runtime else {}
         runner = open_runner(runtime, bundle / entry.file, delegate=delegate, **options)
         probs = runner.predict(images)
     except RuntimeNotInstalled:
@@ -367,7 +488,7 @@ def _verify_artifact(
         if integrity:
             reason = f"{integrity}; {reason}"
         return failed("error", reason[:300]), None
-    row = judge(entry.format, runtime, precision, probs, reference[picked], mnist.y_test[picked], gate)
+    row = judge(entry.format, runtime, precision, probs, judging.reference[picked], judging.labels[picked], gate)
     row.delegate, row.images = delegate or "", judged
     if runtime != entry.runtime or entry.spec.variant_of:  # the same model again: its agreement says how alike,
         row.per_class_accuracy, row.confusion = [], []  # one confusion matrix is enough
@@ -400,3 +521,7 @@ def _acceleration(row: VerifyRow, runner: Runner) -> None:
         row.left_to_cpu = [f"{op['op']} ({op['layer']})" for op in found["left_to_cpu"]]
     if found.get("quantized"):
         row.float_nodes = found["float_nodes"]
+
+
+if __name__ == "__main__":  # the helper: a fork server judging the jobs verify_bundle sends it
+    serve(_judge_in_helper, sys.argv[1:])

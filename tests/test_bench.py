@@ -249,3 +249,49 @@ def test_the_recommendation_is_the_fastest_file_that_passed_and_says_why_int8_is
     assert slow["LiteRT"]["slower"] and slow["LiteRT"]["ratio"] == pytest.approx(95 / 20)
     assert "kernels themselves are slower" in slow["LiteRT"]["cause"]
     assert slow["ONNX Runtime"]["slower"] and "2 nodes run in float between Q/DQ pairs" in slow["ONNX Runtime"]["cause"]
+
+
+def _spec(path: Path, runtime: str, delegate: str, digits: Path) -> dict:
+    return {"path": str(path), "runtime": runtime, "delegate": delegate, "threads": 1, "batches": [1],
+            "seconds": 0.02, "digits": str(digits), "pin_core": None}  # fmt: skip
+
+
+@pytest.mark.parametrize(("file", "runtime", "delegate"), [("lenet5_fp32.tflite", "litert", "xnnpack"),
+                                                          ("lenet5_fp32.onnx", "onnxruntime", "cpu")])  # fmt: skip
+def test_a_forked_measurement_counts_the_memory_a_fresh_process_does(tiny_bundle, mnist, tmp_path, file, runtime,
+                                                                     delegate):  # fmt: skip
+    """bench forks each combination from a server that imported its runtime: the model's memory and footprint
+    are those of a fresh process that imported it (within 0.3 MB of allocator state), not inflated by the code
+    pages a fork has to map again, and the process peak is the child's own, not its parent's."""
+    import sys
+
+    from lenet_edge.forks import Forks
+    from lenet_edge.runtimes import RUNNERS
+
+    digits = tmp_path / "digits.npy"
+    np.save(digits, mnist.x_test[:8].reshape(-1, 28, 28, 1))
+    spec = _spec(tiny_bundle / file, runtime, delegate, digits)
+    done = subprocess.run([sys.executable, "-m", "lenet_edge.bench", json.dumps(spec)], capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    fresh = json.loads(done.stdout.splitlines()[-1])[0]
+    with Forks("lenet_edge.bench", [RUNNERS[runtime].library], tmp_path) as forks:
+        forked = [forks.run(spec) for _ in range(2)]
+    for rows, reason in forked:
+        assert reason == ""
+        assert abs(rows[0]["model_mb"] - fresh["model_mb"]) < 0.3
+        assert abs(rows[0]["footprint_mb"] - fresh["footprint_mb"]) < 0.3
+        assert rows[0]["process_peak_mb"] < 200  # this test process holds TensorFlow: far more than that
+
+
+def test_a_forked_measurement_that_fails_says_why_and_the_next_one_runs(tiny_bundle, mnist, tmp_path):
+    from lenet_edge.forks import Forks
+
+    digits = tmp_path / "digits.npy"
+    np.save(digits, mnist.x_test[:8].reshape(-1, 28, 28, 1))
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(b"not a model")
+    with Forks("lenet_edge.bench", ["ai_edge_litert.interpreter"], tmp_path) as forks:
+        rows, reason = forks.run(_spec(broken, "litert", "xnnpack", digits))
+        assert rows is None and reason.startswith("ValueError")  # the last line the child printed: its exception
+        rows, reason = forks.run(_spec(tiny_bundle / "lenet5_int8.tflite", "litert", "xnnpack", digits))
+    assert reason == "" and rows[0]["p50_us"] > 0

@@ -252,3 +252,25 @@ def test_bundle_files_and_folder_get_the_usual_permissions(tiny_bundle, tmp_path
     subprocess.run([sys.executable, "-c", script, str(out)], check=True)
     assert stat.S_IMODE(out.stat().st_mode) == 0o750
     assert stat.S_IMODE((out / "manifest.json").stat().st_mode) == 0o640
+
+
+def test_the_int8_onnx_reuses_the_float_conversion_of_the_same_model_byte_for_byte(mnist, tmp_path):
+    """The int8 ONNX file is quantized from the float conversion: after the float export it takes that one's
+    bytes instead of converting again, and the file is the one a fresh conversion gives; a changed weight
+    converts afresh."""
+    from conftest import tiny_model
+
+    from lenet_edge.data import calibration_images
+    from lenet_edge.exporters import onnx as onnx_exporter
+
+    model, _ = tiny_model(mnist)
+    calibration = calibration_images(mnist, 100, 0)
+    onnx_exporter._LAST.clear()
+    onnx_exporter.export(model, tmp_path / "fresh.onnx", calibration, "int8")
+    onnx_exporter.export(model, tmp_path / "fp32.onnx", calibration, "none")
+    assert len(onnx_exporter._LAST) == 1
+    onnx_exporter.export(model, tmp_path / "reused.onnx", calibration, "int8")
+    assert (tmp_path / "reused.onnx").read_bytes() == (tmp_path / "fresh.onnx").read_bytes()
+    kernel, bias = model.get_layer("probabilities").get_weights()
+    model.get_layer("probabilities").set_weights([kernel, bias + 1.0])
+    assert onnx_exporter._fingerprint(model) not in onnx_exporter._LAST

@@ -256,3 +256,21 @@ def test_every_row_judged_is_printed_and_the_layer_report_after_them(bundle_copy
     layer_lines = [index for index, line in enumerate(out.splitlines()) if line.startswith("layer errors: ")]
     assert len(layer_lines) == 2  # tflite-int8 and onnx-int8 (the RGB variant is measured as the int8 model)
     assert min(layer_lines) > max(out.splitlines().index(line) for line in printed)
+
+
+def test_two_cores_judge_every_row_as_one_does(bundle_copy, mnist, monkeypatch):
+    """With two cores a helper process judges some files while this one judges the rest and does the caller's
+    work alongside: the same rows, in the manifest's order, as one process alone gives, and the work's result."""
+    import lenet_edge.verify as verify
+
+    assert verify.usable_cores() > 1  # CI's machines have two cores: the helper is used
+    two = verify_bundle(bundle_copy, mnist, micro_digits=200, alongside=lambda: "done alongside")
+    monkeypatch.setattr(verify, "usable_cores", lambda: 1)
+    one = verify_bundle(bundle_copy, mnist, micro_digits=200)
+
+    def same(rows):
+        return [{k: v for k, v in row.to_dict().items() if k != "seconds"} for row in rows]
+
+    assert same(two["rows"]) == same(one["rows"])
+    assert [row_key(row.to_dict()) for row in two["rows"]][:3] == ["keras", "tflite-fp32", "tflite-fp32 in tflm"]
+    assert two["alongside"] == "done alongside" and one["alongside"] is None

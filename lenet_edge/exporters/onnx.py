@@ -4,6 +4,7 @@ Tensors get stable names, ``image`` in and ``probabilities`` out, with a symboli
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import tempfile
@@ -38,7 +39,7 @@ def export(
     elif quantization == "int8":
         with tempfile.TemporaryDirectory(prefix="lenet-edge-onnx-") as tmp:
             fp32, prepared = Path(tmp) / "fp32.onnx", Path(tmp) / "prepared.onnx"
-            _convert(model, fp32)
+            _convert(model, fp32)  # the float file just written for the same model, where there is one
             _quantize_int8(fp32, prepared, path, calibration, keep_float)
     else:
         raise ExportError(f"unknown ONNX quantization {quantization!r}")
@@ -64,7 +65,23 @@ def _describe(path: Path, name: str, about: dict[str, str]) -> None:
     onnx.save(proto, str(path))
 
 
+_LAST: dict[str, bytes] = {}  # the last float conversion: its model's fingerprint -> the file's bytes
+
+
+def _fingerprint(model) -> str:
+    """The model object, its name and the bytes of every weight: what the float conversion depends on."""
+    digest = hashlib.sha256(f"{id(model)} {model.name}".encode())
+    for weight in model.weights:
+        digest.update(np.asarray(weight).tobytes())
+    return digest.hexdigest()
+
+
 def _convert(model, path: Path) -> None:
+    """The float ONNX file of ``model`` (the same bytes every time: the int8 export reuses the last one's)."""
+    key = _fingerprint(model)
+    if key in _LAST:
+        path.write_bytes(_LAST[key])
+        return
     tf = import_tensorflow()
     import onnx
     import tf2onnx
@@ -77,6 +94,8 @@ def _convert(model, path: Path) -> None:
     _canonical_names(proto.graph)
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, str(path))
+    _LAST.clear()
+    _LAST[key] = path.read_bytes()
 
 
 def _name_io(proto) -> None:
