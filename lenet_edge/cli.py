@@ -387,11 +387,13 @@ def _export_options(args) -> ExportOptions:
 
 
 def _checks(args) -> Checks:
-    """run and export: verify (with the layer report; TFLite Micro on MICRO_RUN_DIGITS) and bench the new bundle,
-    unless told not to; the bench quick (each deployable file once: `lenet-edge bench` measures the rest)."""
+    """run and export: verify (with the layer report; TFLite Micro on MICRO_RUN_DIGITS; not the Keras model, whose
+    answers export stored from the saved file a moment before) and bench the new bundle, unless told not to; the
+    bench quick (each deployable file once: `lenet-edge bench` measures the rest)."""
     return Checks(
         replace(
             _verify_options(args, layers=True),
+            keras_row=False,
             micro_digits=MICRO_RUN_DIGITS,
             gpu_digits=GPU_RUN_DIGITS if args.gpu_digits is None else args.gpu_digits,
         )

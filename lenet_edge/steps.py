@@ -55,6 +55,7 @@ class VerifyOptions:
     gpu_digits: int | None = None  # test digits the GPU rows judge (None: verify.GPU_DIGITS; -1: all; 0: none)
     npu_digits: int | None = NPU_VERIFY_DIGITS  # the files compiled for NPUs judged on the first N (None: all)
     micro_digits: int | None = None  # the microcontroller rows judged on the first N (None: all; run: MICRO_RUN_DIGITS)
+    keras_row: bool = True  # run the Keras model live too (run and export: no, its answers are the stored reference)
     started: float | None = None  # time.perf_counter() when the command started: verify prints the whole time
 
 
@@ -89,7 +90,8 @@ def verify_step(bundle: str | Path, mnist: Mnist, options: VerifyOptions) -> Ste
     started = time.perf_counter() if options.started is None else options.started
     layers = functools.partial(_measure_layers, bundle, mnist) if options.layers else None
     result = verify_bundle(bundle, mnist, options.gates, options.threads, gpu_digits=options.gpu_digits,
-                           micro_digits=options.micro_digits, alongside=layers)  # fmt: skip
+                           micro_digits=options.micro_digits, use_keras=None if options.keras_row else False,
+                           alongside=layers)  # fmt: skip
     found_layers = result.pop("alongside")
     rows = [row.to_dict() for row in result.pop("rows")]
     failed = [row_name(row) for row in rows if row["status"] != "pass"]

@@ -245,6 +245,9 @@ def verify_bundle(
     first = None if micro_digits is None else np.arange(min(micro_digits, len(labels)))
     judging = Judging(mnist.x_test, labels, reference, gates, threads, gpu_sample(len(labels), gpu_digits), first)
     entries = [entry for entry in manifest.artifacts if entry.on_device or have_tf]
+    if use_keras is False and manifest.artifact("keras") and importlib.util.find_spec("tensorflow") is not None:
+        log("  (the Keras model is not run again: its answers, stored at export from the saved file, are the "
+            f"reference; `lenet-edge verify {bundle}` runs it live)")  # fmt: skip
     jobs = _jobs(entries, have_micro, gpu_digits != 0)
     with contextlib.ExitStack() as stack, held() as kept:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lenet-edge-verify-")))
@@ -303,6 +306,8 @@ def _judge_jobs(
 
     bound = [job for job in jobs if job["here"]]
     movable = [job | {"bundle": str(bundle), "judging": str(folder)} for job in jobs if not job["here"]]
+    longest = sorted(range(len(movable)), key=lambda i: -len(movable[i]["runs"]))  # TFLite Micro and the C model
+    # first: a short tail
     helper = None
     if len(movable) > 1 and usable_cores() > 1:
         judging.save(folder)
@@ -312,7 +317,8 @@ def _judge_jobs(
     def first() -> tuple[list[dict], Any]:
         return [here(job) for job in bound], alongside() if alongside else None
 
-    moved, (done_here, along) = share_work(movable, here, helper, first)
+    done, (done_here, along) = share_work([movable[i] for i in longest], here, helper, first)
+    moved = [done[longest.index(i)] for i in range(len(movable))]
     bound_results, moved_results = iter([(result, "") for result in done_here]), iter(moved)
     return [next(bound_results) if job["here"] else next(moved_results) for job in jobs], along
 
