@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -432,6 +432,14 @@ def check_keep_float(model, keep_float: tuple[str, ...]) -> None:
         raise UsageError(f"--keep-float {', '.join(unknown)}: not a layer with weights; the model has {layers}")
 
 
+class Watcher(Protocol):
+    """What follows a bundle as it is written (verify's early start): the Keras reference, then each file."""
+
+    def reference(self, reference: np.ndarray) -> None: ...
+
+    def written(self, staging: Path, entry: Artifact) -> None: ...
+
+
 def write_bundle(
     out: str | Path,
     model,
@@ -442,13 +450,15 @@ def write_bundle(
     keep_float: tuple[str, ...] = (),
     training_seconds: float | None = None,
     remedy: Int8Remedy | None = None,
+    watcher: Watcher | None = None,
 ) -> tuple[Manifest, Path]:
     """Export ``model`` to every format into a fresh bundle at ``out``; return the manifest and where the bundle
     went: ``out``, or, when a format failed and a previous bundle is at ``out``, ``out``.failed (the previous
     bundle stays as it was).
 
     ``training`` is the training record (TrainResult.describe() plus architecture facts); ``remedy``, where
-    given, sees each int8 file as written and returns the one to ship (a brought model's)."""
+    given, sees each int8 file as written and returns the one to ship (a brought model's); ``watcher``, where
+    given, is told the Keras reference and each file once written and checked (verify begins meanwhile)."""
     seed = training["config"]["seed"]
     calibration = calibration_images(mnist, calibration_count, seed)
     check_keep_float(model, keep_float)
@@ -461,6 +471,8 @@ def write_bundle(
         export_seconds: dict[str, float] = {}
         reference = keras_runner.predict(mnist.x_test)
         np.save(staging / REFERENCE, reference)
+        if watcher:
+            watcher.reference(reference)
         keras_accuracy = float(np.mean(reference.argmax(1) == mnist.y_test))
         deployed, skipped = deployment(model) if formats else (None, None)
         facts = {"name": model.name, "origin": TRAINED_HERE} | training["model"]
@@ -490,6 +502,8 @@ def write_bundle(
                         _trial(fmt, model, deployed, staging, reference, mnist, seed, about, export_args), entry
                     )
                 artifacts.append(entry)
+                if watcher:
+                    watcher.written(staging, entry)
             except Exception as exc:  # one format failing must not cost the others
                 reason = one_line(exc)
                 failed.append({"format": fmt.name, "file": fmt.file, "reason": reason[:500]})

@@ -135,45 +135,82 @@ def _touch(pages: list[int]) -> None:
         ctypes.string_at(address, 1)
 
 
+class Lanes:
+    """Jobs done once each, by a helper lane (a fork server's children, fed by a thread of this process) from
+    the moment they are added, and by this process once it joins in (``finish``): whichever lane is free takes
+    the next job in order."""
+
+    def __init__(self, helper: Callable[[], Forks] | None):
+        self.helper, self.jobs, self.results = helper, [], []  # type: ignore[var-annotated]
+        self.queue: collections.deque[int] = collections.deque()
+        self.changed = threading.Condition()
+        self.closed = False
+        self.thread: threading.Thread | None = None
+
+    def add(self, job: dict) -> int:
+        """Queue a job; its index in ``finish``'s results."""
+        with self.changed:
+            self.jobs.append(job)
+            self.results.append((None, "not run"))
+            self.queue.append(len(self.jobs) - 1)
+            self.changed.notify()
+        if self.helper and self.thread is None:
+            self.thread = threading.Thread(target=self._helper_lane, daemon=True)
+            self.thread.start()
+        return len(self.jobs) - 1
+
+    def finish(self, here: Callable[[dict], Any], first: Callable[[], Any] | None = None) -> tuple[list, Any]:
+        """Run ``first`` (work only this process can do), then take queued jobs with ``here`` until none is left,
+        then wait for the helper's last; returns, by index, (the result, '') or (None, why the job failed in its
+        child), and what ``first`` returned."""
+        try:
+            value = first() if first else None
+            while (index := self._next(wait=False)) is not None:
+                self.results[index] = (here(self.jobs[index]), "")
+        except BaseException:
+            with self.changed:
+                self.queue.clear()  # the helper finishes the job it holds and stops
+            raise
+        finally:
+            self.close()
+        return self.results, value
+
+    def close(self) -> None:
+        """No more jobs: the helper ends after the one it holds."""
+        with self.changed:
+            self.closed = True
+            self.changed.notify_all()
+        if self.thread:
+            self.thread.join()
+
+    def _next(self, wait: bool) -> int | None:
+        with self.changed:
+            while not self.queue:
+                if self.closed or not wait:
+                    return None
+                self.changed.wait()
+            return self.queue.popleft()
+
+    def _helper_lane(self) -> None:
+        assert self.helper is not None
+        try:
+            with self.helper() as forks:
+                while (index := self._next(wait=True)) is not None:
+                    self.results[index] = forks.run(self.jobs[index])
+        except OSError:  # the helper could not start: the jobs fall to this process's lane
+            return
+
+
 def share_work(
     jobs: list[dict],
     here: Callable[[dict], Any],
     helper: Callable[[], Forks] | None,
     first: Callable[[], Any] | None = None,
 ) -> tuple[list[tuple[Any, str]], Any]:
-    """Each job run once, by ``here`` in this process or in a child of the ``helper`` server (started in a thread
-    of its own), both lanes pulling from one queue in order; ``first``, work only this process can do, runs here
-    before this lane pulls. Without a helper, or with one job, everything runs here. Returns, in job order, (the
-    result, '') or (None, why the job failed in its child), and what ``first`` returned."""
-    results: list[tuple[Any, str]] = [(None, "not run")] * len(jobs)
-    queue = collections.deque(range(len(jobs)))
-
-    def pull(run: Callable[[dict], tuple[Any, str]]) -> None:
-        while True:
-            try:
-                index = queue.popleft()
-            except IndexError:
-                return
-            results[index] = run(jobs[index])
-
-    def helper_lane() -> None:
-        assert helper is not None
-        try:
-            with helper() as forks:
-                pull(forks.run)
-        except OSError:  # the helper could not start: the jobs fall to this process's lane
-            return
-
-    lane = threading.Thread(target=helper_lane, daemon=True) if helper and len(jobs) > 1 else None
-    if lane:
-        lane.start()
-    try:
-        value = first() if first else None
-        pull(lambda job: (here(job), ""))
-    except BaseException:
-        queue.clear()  # the helper finishes the job it holds and stops
-        raise
-    finally:
-        if lane:
-            lane.join()
-    return results[: len(jobs)], value
+    """Each job run once, by ``here`` in this process or in a child of the ``helper`` server (``Lanes``); without a
+    helper, or with one job, everything runs here. Returns, in job order, (the result, '') or (None, why the job
+    failed in its child), and what ``first`` returned."""
+    lanes = Lanes(helper if len(jobs) > 1 else None)
+    for job in jobs:
+        lanes.add(job)
+    return lanes.finish(here, first)

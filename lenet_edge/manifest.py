@@ -359,6 +359,11 @@ def _c_model(data: Any, where: str, source: str) -> CModelFiles:
     return CModelFiles(files, sizes["scratch_bytes"], sizes["weight_bytes"], ops, refused)
 
 
+def parse_artifact(data: Any, source: str) -> Artifact:
+    """One artifact entry (``Artifact.to_dict``'s form) read back and checked as the manifest's loader does."""
+    return _artifact(data, 0, source)
+
+
 def _artifact(data: Any, index: int, source: str) -> Artifact:
     where = f"artifacts[{index}]."
     r = _FieldReader(data, where, source)

@@ -27,7 +27,7 @@ from .steps import BenchOptions, DataSource, VerifyOptions, bench_step, load_dat
 from .tensorflow_loader import import_tensorflow
 from .train import TrainConfig, TrainResult, train
 from .user_model import AUTO, for_export, load_user_model
-from .verify import DEFAULT_GATES
+from .verify import DEFAULT_GATES, EarlyVerify
 
 
 @dataclass(frozen=True)
@@ -125,10 +125,39 @@ def write_and_check_bundle(
     steps = {} if steps is None else steps
     started = time.perf_counter()
     seconds = None if trained is None else trained.seconds
-    manifest, where = write_bundle(
-        export.out, model, record, mnist, export.formats, export.calibration, export.keep_float, seconds, remedy
-    )
-    steps["export"] = time.perf_counter() - started
+    with contextlib.ExitStack() as stack:
+        early = _early_verify(mnist, export, checks)
+        if early:
+            stack.callback(early.close)
+        manifest, where = write_bundle(
+            export.out, model, record, mnist, export.formats, export.calibration, export.keep_float, seconds, remedy,
+            early,
+        )  # fmt: skip
+        steps["export"] = time.perf_counter() - started
+        return _list_and_check(model, manifest, where, mnist, export, checks, trained, steps, early)
+
+
+def _early_verify(mnist: Mnist, export: ExportOptions, checks: Checks) -> EarlyVerify | None:
+    """verify begun while export writes the files (two cores or more; a verify to do)."""
+    options = checks.verify
+    if not export.formats or options is None:
+        return None
+    return EarlyVerify.begin(mnist, options.gates, options.threads, options.gpu_digits, options.micro_digits)
+
+
+def _list_and_check(
+    model,
+    manifest: Manifest,
+    where: Path,
+    mnist: Mnist,
+    export: ExportOptions,
+    checks: Checks,
+    trained: TrainResult | None,
+    steps: dict[str, float],
+    early: EarlyVerify | None,
+) -> PipelineResult:
+    """After export: list the bundle, verify it (taking what ``early`` judged) and bench it as asked, close with
+    the next commands and the step times; or say where a failed export's attempt is."""
     if where.resolve() != Path(export.out).resolve():
         for failure in manifest.failed:
             log(f"FAILED {failure['format']}: {failure['reason']}")
@@ -139,7 +168,7 @@ def write_and_check_bundle(
     result = PipelineResult(1 if manifest.failed else 0, export.out, manifest.to_dict(), steps=steps)
     if export.formats and checks.verify:
         started = time.perf_counter()
-        verified = verify_step(export.out, mnist, checks.verify)
+        verified = verify_step(export.out, mnist, checks.verify, early)
         result.status, result.verify = max(result.status, verified.status), verified.rows
         steps["verify"] = time.perf_counter() - started
     if export.formats and checks.bench:

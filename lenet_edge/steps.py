@@ -28,7 +28,7 @@ from .quantization_error import layer_report
 from .records import StepResult
 from .report import draw_chart, read_report, recommendations, update_report
 from .report.mcu import MCU_PNG
-from .verify import row_name, verify_bundle
+from .verify import EarlyVerify, row_name, verify_bundle
 
 NPU_VERIFY_DIGITS = 1000  # test digits on which verify judges the NPU files again (the simulator's ~10 ms each)
 MICRO_RUN_DIGITS = 1000  # run and export's verify: the TFLite Micro rows (reference kernels, one digit a call, ~0.5 ms
@@ -84,14 +84,16 @@ def load_data(source: DataSource, bundle: str | Path | None = None) -> Mnist:
     return mnist
 
 
-def verify_step(bundle: str | Path, mnist: Mnist, options: VerifyOptions) -> StepResult:
+def verify_step(
+    bundle: str | Path, mnist: Mnist, options: VerifyOptions, early: EarlyVerify | None = None
+) -> StepResult:
     """Verify a bundle, print the verdict and write its report (verify section, consumers, layers, charts, the
     files compiled for NPUs); the time printed is the command's whole time, from ``options.started``."""
     started = time.perf_counter() if options.started is None else options.started
     layers = functools.partial(_measure_layers, bundle, mnist) if options.layers else None
     result = verify_bundle(bundle, mnist, options.gates, options.threads, gpu_digits=options.gpu_digits,
                            micro_digits=options.micro_digits, use_keras=None if options.keras_row else False,
-                           alongside=layers)  # fmt: skip
+                           alongside=layers, early=early)  # fmt: skip
     found_layers = result.pop("alongside")
     rows = [row.to_dict() for row in result.pop("rows")]
     failed = [row_name(row) for row in rows if row["status"] != "pass"]

@@ -12,6 +12,7 @@ import functools
 import importlib.util
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -26,10 +27,10 @@ from .console import STATUS_ICON, held, log
 from .data import Mnist
 from .errors import BundleError, one_line
 from .files import is_regular_file, sha256_file
-from .forks import Forks, serve, share_work
+from .forks import Forks, Lanes, serve
 from .formats import GPU_FP16, PRECISIONS, RUNTIMES, Gate
 from .host import usable_cores
-from .manifest import REFERENCE, Artifact, FileRef, Manifest, read_manifest
+from .manifest import REFERENCE, Artifact, FileRef, Manifest, parse_artifact, read_manifest
 from .records import VerifyRow
 from .runtimes import RUNNERS, Runner, RuntimeNotInstalled, open_runner, runtime_missing
 
@@ -196,6 +197,15 @@ class Judging:
     sample: np.ndarray
     first: np.ndarray | None
 
+    @classmethod
+    def of(cls, mnist: Mnist, reference: np.ndarray, gates: dict[str, Gate] | None, threads: int | None,
+           gpu_digits: int | None, micro_digits: int | None) -> Judging:  # fmt: skip
+        """The judging verify_bundle's arguments ask for (DEFAULT_GATES under ``gates``)."""
+        labels = mnist.y_test
+        first = None if micro_digits is None else np.arange(min(micro_digits, len(labels)))
+        gates = {**DEFAULT_GATES, **(gates or {})}
+        return cls(mnist.x_test, labels, reference, gates, threads, gpu_sample(len(labels), gpu_digits), first)
+
     def save(self, folder: Path) -> None:
         """Into ``folder``, for a helper process (``load``)."""
         for name in ("images", "labels", "reference", "sample"):
@@ -222,6 +232,7 @@ def verify_bundle(
     gpu_digits: int | None = None,
     micro_digits: int | None = None,
     alongside: Callable[[], Any] | None = None,
+    early: EarlyVerify | None = None,
 ) -> dict:
     """Judge every artifact; return {'rows': [VerifyRow…], 'reference': …, 'images': …, 'seconds': …}.
 
@@ -231,7 +242,8 @@ def verify_bundle(
     on the first N test digits only (None: all; run and export's verify, where the same files were judged in
     LiteRT on all of them a moment before). With two cores or more, a helper process judges files while this
     one does: ``alongside``, work of the caller's, runs here meanwhile (its log lines held until the rows are
-    printed; what it returns is under 'alongside')."""
+    printed; what it returns is under 'alongside'). ``early``: the rows judged while export wrote the bundle,
+    taken for the files that are byte for byte the ones judged (EarlyVerify, with the same arguments)."""
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
     gates = {**DEFAULT_GATES, **(gates or {})}
@@ -242,8 +254,7 @@ def verify_bundle(
     log(f"verifying {bundle} on {len(labels)} test images against {reference_source}")
     have_micro = runtime_missing(MICRO_RUNTIME) is None
     gpu_digits = GPU_DIGITS if gpu_digits is None else gpu_digits
-    first = None if micro_digits is None else np.arange(min(micro_digits, len(labels)))
-    judging = Judging(mnist.x_test, labels, reference, gates, threads, gpu_sample(len(labels), gpu_digits), first)
+    judging = Judging.of(mnist, reference, gates, threads, gpu_digits, micro_digits)
     entries = [entry for entry in manifest.artifacts if entry.on_device or have_tf]
     if use_keras is False and manifest.artifact("keras") and importlib.util.find_spec("tensorflow") is not None:
         log("  (the Keras model is not run again: its answers, stored at export from the saved file, are the "
@@ -251,7 +262,7 @@ def verify_bundle(
     jobs = _jobs(entries, have_micro, gpu_digits != 0)
     with contextlib.ExitStack() as stack, held() as kept:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lenet-edge-verify-")))
-        results, along = _judge_jobs(bundle, manifest, jobs, judging, folder, alongside)
+        results, along = _judge_jobs(bundle, manifest, jobs, judging, folder, alongside, early)
     rows, absent = _rows_in_order(jobs, results)
     for row in rows:
         _log_row(row)
@@ -293,34 +304,123 @@ def _jobs(entries: list[Artifact], have_micro: bool, gpu: bool) -> list[dict]:
     return jobs
 
 
+HELPER_PRELOAD = sorted({r.library for name, r in RUNNERS.items() if r.library and name not in HERE_ONLY})
+
+
 def _judge_jobs(
-    bundle: Path, manifest: Manifest, jobs: list[dict], judging: Judging, folder: Path, alongside
+    bundle: Path,
+    manifest: Manifest,
+    jobs: list[dict],
+    judging: Judging,
+    folder: Path,
+    alongside: Callable[[], Any] | None,
+    early: EarlyVerify | None,
 ) -> tuple[list[tuple[Any, str]], Any]:
     """Every job judged: those bound to this process here, the others by whichever of this process and the helper
-    (two cores or more) is free first."""
+    (two cores or more) is free first, the longest first; or taken from ``early``, where it judged the same bytes."""
     entries = {entry.format: entry for entry in manifest.artifacts}
     absent: dict[str, str] = {}  # runtimes found missing on loading here (no GPU device): not tried again
 
     def here(job: dict) -> dict:
         return judge_job(bundle, entries[job["format"]], job["runs"], judging, absent)
 
-    bound = [job for job in jobs if job["here"]]
     movable = [job | {"bundle": str(bundle), "judging": str(folder)} for job in jobs if not job["here"]]
-    longest = sorted(range(len(movable)), key=lambda i: -len(movable[i]["runs"]))  # TFLite Micro and the C model
-    # first: a short tail
-    helper = None
-    if len(movable) > 1 and usable_cores() > 1:
-        judging.save(folder)
-        preload = sorted({RUNNERS[run[1]].library or "" for job in movable for run in job["runs"]} - {""})
-        helper = functools.partial(Forks, __name__, preload, folder)
+    lanes = early.lanes if early else None
+    if lanes is None:
+        helper = len(movable) > 1 and usable_cores() > 1
+        if helper:
+            judging.save(folder)
+        lanes = Lanes(functools.partial(Forks, __name__, HELPER_PRELOAD, folder) if helper else None)
+    index, from_early = {}, set()
+    for job in sorted(movable, key=lambda job: -len(job["runs"])):  # TFLite Micro and the C model first: a short tail
+        taken = early.taken(bundle, job) if early else None
+        index[id(job)] = lanes.add(job) if taken is None else taken
+        if taken is not None:
+            from_early.add(id(job))
 
     def first() -> tuple[list[dict], Any]:
-        return [here(job) for job in bound], alongside() if alongside else None
+        return [here(job) for job in jobs if job["here"]], alongside() if alongside else None
 
-    done, (done_here, along) = share_work([movable[i] for i in longest], here, helper, first)
-    moved = [done[longest.index(i)] for i in range(len(movable))]
-    bound_results, moved_results = iter([(result, "") for result in done_here]), iter(moved)
-    return [next(bound_results) if job["here"] else next(moved_results) for job in jobs], along
+    results, (done_here, along) = lanes.finish(here, first)
+    bound, moved = iter(done_here), iter(movable)
+    out = []
+    for job in jobs:
+        if job["here"]:
+            out.append((next(bound), ""))
+            continue
+        mine = next(moved)
+        result, failure = results[index[id(mine)]]
+        if early is not None and result and id(mine) in from_early:
+            result = early.renumbered(result, mine)
+        out.append((result, failure))
+    return out, along
+
+
+class EarlyVerify:
+    """run and export's verify begun while export writes the bundle (two cores or more: ``begin`` returns None
+    otherwise). Each file, once written and checked, is copied aside with its C files and judged by the helper
+    process while export goes on with the next; verify then takes those rows for the files of the bundle that are
+    byte for byte the ones judged, and judges the rest as usual."""
+
+    def __init__(self, mnist: Mnist, gates: dict[str, Gate] | None, threads: int | None, gpu_digits: int | None,
+                 micro_digits: int | None):  # fmt: skip
+        self.mnist, self.settings = mnist, (gates, threads, gpu_digits, micro_digits)
+        self.folder = Path(tempfile.mkdtemp(prefix="lenet-edge-verify-"))
+        self.lanes = Lanes(functools.partial(Forks, __name__, HELPER_PRELOAD, self.folder))
+        self.have_micro = runtime_missing(MICRO_RUNTIME) is None
+        self.judged: dict[str, tuple[int, list, dict[str, str]]] = {}  # format -> job index, runs, files' sha256
+
+    @classmethod
+    def begin(cls, mnist: Mnist, gates: dict[str, Gate] | None, threads: int | None, gpu_digits: int | None,
+              micro_digits: int | None) -> EarlyVerify | None:  # fmt: skip
+        return cls(mnist, gates, threads, gpu_digits, micro_digits) if usable_cores() > 1 else None
+
+    def reference(self, reference: np.ndarray) -> None:
+        """The Keras answers export has just stored: what every row is judged against."""
+        Judging.of(self.mnist, reference, *self.settings).save(self.folder)
+        (self.folder / "bundle").mkdir()
+
+    def written(self, staging: Path, entry: Artifact) -> None:
+        """A file export has written and checked: copied aside with its C files, its rows queued for the helper."""
+        runs = [[order, runtime, delegate] for order, (runtime, delegate) in enumerate(_runs(entry, self.have_micro,
+                False)) if runtime not in HERE_ONLY]  # fmt: skip
+        copies = self.folder / "bundle"
+        files = {}
+        for name in _files_of(entry):
+            shutil.copyfile(staging / name, copies / name)
+            files[name] = sha256_file(copies / name)
+        job = {"format": entry.format, "runs": runs, "here": False, "entry": entry.to_dict(), "bundle": str(copies),
+               "judging": str(self.folder)}  # fmt: skip
+        self.judged[entry.format] = (self.lanes.add(job), runs, files)
+
+    def taken(self, bundle: Path, job: dict) -> int | None:
+        """The index of the early job that judges ``job``: its runs, on the same bytes; None if there is none."""
+        found = self.judged.get(job["format"])
+        if found is None or [run[1:] for run in found[1]] != [run[1:] for run in job["runs"]]:
+            return None
+        for name, digest in found[2].items():
+            if not is_regular_file(bundle / name) or sha256_file(bundle / name) != digest:
+                return None
+        return found[0]
+
+    def renumbered(self, result: dict, job: dict) -> dict:
+        """An early result's rows put in ``job``'s places (the early job numbered its runs on its own)."""
+        found = self.judged[job["format"]]
+        place = {tuple(run[1:]): run[0] for run in job["runs"]}
+        runs = {run[0]: tuple(run[1:]) for run in found[1]}
+        return result | {"rows": [[place[runs[order]], row] for order, row in result["rows"]]}
+
+    def close(self) -> None:
+        self.lanes.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _files_of(entry: Artifact) -> list[str]:
+    """The file of an artifact and the C files that hold it."""
+    micro = entry.micro
+    c_files = [ref.file for ref in micro.c_files] if micro else []
+    c_model = [ref.file for ref in micro.c_model.files] if micro and micro.c_model else []
+    return [entry.file, *c_files, *c_model]
 
 
 def _rows_in_order(jobs: list[dict], results: list[tuple[Any, str]]) -> tuple[list[VerifyRow], dict]:
@@ -370,7 +470,7 @@ def judge_job(bundle: Path, entry: Artifact, runs: list, judging: Judging, absen
 def _judge_in_helper(job: dict) -> dict:
     """A helper process's job (``python -m lenet_edge.verify``): the file's runs, with what the parent saved."""
     bundle = Path(job["bundle"])
-    entry = read_manifest(bundle).artifact(job["format"])
+    entry = parse_artifact(job["entry"], "early") if "entry" in job else read_manifest(bundle).artifact(job["format"])
     assert entry is not None
     return judge_job(bundle, entry, job["runs"], Judging.load(Path(job["judging"])), {})
 
