@@ -299,9 +299,15 @@ def _jobs(entries: list[Artifact], have_micro: bool, gpu: bool) -> list[dict]:
             mine = [[order + i, runtime, delegate] for i, (runtime, delegate) in enumerate(runs)
                     if (runtime in HERE_ONLY) == here]  # fmt: skip
             if mine:
-                jobs.append({"format": entry.format, "runs": mine, "here": here})
+                jobs.append({"format": entry.format, "runs": mine, "here": here, "missing": _missing(mine)})
         order += len(runs)
     return jobs
+
+
+def _missing(runs: list) -> dict[str, str]:
+    """The runtimes of ``runs`` this install lacks, and why: found here, where the command runs (a helper's
+    children are told, not left to find out)."""
+    return {runtime: why for _, runtime, _ in runs if (why := runtime_missing(runtime))}
 
 
 HELPER_PRELOAD = sorted({r.library for name, r in RUNNERS.items() if r.library and name not in HERE_ONLY})
@@ -322,9 +328,11 @@ def _judge_jobs(
     absent: dict[str, str] = {}  # runtimes found missing on loading here (no GPU device): not tried again
 
     def here(job: dict) -> dict:
+        absent.update(job["missing"])
         return judge_job(bundle, entries[job["format"]], job["runs"], judging, absent)
 
-    movable = [job | {"bundle": str(bundle), "judging": str(folder)} for job in jobs if not job["here"]]
+    judged_with = early.folder if early else folder  # where the helper finds the judging
+    movable = [job | {"bundle": str(bundle), "judging": str(judged_with)} for job in jobs if not job["here"]]
     lanes = early.lanes if early else None
     if lanes is None:
         helper = len(movable) > 1 and usable_cores() > 1
@@ -389,8 +397,8 @@ class EarlyVerify:
         for name in _files_of(entry):
             shutil.copyfile(staging / name, copies / name)
             files[name] = sha256_file(copies / name)
-        job = {"format": entry.format, "runs": runs, "here": False, "entry": entry.to_dict(), "bundle": str(copies),
-               "judging": str(self.folder)}  # fmt: skip
+        job = {"format": entry.format, "runs": runs, "here": False, "missing": _missing(runs),
+               "entry": entry.to_dict(), "bundle": str(copies), "judging": str(self.folder)}  # fmt: skip
         self.judged[entry.format] = (self.lanes.add(job), runs, files)
 
     def taken(self, bundle: Path, job: dict) -> int | None:
@@ -472,7 +480,7 @@ def _judge_in_helper(job: dict) -> dict:
     bundle = Path(job["bundle"])
     entry = parse_artifact(job["entry"], "early") if "entry" in job else read_manifest(bundle).artifact(job["format"])
     assert entry is not None
-    return judge_job(bundle, entry, job["runs"], Judging.load(Path(job["judging"])), {})
+    return judge_job(bundle, entry, job["runs"], Judging.load(Path(job["judging"])), dict(job["missing"]))
 
 
 def _not_run(skipped: int, absent: dict[str, tuple[int, str]]) -> list[str]:
