@@ -67,7 +67,7 @@ test: lint
 	$(BIN)/pytest -m "not slow" -n auto
 	$(BIN)/pytest -m slow --durations=15
 
-# The unit tier, about a minute and a half on 2 cores (-n auto: one worker a core): no training (a closed-form
+# The unit tier, 1.5-2 minutes on 2 cores (-n auto: one worker a core): no training (a closed-form
 # model's real bundle), no Chromium, qemu, simulator or sshd (tests/conftest.py says what makes a test slow).
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow" -n auto
