@@ -256,9 +256,11 @@ def verify_bundle(
     gpu_digits = GPU_DIGITS if gpu_digits is None else gpu_digits
     judging = Judging.of(mnist, reference, gates, threads, gpu_digits, micro_digits)
     entries = [entry for entry in manifest.artifacts if entry.on_device or have_tf]
+    keras_note = ""
     if use_keras is False and manifest.artifact("keras") and importlib.util.find_spec("tensorflow") is not None:
-        log("  (the Keras model is not run again: its answers, stored at export from the saved file, are the "
-            f"reference; `lenet-edge verify {bundle}` runs it live)")  # fmt: skip
+        keras_note = ("The Keras model is not run again: its answers, stored at export from the saved file, are the "
+                      "reference; `lenet-edge verify` runs it live.")  # fmt: skip
+        log(f"  ({keras_note[0].lower()}{keras_note[1:-1]})")
     jobs = _jobs(entries, have_micro, gpu_digits != 0)
     with contextlib.ExitStack() as stack, held() as kept:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lenet-edge-verify-")))
@@ -281,6 +283,7 @@ def verify_bundle(
         "gpu_sample": {"digits": len(judging.sample), "seed": GPU_SEED},
         "seconds": round(time.perf_counter() - start, 2),
         "gates": {name: gate.describe() for name, gate in gates.items()},
+        "keras": keras_note,
         "alongside": along,
     }
 

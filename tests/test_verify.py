@@ -207,9 +207,8 @@ def test_every_tflite_export_runs_in_one_xnnpack_partition(trained_bundle):
         assert left <= ({"QUANTIZE", "SOFTMAX"} if fmt.endswith("int8") else set()), left
     assert any("Tanh" in node for node in rows["onnx-int8"]["float_nodes"])  # tanh has no int8 kernel in ORT
     assert rows["onnx-fp32"]["float_nodes"] == []
-    assert (
-        "keras" not in rows
-    )  # run's verify leaves the Keras model to `lenet-edge verify`: its answers are the reference
+    assert "keras" not in rows  # run leaves the Keras model to `lenet-edge verify`: its answers are the reference
+    assert "The Keras model is not run again" in (trained_bundle / "report.md").read_text()
 
 
 def test_report_never_links_a_chart_the_run_did_not_redraw(bundle_copy, mnist, monkeypatch, capsys):

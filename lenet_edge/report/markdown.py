@@ -77,7 +77,7 @@ def _verify_section(rows: list[VerifyRow], info: dict, chart: bool | None = None
         f"as the bundle's plain C model built with this host's cc, rows `c`; every `.tflite` on LiteRT's GPU "
         f"accelerator, rows `litert-gpu`, on the digits they name) and "
         f"compared with {info.get('reference', 'Keras')}. "
-        f"Verify took {info.get('seconds', 0):.1f} s.",
+        f"Verify took {info.get('seconds', 0):.1f} s." + (f" {info['keras']}" if info.get("keras") else ""),
         "",
         "| Format | Runtime | Status | Size KB | Accuracy | Δ vs Keras (pt) | Agreement | max\\|Δp\\| | Accelerated |",
         "|---|---|---|---:|---:|---:|---:|---:|---|",
