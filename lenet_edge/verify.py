@@ -6,7 +6,6 @@ the path). Runs without TensorFlow: the reference is then the Keras answers stor
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import importlib.util
@@ -246,7 +245,6 @@ def verify_bundle(
     taken for the files that are byte for byte the ones judged (EarlyVerify, with the same arguments)."""
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
-    gates = {**DEFAULT_GATES, **(gates or {})}
     start = time.perf_counter()
     have_tf = importlib.util.find_spec("tensorflow") is not None if use_keras is None else use_keras
     reference, reference_source = _reference(bundle, manifest, mnist, have_tf)
@@ -256,15 +254,10 @@ def verify_bundle(
     gpu_digits = GPU_DIGITS if gpu_digits is None else gpu_digits
     judging = Judging.of(mnist, reference, gates, threads, gpu_digits, micro_digits)
     entries = [entry for entry in manifest.artifacts if entry.on_device or have_tf]
-    keras_note = ""
-    if use_keras is False and manifest.artifact("keras") and importlib.util.find_spec("tensorflow") is not None:
-        keras_note = ("The Keras model is not run again: its answers, stored at export from the saved file, are the "
-                      "reference; `lenet-edge verify` runs it live.")  # fmt: skip
-        log(f"  ({keras_note[0].lower()}{keras_note[1:-1]})")
+    keras_note = _keras_note(manifest, use_keras)
     jobs = _jobs(entries, have_micro, gpu_digits != 0)
-    with contextlib.ExitStack() as stack, held() as kept:
-        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lenet-edge-verify-")))
-        results, along = _judge_jobs(bundle, manifest, jobs, judging, folder, alongside, early)
+    with tempfile.TemporaryDirectory(prefix="lenet-edge-verify-") as folder, held() as kept:
+        results, along = _judge_jobs(bundle, manifest, jobs, judging, Path(folder), alongside, early)
     rows, absent = _rows_in_order(jobs, results)
     for row in rows:
         _log_row(row)
@@ -282,10 +275,20 @@ def verify_bundle(
         "images": len(labels),
         "gpu_sample": {"digits": len(judging.sample), "seed": GPU_SEED},
         "seconds": round(time.perf_counter() - start, 2),
-        "gates": {name: gate.describe() for name, gate in gates.items()},
+        "gates": {name: gate.describe() for name, gate in judging.gates.items()},
         "keras": keras_note,
         "alongside": along,
     }
+
+
+def _keras_note(manifest: Manifest, use_keras: bool | None) -> str:
+    """What report.md says (and the log) when the Keras model is here but told not to run: '' otherwise."""
+    if use_keras is not False or not manifest.artifact("keras") or importlib.util.find_spec("tensorflow") is None:
+        return ""
+    note = ("The Keras model is not run again: its answers, stored at export from the saved file, are the "
+            "reference; `lenet-edge verify` runs it live.")  # fmt: skip
+    log(f"  ({note[0].lower()}{note[1:-1]})")
+    return note
 
 
 HERE_ONLY = ("keras", GPU_RUNTIME)  # judged in this process: TensorFlow is here, and the GPU accelerator's worker
